@@ -1,0 +1,110 @@
+# Beacon build. `make` builds everything into build/ (or build-san/ for
+# `make check`). Generated protobuf-c code lives in $(BUILD)/gen and is never
+# committed. Every service links the one common library.
+
+SERVICES   := gateway intake scheduling notes referral reporting
+SAN        ?= 0
+ifeq ($(SAN),1)
+BUILD      ?= build-san
+SANFLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT        := -O1
+else
+BUILD      ?= build
+SANFLAGS   :=
+OPT        := -O2
+endif
+
+CC         ?= cc
+PKGS       := libzmq libprotobuf-c libpq jansson openssl libh2o-evloop
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-missing-field-initializers
+CFLAGS     := -std=gnu11 $(OPT) -g $(WARN) -pthread $(SANFLAGS) -D_GNU_SOURCE \
+              -DH2O_USE_LIBUV=0 -DBEACON_VERSION=\"$(shell git describe --always --dirty 2>/dev/null || echo dev)\" \
+              -Icommon -I$(BUILD)/gen $(PKG_CFLAGS)
+GENFLAGS   := $(filter-out -Wshadow,$(CFLAGS)) -Wno-unused-parameter
+LDFLAGS    := -pthread $(SANFLAGS)
+LIBS       := $(PKG_LIBS) -lm
+
+PROTOS     := $(wildcard proto/*.proto)
+TEST_PROTOS:= $(wildcard tests/unit/*.proto)
+GEN_C      := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+GEN_H      := $(GEN_C:.c=.h)
+TGEN_C     := $(patsubst tests/unit/%.proto,$(BUILD)/gen/%.pb-c.c,$(TEST_PROTOS))
+TGEN_H     := $(TGEN_C:.c=.h)
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_C))
+LIB        := $(BUILD)/libbeacon.a
+BINS       := $(patsubst %,$(BUILD)/bin/beacon-%,$(SERVICES))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+
+.PHONY: all deps run test check bench clean format unit
+.SECONDARY:
+
+all: $(BINS) $(UNIT_BINS)
+
+deps:
+	@bash deploy/install-deps.sh
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: tests/unit/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Iproto -Itests/unit $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(GENFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c | $(GEN_H) $(TGEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+define service_rule
+$(BUILD)/bin/beacon-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/$(1)/*.c)) $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(TGEN_C)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# The two set-up commands. Both install what is missing first.
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash deploy/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/run.sh $(BUILD)
+
+# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+check: deps
+	@$(MAKE) --no-print-directory SAN=1 all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  bash tests/run.sh build-san
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/bench/run.sh $(BUILD)
+
+unit: all
+	@bash tests/run.sh $(BUILD) unit
+
+format:
+	clang-format -i common/*.[ch] services/*/*.[ch] tests/unit/*.c tests/fuzz/*.c
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,29 @@
+/*  bc_util: clocks, random identifiers and small string checks. */
+#ifndef BC_UTIL_H
+#define BC_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock, milliseconds since the Unix epoch (deadlines travel as this). */
+int64_t bc_now_ms(void);
+/* Monotonic clock in milliseconds (durations, timers). */
+int64_t bc_mono_ms(void);
+/* Monotonic clock in microseconds. */
+int64_t bc_mono_us(void);
+/* Fills buf with n cryptographically random bytes (OpenSSL RAND_bytes);
+ * aborts if the generator fails. */
+void bc_random_bytes(void *buf, size_t n);
+/* Writes a random version-4 UUID, 36 chars + NUL, into out[37]. */
+void bc_uuid_v4(char out[37]);
+/* True for a canonical lowercase-or-uppercase 8-4-4-4-12 hex UUID. */
+bool bc_is_uuid(const char *s);
+/* Hex-encodes n bytes into out (2n+1 bytes). */
+void bc_hex(const void *in, size_t n, char *out);
+/* True when s (len bytes) is valid UTF-8 without NUL bytes. */
+bool bc_utf8_valid(const char *s, size_t len);
+/* RFC 3339 UTC timestamp with milliseconds for t_ms ("2026-01-02T03:04:05.678Z"). */
+void bc_format_time_ms(int64_t t_ms, char out[32]);
+
+#endif
