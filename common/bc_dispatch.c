@@ -1,0 +1,236 @@
+/*  bc_dispatch: one dispatcher for every service (DESIGN decision 3).
+ *
+ *  Validates the envelope, finds the handler by method name through the
+ *  protobuf-c service descriptor, unpacks the payload as the method's input
+ *  type (bounded depth), runs the handler and packs its output into a Reply.
+ *  Handlers never see sockets or bytes. Health is answered here.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bc_log.h"
+#include "bc_rpc.h"
+#include "bc_service.h"
+#include "bc_util.h"
+#include "types.pb-c.h"
+
+struct bc_dispatcher {
+    const bc_service_def_t *def;
+    const bc_config_t *config;
+    void *state;
+    bc_handler_fn *handlers; /* indexed like def->descriptor->methods */
+    int64_t started_ms;
+};
+
+static bc_code_t s_health(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+bc_code_t bc_call_fail(bc_call_t *call, bc_code_t code, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    bc_error_set(&call->err, code, field, "%s", msg);
+    return code;
+}
+
+bc_code_t bc_call_fail_err(bc_call_t *call, const bc_error_t *err)
+{
+    call->err = *err;
+    return err->code;
+}
+
+bc_dispatcher_t *bc_dispatcher_new(const bc_service_def_t *def, const bc_config_t *config,
+                                   void *state, bc_error_t *err)
+{
+    const ProtobufCServiceDescriptor *sd = def->descriptor;
+    bc_handler_fn *handlers = bc_calloc(sd->n_methods, sizeof *handlers);
+    for (const bc_method_t *m = def->methods; m && m->method; m++) {
+        unsigned i;
+        for (i = 0; i < sd->n_methods; i++)
+            if (!strcmp(sd->methods[i].name, m->method))
+                break;
+        if (i == sd->n_methods) {
+            bc_error_set(err, BC_INTERNAL, "", "handler %s is not a method of %s", m->method,
+                         sd->name);
+            free(handlers);
+            return NULL;
+        }
+        handlers[i] = m->handler;
+    }
+    for (unsigned i = 0; i < sd->n_methods; i++) {
+        if (!strcmp(sd->methods[i].name, "Health") && !handlers[i])
+            handlers[i] = s_health;
+        if (!handlers[i]) {
+            bc_error_set(err, BC_INTERNAL, "", "method %s.%s has no handler", sd->name,
+                         sd->methods[i].name);
+            free(handlers);
+            return NULL;
+        }
+    }
+    bc_dispatcher_t *self = bc_calloc(1, sizeof *self);
+    self->def = def;
+    self->config = config;
+    self->state = state;
+    self->handlers = handlers;
+    self->started_ms = bc_mono_ms();
+    return self;
+}
+
+void bc_dispatcher_destroy(bc_dispatcher_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free((*self_p)->handlers);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+static size_t s_reply(const char *id, bc_code_t code, const bc_error_t *err,
+                      const ProtobufCBinaryData *payload, uint8_t **out)
+{
+    Beacon__Reply reply = BEACON__REPLY__INIT;
+    Beacon__ErrorDetail detail = BEACON__ERROR_DETAIL__INIT;
+    Beacon__FieldViolation violation = BEACON__FIELD_VIOLATION__INIT;
+    Beacon__FieldViolation *violations[1] = {&violation};
+    reply.id = (char *)(id ? id : "");
+    reply.status = (Beacon__Code)code;
+    if (code != BC_OK) {
+        detail.message = (char *)(err && err->message[0] ? err->message : bc_code_title(code));
+        detail.detail = (char *)"";
+        if (err && err->field[0]) {
+            violation.field = (char *)err->field;
+            violation.message = detail.message;
+            detail.fields = violations;
+            detail.n_fields = 1;
+        }
+        reply.error = &detail;
+    } else if (payload) {
+        reply.payload = *payload;
+    }
+    size_t len = protobuf_c_message_get_packed_size(&reply.base);
+    *out = bc_malloc(len);
+    protobuf_c_message_pack(&reply.base, *out);
+    return len;
+}
+
+static const Beacon__Principal s_no_principal = BEACON__PRINCIPAL__INIT;
+
+size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const uint8_t *data,
+                   size_t len, int64_t now_ms, uint8_t **reply)
+{
+    bc_error_t err;
+    ProtobufCAllocator *alloc = bc_arena_allocator(arena);
+    Beacon__Request *req = (Beacon__Request *)bc_pb_unpack(&beacon__request__descriptor, alloc,
+                                                           data, len, BC_PB_MAX_DEPTH, &err);
+    if (!req) {
+        bc_warn("malformed request envelope (%zu bytes)", len);
+        return s_reply(NULL, BC_INVALID_ARGUMENT, &err, NULL, reply);
+    }
+    bc_log_set_request(req->request_id);
+    const ProtobufCServiceDescriptor *sd = self->def->descriptor;
+    if (strcmp(req->service, self->def->name) != 0) {
+        bc_error_set(&err, BC_INVALID_ARGUMENT, "", "request for service '%s' reached %s",
+                     req->service, self->def->name);
+        return s_reply(req->id, err.code, &err, NULL, reply);
+    }
+    const ProtobufCMethodDescriptor *md =
+        protobuf_c_service_descriptor_get_method_by_name(sd, req->method);
+    if (!md) {
+        bc_error_set(&err, BC_UNIMPLEMENTED, "", "%s has no method '%s'", self->def->name,
+                     req->method);
+        return s_reply(req->id, err.code, &err, NULL, reply);
+    }
+    if (req->deadline_unix_ms && req->deadline_unix_ms <= now_ms) {
+        /* The caller has given up; doing the work now would only waste it. */
+        bc_error_set(&err, BC_DEADLINE_EXCEEDED, "", "deadline passed before work started");
+        return s_reply(req->id, err.code, &err, NULL, reply);
+    }
+    ProtobufCMessage *in = bc_pb_unpack(md->input, alloc, req->payload.data, req->payload.len,
+                                        BC_PB_MAX_DEPTH, &err);
+    if (!in)
+        return s_reply(req->id, err.code, &err, NULL, reply);
+
+    bc_call_t call = {
+        .request = req,
+        .principal = req->principal ? req->principal : &s_no_principal,
+        .db = db,
+        .arena = arena,
+        .alloc = alloc,
+        .config = self->config,
+        .state = self->state,
+    };
+    bc_error_clear(&call.err);
+    int64_t t0 = bc_mono_us();
+    ProtobufCMessage *out = NULL;
+    size_t method_index = (size_t)(md - sd->methods);
+    call.state = self->handlers[method_index] == s_health ? (void *)self : self->state;
+    bc_code_t code = self->handlers[method_index](&call, in, &out);
+    if (db && bc_db_in_transaction(db))
+        bc_db_rollback(db); /* a handler that forgot to finish must not leak a transaction */
+    int64_t took = bc_mono_us() - t0;
+    if (code != BC_OK) {
+        bc_log_level_t lvl = (code == BC_INTERNAL || code == BC_DATA_LOSS) ? BC_LOG_ERROR
+                             : code == BC_UNAVAILABLE                       ? BC_LOG_WARN
+                                                                            : BC_LOG_DEBUG;
+        if (bc_log_enabled(lvl))
+            bc_log_fields(lvl,
+                          json_pack("{s:s, s:s, s:s, s:I}", "method", req->method, "code",
+                                    bc_code_name(code), "detail", call.err.detail, "us",
+                                    (json_int_t)took),
+                          "%s failed: %s", req->method, call.err.message);
+        size_t n = s_reply(req->id, code, &call.err, NULL, reply);
+        bc_log_set_request(NULL);
+        return n;
+    }
+    if (!out || out->descriptor != md->output) {
+        bc_err("%s returned %s instead of %s", req->method, out ? out->descriptor->name : "nothing",
+               md->output->name);
+        bc_error_set(&err, BC_INTERNAL, "", "internal error");
+        return s_reply(req->id, BC_INTERNAL, &err, NULL, reply);
+    }
+    ProtobufCBinaryData payload;
+    payload.len = protobuf_c_message_get_packed_size(out);
+    payload.data = bc_arena_alloc(arena, payload.len);
+    protobuf_c_message_pack(out, payload.data);
+    bc_debug("%s ok in %lld us", req->method, (long long)took);
+    size_t n = s_reply(req->id, BC_OK, NULL, &payload, reply);
+    bc_log_set_request(NULL);
+    return n;
+}
+
+static bc_code_t s_health(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    (void)in;
+    bc_dispatcher_t *self = call->state;
+    Beacon__HealthReply *r = bc_arena_alloc(call->arena, sizeof *r);
+    beacon__health_reply__init(r);
+    r->service = (char *)self->def->name;
+    r->version = (char *)BEACON_VERSION;
+    r->uptime_seconds = (bc_mono_ms() - self->started_ms) / 1000;
+    r->workers = (int32_t)bc_config_int(self->config, "workers");
+    bc_error_t err;
+    PGresult *res = NULL;
+    if (call->db) {
+        const char *params[1] = {self->def->name};
+        res = bc_db_prepared(call->db, "bc_health_migrations",
+                             "SELECT name FROM public.beacon_schema_migrations WHERE service = $1 "
+                             "ORDER BY version",
+                             1, params, &err);
+    }
+    r->database_ok = res != NULL;
+    if (res) {
+        int n = PQntuples(res);
+        r->n_migrations = (size_t)n;
+        r->migrations = bc_arena_alloc(call->arena, sizeof(char *) * (size_t)(n ? n : 1));
+        for (int i = 0; i < n; i++)
+            r->migrations[i] = bc_arena_strdup(call->arena, PQgetvalue(res, i, 0));
+        PQclear(res);
+    }
+    r->status = (char *)(r->database_ok ? "ok" : "degraded");
+    *out = &r->base;
+    return BC_OK;
+}
