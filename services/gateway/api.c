@@ -1,0 +1,350 @@
+/*  api: one handler for every HTTP request. Routes the request, builds the
+ *  method's request message from path parameters, query parameters and the
+ *  JSON body, calls the service asynchronously and answers when the reply or
+ *  the deadline arrives. If the client goes away first, the pending call is
+ *  cancelled when h2o frees the request's pool.
+ */
+#include <ctype.h>
+#include <string.h>
+
+#include "bc_json.h"
+#include "bc_log.h"
+#include "bc_util.h"
+#include "gateway.h"
+
+typedef struct {
+    h2o_req_t *req;
+    gw_thread_t *thread;
+    const gw_route_t *route;
+    const ProtobufCMethodDescriptor *method;
+    bc_rpc_client_t *client;
+    uint64_t handle; /* nonzero while the call is pending */
+    int64_t started_us;
+    char request_id[72];
+} s_call_t;
+
+/* Runs when the request's pool is freed (response done or client gone). */
+static void s_on_dispose(void *p)
+{
+    s_call_t *c = p;
+    if (c->handle) {
+        bc_rpc_client_cancel(c->client, c->handle);
+        c->handle = 0;
+        c->thread->inflight--;
+    }
+}
+
+static void s_problem(s_call_t *c, bc_code_t code, const char *detail, const char *field)
+{
+    gw_common_headers(c->req, c->request_id);
+    gw_send_problem(c->req, c->request_id, code, detail, field);
+    gw_access_log(c->req, c->request_id, bc_code_http_status(code), c->started_us);
+}
+
+/* A problem that belongs to HTTP itself (405, 415), not to a service code. */
+static void s_http_problem(s_call_t *c, int status, const char *slug, const char *title,
+                           const char *detail)
+{
+    gw_common_headers(c->req, c->request_id);
+    gw_send_http_problem(c->req, c->request_id, status, slug, title, detail, NULL);
+    gw_access_log(c->req, c->request_id, status, c->started_us);
+}
+
+/* The caller's X-Request-Id when it is a short token, else a new UUID. */
+static void s_request_id(h2o_req_t *req, char *out, size_t len)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        int ok = v.len > 0 && v.len < 64;
+        for (size_t k = 0; ok && k < v.len; k++)
+            ok = isalnum((unsigned char)v.base[k]) || strchr("-_.:", v.base[k]);
+        if (ok && v.len < len) {
+            memcpy(out, v.base, v.len);
+            out[v.len] = '\0';
+            return;
+        }
+    }
+    char uuid[37];
+    bc_uuid_v4(uuid);
+    snprintf(out, len, "%s", uuid);
+}
+
+static int s_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)tolower((unsigned char)c);
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decodes a query component ('+' is a space). Returns a new JSON
+ * string, or NULL for a bad escape or invalid UTF-8. */
+static json_t *s_decode_component(const char *s, size_t len)
+{
+    char buf[1024];
+    if (len >= sizeof buf)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            if (i + 2 >= len)
+                return NULL;
+            int a = s_hexval(s[i + 1]), b = s_hexval(s[i + 2]);
+            if (a < 0 || b < 0)
+                return NULL;
+            buf[o++] = (char)(a * 16 + b);
+            i += 2;
+        } else {
+            buf[o++] = s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    if (!bc_utf8_valid(buf, o))
+        return NULL;
+    return json_stringn(buf, o);
+}
+
+/* Adds key=value pairs of the query string to obj (a repeated key becomes
+ * an array). Returns 0, or -1 with err set. */
+static int s_parse_query(const char *q, size_t len, json_t *obj, bc_error_t *err)
+{
+    const char *end = q + len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        if (!amp)
+            amp = end;
+        if (amp > q) {
+            const char *eq = memchr(q, '=', (size_t)(amp - q));
+            const char *kend = eq ? eq : amp;
+            json_t *k = s_decode_component(q, (size_t)(kend - q));
+            json_t *v = eq ? s_decode_component(eq + 1, (size_t)(amp - eq - 1)) : json_string("");
+            if (!k || !v || !*json_string_value(k)) {
+                json_decref(k);
+                json_decref(v);
+                return bc_error_set(err, BC_INVALID_ARGUMENT, "", "malformed query string");
+            }
+            const char *key = json_string_value(k);
+            json_t *prev = json_object_get(obj, key);
+            if (!prev) {
+                json_object_set_new(obj, key, v);
+            } else if (json_is_array(prev)) {
+                json_array_append_new(prev, v);
+            } else {
+                json_object_set_new(obj, key, json_pack("[Oo]", prev, v));
+            }
+            json_decref(k);
+        }
+        q = amp + 1;
+    }
+    return 0;
+}
+
+static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *err)
+{
+    s_call_t *c = arg;
+    c->handle = 0;
+    c->thread->inflight--;
+    if (err) {
+        s_problem(c, err->code, err->message, err->field);
+        return;
+    }
+    bc_error_t e;
+    ProtobufCMessage *out = bc_pb_unpack(c->method->output, NULL, reply->payload.data,
+                                         reply->payload.len, BC_PB_MAX_DEPTH, &e);
+    json_t *json = out ? bc_pb_to_json(out, BC_JSON_EMIT_DEFAULTS, &e) : NULL;
+    if (out)
+        protobuf_c_message_free_unpacked(out, NULL);
+    if (!json) {
+        bc_err("cannot convert %s reply: %s", c->route->rpc, e.message);
+        s_problem(c, BC_INTERNAL, "the service sent a reply the gateway could not read", NULL);
+        return;
+    }
+    gw_common_headers(c->req, c->request_id);
+    gw_send_json(c->req, c->route->success_status, "application/json", json);
+    gw_access_log(c->req, c->request_id, c->route->success_status, c->started_us);
+}
+
+/* True when the request declares a JSON body (parameters after ';' allowed). */
+static int s_is_json(h2o_req_t *req)
+{
+    ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (ct < 0)
+        return 0;
+    h2o_iovec_t v = req->headers.entries[ct].value;
+    size_t base_len = v.len;
+    for (size_t i = 0; i < v.len; i++)
+        if (v.base[i] == ';' || v.base[i] == ' ') {
+            base_len = i;
+            break;
+        }
+    return h2o_lcstris(v.base, base_len, H2O_STRLIT("application/json"));
+}
+
+static int s_has_body_method(h2o_iovec_t m)
+{
+    return h2o_memis(m.base, m.len, H2O_STRLIT("POST")) ||
+           h2o_memis(m.base, m.len, H2O_STRLIT("PUT")) ||
+           h2o_memis(m.base, m.len, H2O_STRLIT("PATCH"));
+}
+
+/* Packs the request message for c from path params, query and body into
+ * *bytes (malloc'd). Path and query values are strings converted by field
+ * type; the body is strict JSON. Both are packed and concatenated, which
+ * protobuf defines as a merge; a body field that repeats a path parameter is
+ * refused rather than silently overridden. */
+static int s_build_payload(s_call_t *c, const bc_route_param_t *params, int nparams,
+                           uint8_t **bytes, size_t *len, bc_error_t *err)
+{
+    h2o_req_t *req = c->req;
+    const ProtobufCMessageDescriptor *in = c->method->input;
+    json_t *url = json_object();
+    for (int i = 0; i < nparams; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)params[i].name_len, params[i].name);
+        json_t *v = s_decode_component(params[i].value, params[i].value_len);
+        if (!v) {
+            json_decref(url);
+            return bc_error_set(err, BC_INVALID_ARGUMENT, name, "malformed path parameter");
+        }
+        json_object_set_new(url, name, v);
+    }
+    if (req->query_at != SIZE_MAX &&
+        s_parse_query(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, url,
+                      err) < 0) {
+        json_decref(url);
+        return -1;
+    }
+    json_t *body = NULL;
+    if (s_has_body_method(req->method)) {
+        json_error_t jerr;
+        body = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!body || !json_is_object(body)) {
+            json_decref(url);
+            json_decref(body);
+            if (!body)
+                return bc_error_set(err, BC_INVALID_ARGUMENT, "",
+                                    "request body is not valid JSON: %s (line %d, column %d)",
+                                    jerr.text, jerr.line, jerr.column);
+            return bc_error_set(err, BC_INVALID_ARGUMENT, "", "request body must be a JSON object");
+        }
+        const char *key;
+        json_t *val;
+        json_object_foreach(url, key, val)
+        {
+            (void)val;
+            if (json_object_get(body, key)) {
+                json_decref(url);
+                json_decref(body);
+                return bc_error_set(err, BC_INVALID_ARGUMENT, key,
+                                    "%s is given by the URL and must not be in the body", key);
+            }
+        }
+    }
+    ProtobufCMessage *a = bc_json_to_pb(url, in, NULL, BC_JSON_STRINGS, err);
+    json_decref(url);
+    ProtobufCMessage *b = NULL;
+    if (a && body)
+        b = bc_json_to_pb(body, in, NULL, 0, err);
+    json_decref(body);
+    if (!a || (s_has_body_method(req->method) && !b)) {
+        if (a)
+            protobuf_c_message_free_unpacked(a, NULL);
+        return -1;
+    }
+    size_t la = protobuf_c_message_get_packed_size(a);
+    size_t lb = b ? protobuf_c_message_get_packed_size(b) : 0;
+    *bytes = malloc(la + lb + 1);
+    protobuf_c_message_pack(a, *bytes);
+    if (b)
+        protobuf_c_message_pack(b, *bytes + la);
+    *len = la + lb;
+    protobuf_c_message_free_unpacked(a, NULL);
+    if (b)
+        protobuf_c_message_free_unpacked(b, NULL);
+    return 0;
+}
+
+int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
+{
+    (void)handler;
+    gw_thread_t *t = (gw_thread_t *)req->conn->ctx;
+    s_call_t *c = h2o_mem_alloc_shared(&req->pool, sizeof *c, s_on_dispose);
+    memset(c, 0, sizeof *c);
+    c->req = req;
+    c->thread = t;
+    c->started_us = bc_mono_us();
+    s_request_id(req, c->request_id, sizeof c->request_id);
+
+    h2o_iovec_t path = req->path_normalized;
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/healthz"))) {
+        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+            s_http_problem(c, 405, "method-not-allowed", "Method not allowed",
+                           "use GET for /healthz");
+            return 0;
+        }
+        gw_health(t, req, c->request_id);
+        return 0;
+    }
+    bc_route_param_t params[BC_ROUTE_MAX_PARAMS];
+    int nparams = 0, path_known = 0;
+    char allow[128];
+    int r = bc_route_match(gw_routes, gw_nroutes, sizeof gw_routes[0], req->method.base,
+                           req->method.len, path.base, path.len, params, &nparams, &path_known,
+                           allow, sizeof allow);
+    if (r < 0) {
+        if (path_known) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
+                           h2o_strdup(&req->pool, allow, SIZE_MAX).base, strlen(allow));
+            s_http_problem(c, 405, "method-not-allowed", "Method not allowed",
+                           "this method is not allowed on this resource");
+        } else {
+            s_problem(c, BC_NOT_FOUND, "no such resource", NULL);
+        }
+        return 0;
+    }
+    c->route = &gw_routes[r];
+    c->method = protobuf_c_service_descriptor_get_method_by_name(c->route->descriptor,
+                                                                 c->route->rpc);
+    if (req->entity.len > t->max_body) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body exceeds %zu bytes", t->max_body);
+        s_problem(c, BC_PAYLOAD_TOO_LARGE, msg, NULL);
+        return 0;
+    }
+    if (s_has_body_method(req->method) && !s_is_json(req)) {
+        s_http_problem(c, 415, "unsupported-media-type", "Unsupported media type",
+                       "the request body must be sent as Content-Type: application/json");
+        return 0;
+    }
+    bc_error_t err;
+    uint8_t *payload = NULL;
+    size_t len = 0;
+    if (s_build_payload(c, params, nparams, &payload, &len, &err) < 0) {
+        s_problem(c, err.code, err.message, err.field);
+        return 0;
+    }
+    c->client = gw_client(t, c->route->service);
+    ssize_t ik = h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), -1);
+    char idem[256] = "";
+    if (ik >= 0) {
+        h2o_iovec_t v = req->headers.entries[ik].value;
+        snprintf(idem, sizeof idem, "%.*s", (int)(v.len < 255 ? v.len : 255), v.base);
+    }
+    bc_rpc_call_t call = {
+        .method = c->route->rpc,
+        .payload_bytes = payload,
+        .payload_len = len,
+        .deadline_ms = bc_now_ms() + t->request_timeout_ms,
+        .idempotency_key = idem,
+        .request_id = c->request_id,
+    };
+    c->handle = bc_rpc_client_send(c->client, &call, s_on_reply, c, &err);
+    free(payload);
+    if (!c->handle) {
+        s_problem(c, err.code, err.message, NULL);
+        return 0;
+    }
+    t->inflight++;
+    return 0;
+}

@@ -1,0 +1,89 @@
+/*  gateway: the HTTPS/JSON edge. Terminates TLS, routes METHOD /path to
+ *  service.method, converts JSON <-> protobuf with the generic converter,
+ *  calls the service over ZeroMQ and answers with JSON or
+ *  application/problem+json (RFC 9457).
+ *
+ *  Each gateway thread runs its own h2o event loop, its own listening socket
+ *  (SO_REUSEPORT) and its own ZeroMQ clients, so threads share nothing but
+ *  the read-only configuration, the TLS context and the route table.
+ */
+#ifndef GATEWAY_H
+#define GATEWAY_H
+
+#define H2O_USE_EPOLL 1
+#include <h2o.h>
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "bc_config.h"
+#include "bc_error.h"
+#include "bc_route.h"
+#include "bc_rpc.h"
+
+#define GW_NSERVICES 5
+
+typedef struct {
+    bc_route_key_t key;                           /* method + pattern */
+    const char *service;                          /* "intake" */
+    const ProtobufCServiceDescriptor *descriptor; /* the service's descriptor */
+    const char *rpc;                              /* "CreateClient" */
+    int success_status;                           /* 200, 201, 204 */
+    const char *summary;                          /* one line, for the API listing */
+} gw_route_t;
+
+extern const gw_route_t gw_routes[];
+extern const size_t gw_nroutes;
+
+typedef struct gw_thread gw_thread_t;
+
+struct gw_thread {
+    h2o_context_t ctx; /* first: h2o hands handlers &ctx */
+    h2o_accept_ctx_t accept_ctx;
+    const bc_config_t *config;
+    int index;
+    pthread_t thread;
+    void *zctx;
+    bc_rpc_client_t *clients[GW_NSERVICES];
+    h2o_socket_t *zsocks[GW_NSERVICES];
+    h2o_socket_t *listener;
+    h2o_timeout_t sniff_timeout; /* first bytes of a connection */
+    size_t max_body;
+    int64_t request_timeout_ms;
+    int64_t health_timeout_ms;
+    size_t inflight; /* HTTP requests waiting on a service */
+};
+
+/* server.c */
+/* Runs one gateway thread until the stop flag is set. */
+void *gw_thread_main(void *arg);
+extern volatile int gw_stop;
+/* The client for a service name, or NULL. */
+bc_rpc_client_t *gw_client(gw_thread_t *t, const char *service);
+
+/* tls.c: the one place that configures OpenSSL. */
+SSL_CTX *gw_tls_new(const char *cert_file, const char *key_file, bc_error_t *err);
+
+/* api.c: the request handler registered for every path. */
+int gw_on_req(h2o_handler_t *handler, h2o_req_t *req);
+
+/* health.c: GET /healthz. */
+void gw_health(gw_thread_t *t, h2o_req_t *req, const char *request_id);
+
+/* problem.c: responses. */
+/* Adds the headers every response carries (request id, no-store, HSTS...). */
+void gw_common_headers(h2o_req_t *req, const char *request_id);
+/* Sends json (reference stolen) with status and content type. */
+void gw_send_json(h2o_req_t *req, int status, const char *content_type, json_t *json);
+/* Sends an RFC 9457 problem built from err (message, field) and code. */
+void gw_send_problem(h2o_req_t *req, const char *request_id, bc_code_t code, const char *detail,
+                     const char *field);
+/* Sends a problem with an explicit HTTP status and type slug. */
+void gw_send_http_problem(h2o_req_t *req, const char *request_id, int status, const char *slug,
+                          const char *title, const char *detail, const char *field);
+/* The plain bytes of a problem response for a connection that did not speak
+ * TLS; static storage. */
+const char *gw_plaintext_rejection(size_t *len);
+/* Logs one access line. */
+void gw_access_log(h2o_req_t *req, const char *request_id, int status, int64_t started_us);
+
+#endif

@@ -1,0 +1,126 @@
+/*  beacon-gateway: the HTTPS/JSON edge. Parses settings, loads the TLS
+ *  certificate, starts the gateway threads and stops them on SIGTERM after
+ *  requests in progress have been answered. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "bc_log.h"
+#include "bc_service.h"
+#include "gateway.h"
+
+static const bc_setting_t s_settings[] = {
+    {"listen_address", BC_CFG_STRING, "127.0.0.1", 0, 0, "IP address the HTTPS listener binds"},
+    {"listen_port", BC_CFG_INT, "8443", 1, 65535, "TCP port of the HTTPS listener"},
+    {"tls_cert", BC_CFG_STRING, "var/tls/cert.pem", 0, 0, "PEM certificate chain"},
+    {"tls_key", BC_CFG_STRING, "var/tls/key.pem", 0, 0, "PEM private key"},
+    {"max_body_bytes", BC_CFG_INT, "1048576", 1024, 67108864,
+     "largest request body accepted (413 problem+json above it)"},
+    {"request_timeout_ms", BC_CFG_INT, "10000", 100, 600000,
+     "how long a request may wait for a service before 503"},
+    {"health_timeout_ms", BC_CFG_INT, "2000", 50, 60000, "deadline of each /healthz probe"},
+    {"gateway_threads", BC_CFG_INT, "1", 1, 64, "event-loop threads (each its own listener)"},
+    {"idle_timeout_ms", BC_CFG_INT, "30000", 1000, 3600000,
+     "close a keep-alive connection idle this long"},
+    BC_SETTINGS_END,
+};
+
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    gw_stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    bc_config_t *config = bc_config_new("beacon-gateway");
+    bc_config_add(config, bc_common_settings);
+    bc_config_add(config, s_settings);
+    bc_error_t err;
+    int rc = bc_config_load(config, argc, argv, &err);
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "beacon-gateway: %s\n", err.message);
+        bc_config_destroy(&config);
+        return rc < 0 ? 2 : 0;
+    }
+    if (bc_log_init("gateway", bc_config_str(config, "log_level")) < 0) {
+        fprintf(stderr, "beacon-gateway: unknown log_level\n");
+        bc_config_destroy(&config);
+        return 2;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    SSL_CTX *ssl = gw_tls_new(bc_config_str(config, "tls_cert"), bc_config_str(config, "tls_key"),
+                              &err);
+    if (!ssl) {
+        bc_err("%s (%s)", err.message, err.detail);
+        bc_config_destroy(&config);
+        return 1;
+    }
+    size_t plain_len;
+    gw_plaintext_rejection(&plain_len); /* build the static text before threads start */
+
+    size_t max_body = (size_t)bc_config_int(config, "max_body_bytes");
+    h2o_globalconf_t globalconf;
+    h2o_config_init(&globalconf);
+    /* h2o answers bodies beyond its own limit with a plain 413 before our
+     * handler runs; keep its limit above ours so callers normally get the
+     * problem+json 413 from the handler. */
+    globalconf.max_request_entity_size = max_body * 4;
+    globalconf.http1.req_timeout = (uint64_t)bc_config_int(config, "idle_timeout_ms");
+    globalconf.http2.idle_timeout = (uint64_t)bc_config_int(config, "idle_timeout_ms");
+    globalconf.server_name = h2o_iovec_init(H2O_STRLIT("beacon"));
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof *handler);
+    handler->on_req = gw_on_req;
+
+    int nthreads = (int)bc_config_int(config, "gateway_threads");
+    void *zctx = zmq_ctx_new();
+    gw_thread_t *threads = calloc((size_t)nthreads, sizeof *threads);
+    int started = 0;
+    for (; started < nthreads; started++) {
+        gw_thread_t *t = &threads[started];
+        t->config = config;
+        t->index = started;
+        t->zctx = zctx;
+        t->max_body = max_body;
+        t->request_timeout_ms = bc_config_int(config, "request_timeout_ms");
+        t->health_timeout_ms = bc_config_int(config, "health_timeout_ms");
+        h2o_context_init(&t->ctx, h2o_evloop_create(), &globalconf);
+        t->accept_ctx.ctx = &t->ctx;
+        t->accept_ctx.hosts = globalconf.hosts;
+        t->accept_ctx.ssl_ctx = ssl;
+        if (pthread_create(&t->thread, NULL, gw_thread_main, t) != 0) {
+            bc_err("cannot start gateway thread %d", started);
+            gw_stop = 1;
+            break;
+        }
+    }
+    bc_info("beacon-gateway %s listening on https://%s:%lld/ with %d thread(s)", BEACON_VERSION,
+            bc_config_str(config, "listen_address"), (long long)bc_config_int(config, "listen_port"),
+            started);
+    int status = 0;
+    for (int i = 0; i < started; i++) {
+        void *ret = NULL;
+        pthread_join(threads[i].thread, &ret);
+        if (ret)
+            status = 1;
+        h2o_context_dispose(&threads[i].ctx);
+    }
+    free(threads);
+    zmq_ctx_term(zctx);
+    SSL_CTX_free(ssl);
+    h2o_config_dispose(&globalconf);
+    bc_info("beacon-gateway stopped");
+    bc_config_destroy(&config);
+    return status;
+}
