@@ -211,7 +211,7 @@ static bc_code_t s_health(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
     r->service = (char *)self->def->name;
     r->version = (char *)BEACON_VERSION;
     r->uptime_seconds = (bc_mono_ms() - self->started_ms) / 1000;
-    r->workers = (int32_t)bc_config_int(self->config, "workers");
+    r->workers = self->config ? (int32_t)bc_config_int(self->config, "workers") : 0;
     bc_error_t err;
     PGresult *res = NULL;
     if (call->db) {

@@ -124,7 +124,7 @@ void bc_arena_reset(bc_arena_t *self)
 
 void *bc_arena_alloc(bc_arena_t *self, size_t size)
 {
-    const size_t align = sizeof(max_align_t);
+    const size_t align = _Alignof(max_align_t);
     size = (size + align - 1) / align * align;
     if (size == 0)
         size = align;
