@@ -117,6 +117,19 @@ static size_t s_reply(const char *id, bc_code_t code, const bc_error_t *err,
     return len;
 }
 
+size_t bc_dispatch_reject(const uint8_t *data, size_t len, bc_code_t code, const char *message,
+                          uint8_t **reply)
+{
+    bc_error_t err;
+    Beacon__Request *req = (Beacon__Request *)bc_pb_unpack(&beacon__request__descriptor, NULL,
+                                                           data, len, BC_PB_MAX_DEPTH, &err);
+    bc_error_set(&err, code, "", "%s", message);
+    size_t n = s_reply(req ? req->id : NULL, code, &err, NULL, reply);
+    if (req)
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+    return n;
+}
+
 static const Beacon__Principal s_no_principal = BEACON__PRINCIPAL__INIT;
 
 size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const uint8_t *data,

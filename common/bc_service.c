@@ -1,5 +1,5 @@
-/*  bc_service: configuration, migrations, the ROUTER front end, the
- *  load-balancing proxy and the worker threads every back-end service runs.
+/*  bc_service: configuration, migrations, the ROUTER front end, the request
+ *  queue and the worker threads every back-end service runs.
  *  The dispatcher (envelope checks, handler table) is in bc_dispatch.c.
  */
 #include "bc_service.h"
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -47,6 +48,8 @@ const bc_setting_t bc_common_settings[] = {
      "ZMTP heartbeat interval; a peer silent for 3 intervals is dropped (0 = off)"},
     {"db_connect_timeout_ms", BC_CFG_INT, "30000", 0, 600000,
      "how long to keep retrying the first database connection at start"},
+    {"max_queued_requests", BC_CFG_INT, "1024", 1, 1000000,
+     "requests waiting for a free worker before new ones are refused as overloaded"},
     {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,
      "on SIGTERM, how long requests in progress may take to finish"},
     BC_SETTINGS_END,
@@ -60,21 +63,50 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
+/* A request taken off the ROUTER, handed to a worker and back. */
+typedef struct s_job {
+    struct s_job *next;
+    zmq_msg_t client; /* the caller's routing identity */
+    zmq_msg_t body;   /* packed Beacon__Request */
+    uint8_t *reply;   /* packed Beacon__Reply, malloc'd by the worker */
+    size_t reply_len;
+} s_job_t;
+
+/* The hand-off between the socket thread and the workers: a FIFO of
+ * requests (workers take the next one whenever they are free, so a slow
+ * query holds up one worker only) and a FIFO of replies, with an eventfd that
+ * wakes the socket thread. Only the socket thread touches ZeroMQ sockets. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t ready;
+    s_job_t *in_head, *in_tail;
+    s_job_t *out_head, *out_tail;
+    size_t queued, busy;
+    bool closing;
+    int wake_fd;
+} s_queue_t;
+
 typedef struct {
     const bc_service_def_t *def;
     const bc_config_t *config;
-    void *zctx;
     bc_dispatcher_t *dispatcher;
-    const char *backend;
+    s_queue_t *queue;
     int index;
     pthread_t thread;
 } s_worker_t;
 
-/* A worker: a REQ socket to the proxy ("READY" first, then one request, one
- * reply, strictly alternating) and its own database connection. */
+static void s_job_free(s_job_t *job)
+{
+    zmq_msg_close(&job->client);
+    zmq_msg_close(&job->body);
+    free(job->reply);
+    free(job);
+}
+
 static void *s_worker_main(void *arg)
 {
     s_worker_t *w = arg;
+    s_queue_t *q = w->queue;
     char name[64];
     snprintf(name, sizeof name, "beacon-%s-%d", w->def->name, w->index);
     bc_db_t *db = bc_db_new(bc_config_str(w->config, "database_url"), name);
@@ -83,168 +115,176 @@ static void *s_worker_main(void *arg)
         bc_warn("worker %d: database not reachable yet (%s); will retry per request", w->index,
                 err.detail);
     bc_arena_t *arena = bc_arena_new(16384);
-    void *sock = zmq_socket(w->zctx, ZMQ_REQ);
-    int linger = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect(sock, w->backend) < 0 || zmq_send(sock, "READY", 5, 0) < 0) {
-        bc_err("worker %d cannot reach the proxy: %s", w->index, zmq_strerror(errno));
-        goto done;
-    }
     for (;;) {
-        zmq_msg_t client, empty, body;
-        zmq_msg_init(&client);
-        zmq_msg_init(&empty);
-        zmq_msg_init(&body);
-        if (zmq_msg_recv(&client, sock, 0) < 0 || zmq_msg_recv(&empty, sock, 0) < 0 ||
-            zmq_msg_recv(&body, sock, 0) < 0) {
-            zmq_msg_close(&client);
-            zmq_msg_close(&empty);
-            zmq_msg_close(&body);
-            break; /* ETERM: the context is shutting down */
+        pthread_mutex_lock(&q->lock);
+        while (!q->in_head && !q->closing)
+            pthread_cond_wait(&q->ready, &q->lock);
+        s_job_t *job = q->in_head;
+        if (!job) {
+            pthread_mutex_unlock(&q->lock);
+            break; /* closing and nothing left */
         }
-        uint8_t *reply = NULL;
-        size_t n = bc_dispatch(w->dispatcher, db, arena, zmq_msg_data(&body), zmq_msg_size(&body),
-                               bc_now_ms(), &reply);
-        zmq_msg_close(&body);
-        zmq_msg_close(&empty);
-        zmq_msg_t out;
-        zmq_msg_init_size(&out, n);
-        memcpy(zmq_msg_data(&out), reply, n);
-        free(reply);
-        int rc = zmq_msg_send(&client, sock, ZMQ_SNDMORE);
-        if (rc >= 0)
-            rc = zmq_send(sock, "", 0, ZMQ_SNDMORE);
-        if (rc >= 0)
-            rc = zmq_msg_send(&out, sock, 0);
-        if (rc < 0) {
-            zmq_msg_close(&client);
-            zmq_msg_close(&out);
-            break;
-        }
+        q->in_head = job->next;
+        if (!q->in_head)
+            q->in_tail = NULL;
+        q->queued--;
+        q->busy++;
+        pthread_mutex_unlock(&q->lock);
+
+        job->reply_len = bc_dispatch(w->dispatcher, db, arena, zmq_msg_data(&job->body),
+                                     zmq_msg_size(&job->body), bc_now_ms(), &job->reply);
         bc_arena_reset(arena);
+
+        pthread_mutex_lock(&q->lock);
+        job->next = NULL;
+        /* Wake the socket thread only when the reply list was empty: it
+         * takes the whole list at once, so one wake-up (one syscall) serves
+         * every reply that piles up meanwhile. */
+        bool wake = q->out_head == NULL;
+        if (q->out_tail)
+            q->out_tail->next = job;
+        else
+            q->out_head = job;
+        q->out_tail = job;
+        q->busy--;
+        pthread_mutex_unlock(&q->lock);
+        if (wake) {
+            uint64_t one = 1;
+            ssize_t rc = write(q->wake_fd, &one, sizeof one);
+            (void)rc;
+        }
     }
-done:
-    zmq_close(sock);
     bc_arena_destroy(&arena);
     bc_db_destroy(&db);
     return NULL;
 }
 
-/* Receives all frames of one message (at most max; surplus is dropped).
- * Returns the count, or -1 when interrupted or on error. */
-static int s_recv_frames(void *sock, zmq_msg_t *frames, int max)
+/* Sends every finished reply back through the ROUTER. */
+static void s_send_replies(s_queue_t *q, void *frontend)
 {
-    int n = 0, more = 1;
-    while (more) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            for (int i = 0; i < n; i++)
-                zmq_msg_close(&frames[i]);
-            return -1;
+    uint64_t n;
+    ssize_t rc = read(q->wake_fd, &n, sizeof n);
+    (void)rc;
+    pthread_mutex_lock(&q->lock);
+    s_job_t *job = q->out_head;
+    q->out_head = q->out_tail = NULL;
+    pthread_mutex_unlock(&q->lock);
+    while (job) {
+        s_job_t *next = job->next;
+        zmq_msg_t out;
+        zmq_msg_init_size(&out, job->reply_len);
+        memcpy(zmq_msg_data(&out), job->reply, job->reply_len);
+        /* A caller that went away makes the ROUTER drop the reply: fine. */
+        if (zmq_msg_send(&job->client, frontend, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(frontend, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_msg_send(&out, frontend, ZMQ_DONTWAIT) < 0)
+            zmq_msg_close(&out);
+        s_job_free(job);
+        job = next;
+    }
+}
+
+/* Takes every waiting request off the ROUTER into the queue. Requests past
+ * max_queued are answered at once with RESOURCE_EXHAUSTED (shed load rather
+ * than let every caller time out). */
+static void s_take_requests(s_queue_t *q, void *frontend, size_t max_queued)
+{
+    for (;;) {
+        zmq_msg_t parts[3];
+        int n = 0, total = 0, more = 1;
+        while (more) {
+            zmq_msg_t part;
+            zmq_msg_init(&part);
+            if (zmq_msg_recv(&part, frontend, total == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+                zmq_msg_close(&part);
+                break;
+            }
+            total++;
+            more = zmq_msg_more(&part);
+            if (n < 3)
+                parts[n++] = part;
+            else
+                zmq_msg_close(&part); /* surplus frames: malformed */
         }
-        more = zmq_msg_more(&part);
-        if (n < max)
-            frames[n++] = part;
-        else
-            zmq_msg_close(&part);
+        if (total == 0)
+            return; /* nothing more waiting */
+        if (total != 3 || zmq_msg_size(&parts[1]) != 0) {
+            bc_warn("dropped a malformed request envelope (%d frames)", total);
+            for (int i = 0; i < n; i++)
+                zmq_msg_close(&parts[i]);
+            continue;
+        }
+        s_job_t *job = bc_calloc(1, sizeof *job);
+        job->client = parts[0];
+        job->body = parts[2];
+        zmq_msg_close(&parts[1]);
+        pthread_mutex_lock(&q->lock);
+        bool full = q->queued >= max_queued;
+        if (!full) {
+            if (q->in_tail)
+                q->in_tail->next = job;
+            else
+                q->in_head = job;
+            q->in_tail = job;
+            q->queued++;
+            pthread_cond_signal(&q->ready);
+        }
+        pthread_mutex_unlock(&q->lock);
+        if (full) {
+            job->reply_len = bc_dispatch_reject(zmq_msg_data(&job->body), zmq_msg_size(&job->body),
+                                                BC_RESOURCE_EXHAUSTED,
+                                                "service is overloaded, try again", &job->reply);
+            pthread_mutex_lock(&q->lock);
+            bool wake = q->out_head == NULL;
+            if (q->out_tail)
+                q->out_tail->next = job;
+            else
+                q->out_head = job;
+            q->out_tail = job;
+            pthread_mutex_unlock(&q->lock);
+            if (wake) {
+                uint64_t one = 1;
+                ssize_t rc = write(q->wake_fd, &one, sizeof one);
+                (void)rc;
+            }
+        }
     }
-    return n;
 }
 
-/* Sends frames[from..n) as one message and releases all n frames. */
-static int s_send_frames(void *sock, zmq_msg_t *frames, int from, int n)
+/* The socket thread: reads requests, returns replies, and on a stop signal
+ * stops reading, lets the queue and the busy workers finish (bounded by
+ * shutdown_ms) and returns. */
+static void s_serve(s_queue_t *q, void *frontend, size_t max_queued, int64_t shutdown_ms)
 {
-    int rc = 0;
-    for (int i = from; i < n; i++) {
-        if (rc == 0 && zmq_msg_send(&frames[i], sock, i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
-            rc = -1;
-    }
-    for (int i = 0; i < n; i++)
-        zmq_msg_close(&frames[i]);
-    return rc;
-}
-
-typedef struct {
-    zmq_msg_t *ids; /* identities of idle workers, FIFO */
-    int head, count, cap;
-} s_idle_t;
-
-static void s_idle_push(s_idle_t *q, zmq_msg_t *id)
-{
-    zmq_msg_t *slot = &q->ids[(q->head + q->count) % q->cap];
-    zmq_msg_init(slot);
-    zmq_msg_move(slot, id);
-    q->count++;
-}
-
-/* The lbbroker loop: requests go only to idle workers; while none is idle
- * the front end is not read, so requests wait in ZeroMQ's queue. Returns when
- * a stop signal arrived and every busy worker has answered (or the shutdown
- * timeout passed). */
-static void s_proxy(void *frontend, void *backend, int nworkers, int64_t shutdown_ms)
-{
-    s_idle_t idle = {.ids = bc_calloc((size_t)nworkers, sizeof(zmq_msg_t)), .cap = nworkers};
-    int ready_seen = 0;
     int64_t stop_deadline = 0;
     for (;;) {
         if (s_stop && !stop_deadline) {
             stop_deadline = bc_mono_ms() + shutdown_ms;
-            bc_info("stopping: finishing %d request(s) in progress", ready_seen - idle.count);
+            pthread_mutex_lock(&q->lock);
+            bc_info("stopping: finishing %zu queued and %zu running request(s)", q->queued,
+                    q->busy);
+            pthread_mutex_unlock(&q->lock);
         }
-        if (stop_deadline && (idle.count == ready_seen || bc_mono_ms() > stop_deadline))
-            break;
-        zmq_pollitem_t items[2] = {{backend, 0, ZMQ_POLLIN, 0}, {frontend, 0, ZMQ_POLLIN, 0}};
-        int nitems = (idle.count > 0 && !s_stop) ? 2 : 1;
-        if (zmq_poll(items, nitems, 200) < 0) {
+        if (stop_deadline) {
+            pthread_mutex_lock(&q->lock);
+            bool idle = q->queued == 0 && q->busy == 0 && !q->out_head;
+            pthread_mutex_unlock(&q->lock);
+            if (idle || bc_mono_ms() > stop_deadline)
+                return;
+        }
+        zmq_pollitem_t items[2] = {{NULL, q->wake_fd, ZMQ_POLLIN, 0},
+                                   {frontend, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, s_stop ? 1 : 2, 200) < 0) {
             if (errno == EINTR)
                 continue;
             bc_err("poll failed: %s", zmq_strerror(errno));
-            break;
+            return;
         }
-        if (items[0].revents & ZMQ_POLLIN) {
-            zmq_msg_t f[5];
-            int n = s_recv_frames(backend, f, 5);
-            if (n == 3) { /* [worker][empty][READY] */
-                s_idle_push(&idle, &f[0]);
-                ready_seen++;
-                s_send_frames(backend, f, 3, 3);
-            } else if (n == 5) { /* [worker][empty][client][empty][reply] */
-                s_idle_push(&idle, &f[0]);
-                s_send_frames(frontend, f, 2, 5);
-            } else if (n > 0) {
-                s_send_frames(backend, f, n, n);
-            }
-        }
-        if (nitems == 2 && (items[1].revents & ZMQ_POLLIN)) {
-            zmq_msg_t f[4];
-            int n = s_recv_frames(frontend, f, 4);
-            if (n == 3 && zmq_msg_size(&f[1]) == 0) { /* [client][empty][request] */
-                zmq_msg_t *worker = &idle.ids[idle.head];
-                idle.head = (idle.head + 1) % idle.cap;
-                idle.count--;
-                zmq_msg_t out[5];
-                zmq_msg_init(&out[0]);
-                zmq_msg_move(&out[0], worker);
-                zmq_msg_close(worker);
-                zmq_msg_init(&out[1]);
-                zmq_msg_init(&out[2]);
-                zmq_msg_move(&out[2], &f[0]);
-                zmq_msg_init(&out[3]);
-                zmq_msg_init(&out[4]);
-                zmq_msg_move(&out[4], &f[2]);
-                s_send_frames(backend, out, 0, 5);
-                s_send_frames(backend, f, n, n);
-            } else if (n > 0) {
-                bc_warn("dropped a malformed request envelope (%d frames)", n);
-                s_send_frames(frontend, f, n, n);
-            }
-        }
+        if (items[0].revents & ZMQ_POLLIN)
+            s_send_replies(q, frontend);
+        if (!s_stop && (items[1].revents & ZMQ_POLLIN))
+            s_take_requests(q, frontend, max_queued);
     }
-    for (int i = 0; i < idle.count; i++)
-        zmq_msg_close(&idle.ids[(idle.head + i) % idle.cap]);
-    free(idle.ids);
 }
 
 static const char *s_bind_endpoint(const bc_service_def_t *def, const bc_config_t *config,
@@ -291,8 +331,11 @@ int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
     int status = 1;
     void *state = NULL;
     bc_dispatcher_t *dispatcher = NULL;
-    void *zctx = NULL, *frontend = NULL, *backend = NULL;
+    void *zctx = NULL, *frontend = NULL;
     s_worker_t *workers = NULL;
+    s_queue_t queue = {.wake_fd = -1};
+    pthread_mutex_init(&queue.lock, NULL);
+    pthread_cond_init(&queue.ready, NULL);
     int nworkers = (int)bc_config_int(config, "workers"), started = 0;
 
     /* Migrations first, with the service's own connection. */
@@ -325,24 +368,19 @@ int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
 
     zctx = zmq_ctx_new();
     frontend = zmq_socket(zctx, ZMQ_ROUTER);
-    backend = zmq_socket(zctx, ZMQ_ROUTER);
     bc_zmq_socket_setup(frontend, (int)bc_config_int(config, "rpc_max_message_bytes"),
                         (int)bc_config_int(config, "rpc_heartbeat_ms"));
-    char epbuf[512], backend_ep[128];
+    char epbuf[512];
     const char *endpoint = s_bind_endpoint(def, config, epbuf, sizeof epbuf);
-    snprintf(backend_ep, sizeof backend_ep, "inproc://%s-workers", def->name);
     if (zmq_bind(frontend, endpoint) < 0) {
         bc_err("cannot bind %s: %s", endpoint, zmq_strerror(errno));
         goto out;
     }
-    if (zmq_bind(backend, backend_ep) < 0) {
-        bc_err("cannot bind %s: %s", backend_ep, zmq_strerror(errno));
-        goto out;
-    }
+    queue.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     workers = bc_calloc((size_t)nworkers, sizeof *workers);
     for (; started < nworkers; started++) {
         s_worker_t *w = &workers[started];
-        *w = (s_worker_t){def, config, zctx, dispatcher, backend_ep, started, 0};
+        *w = (s_worker_t){def, config, dispatcher, &queue, started, 0};
         if (pthread_create(&w->thread, NULL, s_worker_main, w) != 0) {
             bc_err("cannot start worker %d", started);
             s_stop = 1;
@@ -350,7 +388,8 @@ int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
         }
     }
     bc_info("%s %s listening on %s with %d worker(s)", program, BEACON_VERSION, endpoint, started);
-    s_proxy(frontend, backend, started, bc_config_int(config, "shutdown_timeout_ms"));
+    s_serve(&queue, frontend, (size_t)bc_config_int(config, "max_queued_requests"),
+            bc_config_int(config, "shutdown_timeout_ms"));
     status = 0;
 
 out:
@@ -360,15 +399,24 @@ out:
         zmq_setsockopt(frontend, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(frontend);
     }
-    if (zctx)
-        zmq_ctx_shutdown(zctx); /* wakes workers blocked in recv with ETERM */
+    pthread_mutex_lock(&queue.lock);
+    queue.closing = true;
+    pthread_cond_broadcast(&queue.ready);
+    pthread_mutex_unlock(&queue.lock);
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
-    if (backend) {
-        int linger = 0;
-        zmq_setsockopt(backend, ZMQ_LINGER, &linger, sizeof linger);
-        zmq_close(backend);
+    while (queue.in_head) { /* left over only when the shutdown timeout passed */
+        s_job_t *next = queue.in_head->next;
+        s_job_free(queue.in_head);
+        queue.in_head = next;
     }
+    while (queue.out_head) {
+        s_job_t *next = queue.out_head->next;
+        s_job_free(queue.out_head);
+        queue.out_head = next;
+    }
+    if (queue.wake_fd >= 0)
+        close(queue.wake_fd);
     if (zctx)
         zmq_ctx_term(zctx);
     free(workers);

@@ -147,13 +147,16 @@ static int s_listen(gw_thread_t *t)
 
 /* ---- ZeroMQ inside the loop ---------------------------------------------- */
 
+/* ZMQ_FD became readable: the socket's state may have changed. Processing
+ * (which reads ZMQ_EVENTS) also resets the descriptor. */
 static void s_on_zmq(h2o_socket_t *sock, const char *err)
 {
     (void)err;
     gw_thread_t *t = sock->data;
     int64_t now = bc_now_ms();
     for (int i = 0; i < GW_NSERVICES; i++)
-        bc_rpc_client_process(t->clients[i], now);
+        if (t->zsocks[i] == sock)
+            bc_rpc_client_process(t->clients[i], now);
 }
 
 static int s_connect_services(gw_thread_t *t)
@@ -195,8 +198,17 @@ void *gw_thread_main(void *arg)
         int64_t wait = 100;
         for (int i = 0; i < GW_NSERVICES; i++) {
             /* Sends made during the last turn may have consumed the edge on
-             * ZMQ_FD: always drain before sleeping. */
-            bc_rpc_client_process(t->clients[i], now);
+             * ZMQ_FD: drain before sleeping. A client with nothing pending
+             * can have no reply to take; skipping it saves the syscalls a
+             * ZeroMQ state check costs. */
+            if (bc_rpc_client_pending(t->clients[i]) == 0)
+                continue;
+            /* A callback run here (outside h2o's loop) queues h2o work, such
+             * as a write-completion that re-arms reading a keep-alive
+             * connection, that only the next loop turn performs: don't sleep
+             * before that turn. */
+            if (bc_rpc_client_process(t->clients[i], now) > 0)
+                wait = 0;
             int64_t w = bc_rpc_client_next_timeout(t->clients[i], now);
             if (w >= 0 && w < wait)
                 wait = w;
