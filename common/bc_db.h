@@ -28,6 +28,10 @@ void bc_db_destroy(bc_db_t **self);
 int bc_db_connect(bc_db_t *self, int timeout_ms, bc_error_t *err);
 /* True when the connection is up (does not touch the network). */
 bool bc_db_ok(const bc_db_t *self);
+/* How many times this handle has connected successfully. It changes when the
+ * handle reconnects, so code relying on session state (advisory locks,
+ * session settings) can tell that state was lost. */
+unsigned long bc_db_connections(const bc_db_t *self);
 /* Round trip to the server ("SELECT 1"); reconnects if needed. */
 int bc_db_ping(bc_db_t *self, bc_error_t *err);
 

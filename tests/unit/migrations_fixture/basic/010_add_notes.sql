@@ -1,0 +1,1 @@
+ALTER TABLE @SCHEMA@.items ADD COLUMN notes text;

@@ -1,0 +1,1 @@
+CREATE TABLE @SCHEMA@.log (id bigserial PRIMARY KEY, message text NOT NULL);

@@ -1,0 +1,1 @@
+ALTER TABLE @SCHEMA@.things ADD COLUMN name text;
