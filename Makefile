@@ -1,11 +1,11 @@
-# Beacon build. `make` builds everything into build/ (or build-san/ for
+# Beacon build. `make` builds everything into build/ (or build/san/ for
 # `make check`). Generated protobuf-c code lives in $(BUILD)/gen and is never
 # committed. Every service links the one common library.
 
 SERVICES   := gateway intake scheduling notes referral reporting
 SAN        ?= 0
 ifeq ($(SAN),1)
-BUILD      ?= build-san
+BUILD      ?= build/san
 SANFLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT        := -O1
 else
@@ -20,7 +20,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-missing-field-initializers
 CFLAGS     := -std=gnu11 $(OPT) -g $(WARN) -pthread $(SANFLAGS) -D_GNU_SOURCE \
-              -DH2O_USE_LIBUV=0 -DBEACON_VERSION=\"$(shell git describe --always --dirty 2>/dev/null || echo dev)\" \
+              -DH2O_USE_LIBUV=0 \
               -Icommon -I$(BUILD)/gen $(PKG_CFLAGS)
 GENFLAGS   := $(filter-out -Wshadow,$(CFLAGS)) -Wno-unused-parameter
 LDFLAGS    := -pthread $(SANFLAGS)
@@ -40,7 +40,10 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps run test check bench clean format unit
+Q          ?= @
+VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all deps run test check bench clean format unit fuzz FORCE
 .SECONDARY:
 
 all: $(BINS) $(UNIT_BINS)
@@ -48,36 +51,50 @@ all: $(BINS) $(UNIT_BINS)
 deps:
 	@bash deploy/install-deps.sh
 
+# The version header changes only when `git describe` does, so only the few
+# files that print the version are rebuilt.
+$(BUILD)/gen/bc_version.h: FORCE
+	@mkdir -p $(BUILD)/gen
+	@echo '#define BEACON_VERSION "$(VERSION)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
-	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --c_out=$(BUILD)/gen -Iproto $<
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: tests/unit/%.proto
 	@mkdir -p $(BUILD)/gen
-	protoc-c --c_out=$(BUILD)/gen -Iproto -Itests/unit $<
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --c_out=$(BUILD)/gen -Iproto -Itests/unit $<
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c | $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(GENFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(GENFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c | $(GEN_H) $(TGEN_H)
+$(BUILD)/obj/%.o: %.c | $(GEN_H) $(TGEN_H) $(BUILD)/gen/bc_version.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR      $@"
+	$(Q)ar rcs $@ $^
 
 define service_rule
 $(BUILD)/bin/beacon-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/$(1)/*.c)) $(LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+	@echo "  LD      $$@"
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(TGEN_C)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
 # The two set-up commands. Both install what is missing first.
 run: deps
@@ -92,7 +109,7 @@ test: deps
 check: deps
 	@$(MAKE) --no-print-directory SAN=1 all
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  bash tests/run.sh build-san
+	  bash tests/run.sh build/san
 
 bench: deps
 	@$(MAKE) --no-print-directory all
@@ -101,10 +118,23 @@ bench: deps
 unit: all
 	@bash tests/run.sh $(BUILD) unit
 
+# Fuzz targets (libFuzzer, clang): `make fuzz FUZZ_SECONDS=60` builds and runs
+# each for that long against the sanitizers.
+FUZZ_SECONDS ?= 30
+fuzz: $(GEN_H) $(TGEN_H) $(BUILD)/gen/bc_version.h
+	@mkdir -p build/fuzz
+	@for f in $(FUZZ_SRC); do \
+	  n=$$(basename $$f .c); echo "  FUZZ    $$n"; \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Icommon -I$(BUILD)/gen \
+	    $(PKG_CFLAGS) $$f common/*.c $(BUILD)/gen/*.pb-c.c -o build/fuzz/$$n $(PKG_LIBS) -lm || exit 1; \
+	  mkdir -p build/fuzz/$$n.corpus; \
+	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/$$n.corpus || exit 1; \
+	done
+
 format:
 	clang-format -i common/*.[ch] services/*/*.[ch] tests/unit/*.c tests/fuzz/*.c
 
 clean:
-	rm -rf build build-san
+	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bc_version.h"
 #include "bc_log.h"
 #include "bc_rpc.h"
 #include "bc_service.h"

@@ -2,6 +2,7 @@
  *  queue and the worker threads every back-end service runs.
  *  The dispatcher (envelope checks, handler table) is in bc_dispatch.c.
  */
+#include "bc_version.h"
 #include "bc_service.h"
 
 #include <errno.h>

@@ -3,6 +3,7 @@
  *  the ones that are not. */
 #include <string.h>
 
+#include "bc_version.h"
 #include "bc_json.h"
 #include "bc_log.h"
 #include "bc_service.h"

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "bc_version.h"
 #include "bc_log.h"
 #include "bc_service.h"
 #include "gateway.h"
