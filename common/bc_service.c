@@ -104,6 +104,29 @@ static void s_job_free(s_job_t *job)
     free(job);
 }
 
+/* Puts a finished job on the reply list. The socket thread is woken only
+ * when the list was empty: it takes the whole list at once, so one wake-up
+ * (one syscall) serves every reply that piles up meanwhile. */
+static void s_push_reply(s_queue_t *q, s_job_t *job, bool from_worker)
+{
+    pthread_mutex_lock(&q->lock);
+    job->next = NULL;
+    bool wake = q->out_head == NULL;
+    if (q->out_tail)
+        q->out_tail->next = job;
+    else
+        q->out_head = job;
+    q->out_tail = job;
+    if (from_worker)
+        q->busy--;
+    pthread_mutex_unlock(&q->lock);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t rc = write(q->wake_fd, &one, sizeof one);
+        (void)rc;
+    }
+}
+
 static void *s_worker_main(void *arg)
 {
     s_worker_t *w = arg;
@@ -136,24 +159,7 @@ static void *s_worker_main(void *arg)
                                      zmq_msg_size(&job->body), bc_now_ms(), &job->reply);
         bc_arena_reset(arena);
 
-        pthread_mutex_lock(&q->lock);
-        job->next = NULL;
-        /* Wake the socket thread only when the reply list was empty: it
-         * takes the whole list at once, so one wake-up (one syscall) serves
-         * every reply that piles up meanwhile. */
-        bool wake = q->out_head == NULL;
-        if (q->out_tail)
-            q->out_tail->next = job;
-        else
-            q->out_head = job;
-        q->out_tail = job;
-        q->busy--;
-        pthread_mutex_unlock(&q->lock);
-        if (wake) {
-            uint64_t one = 1;
-            ssize_t rc = write(q->wake_fd, &one, sizeof one);
-            (void)rc;
-        }
+        s_push_reply(q, job, true);
     }
     bc_arena_destroy(&arena);
     bc_db_destroy(&db);
@@ -235,19 +241,7 @@ static void s_take_requests(s_queue_t *q, void *frontend, size_t max_queued)
             job->reply_len = bc_dispatch_reject(zmq_msg_data(&job->body), zmq_msg_size(&job->body),
                                                 BC_RESOURCE_EXHAUSTED,
                                                 "service is overloaded, try again", &job->reply);
-            pthread_mutex_lock(&q->lock);
-            bool wake = q->out_head == NULL;
-            if (q->out_tail)
-                q->out_tail->next = job;
-            else
-                q->out_head = job;
-            q->out_tail = job;
-            pthread_mutex_unlock(&q->lock);
-            if (wake) {
-                uint64_t one = 1;
-                ssize_t rc = write(q->wake_fd, &one, sizeof one);
-                (void)rc;
-            }
+            s_push_reply(q, job, false);
         }
     }
 }
@@ -301,33 +295,48 @@ static const char *s_bind_endpoint(const bc_service_def_t *def, const bc_config_
     return buf;
 }
 
-int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
+bc_config_t *bc_process_start(const char *name, const bc_setting_t *extra, int argc, char **argv,
+                              void (*on_stop)(int), int *exit_code)
 {
     char program[64];
-    snprintf(program, sizeof program, "beacon-%s", def->name);
+    snprintf(program, sizeof program, "beacon-%s", name);
     bc_config_t *config = bc_config_new(program);
     bc_config_add(config, bc_common_settings);
-    if (def->settings)
-        bc_config_add(config, def->settings);
+    if (extra)
+        bc_config_add(config, extra);
     bc_error_t err;
     int rc = bc_config_load(config, argc, argv, &err);
     if (rc != 0) {
         if (rc < 0)
             fprintf(stderr, "%s: %s\n", program, err.message);
         bc_config_destroy(&config);
-        return rc < 0 ? 2 : 0;
+        *exit_code = rc < 0 ? 2 : 0;
+        return NULL;
     }
-    if (bc_log_init(def->name, bc_config_str(config, "log_level")) < 0) {
+    if (bc_log_init(name, bc_config_str(config, "log_level")) < 0) {
         fprintf(stderr, "%s: unknown log_level '%s'\n", program, bc_config_str(config, "log_level"));
         bc_config_destroy(&config);
-        return 2;
+        *exit_code = 2;
+        return NULL;
     }
-
     struct sigaction sa = {0};
-    sa.sa_handler = s_on_signal;
+    sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    return config;
+}
+
+int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
+{
+    int exit_code = 0;
+    bc_config_t *config = bc_process_start(def->name, def->settings, argc, argv, s_on_signal,
+                                           &exit_code);
+    if (!config)
+        return exit_code;
+    char program[64];
+    snprintf(program, sizeof program, "beacon-%s", def->name);
+    bc_error_t err;
 
     int status = 1;
     void *state = NULL;

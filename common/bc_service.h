@@ -71,6 +71,13 @@ bc_code_t bc_call_fail(bc_call_t *call, bc_code_t code, const char *field, const
 /* Records err (from a common module) and returns its code. */
 bc_code_t bc_call_fail_err(bc_call_t *call, const bc_error_t *err);
 
+/* The common start of every Beacon process: loads the common settings plus
+ * extra (NULL allowed), starts logging as name, sends SIGTERM/SIGINT to
+ * on_stop and ignores SIGPIPE. Returns the config (caller destroys), or NULL
+ * with *exit_code set: 0 after --help, 2 for a bad setting. */
+bc_config_t *bc_process_start(const char *name, const bc_setting_t *extra, int argc, char **argv,
+                              void (*on_stop)(int), int *exit_code);
+
 /* Runs the service until SIGTERM/SIGINT. Returns the process exit status. */
 int bc_service_main(const bc_service_def_t *def, int argc, char **argv);
 

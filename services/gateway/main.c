@@ -36,28 +36,12 @@ static void s_on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-    bc_config_t *config = bc_config_new("beacon-gateway");
-    bc_config_add(config, bc_common_settings);
-    bc_config_add(config, s_settings);
+    int exit_code = 0;
+    bc_config_t *config = bc_process_start("gateway", s_settings, argc, argv, s_on_signal,
+                                           &exit_code);
+    if (!config)
+        return exit_code;
     bc_error_t err;
-    int rc = bc_config_load(config, argc, argv, &err);
-    if (rc != 0) {
-        if (rc < 0)
-            fprintf(stderr, "beacon-gateway: %s\n", err.message);
-        bc_config_destroy(&config);
-        return rc < 0 ? 2 : 0;
-    }
-    if (bc_log_init("gateway", bc_config_str(config, "log_level")) < 0) {
-        fprintf(stderr, "beacon-gateway: unknown log_level\n");
-        bc_config_destroy(&config);
-        return 2;
-    }
-    struct sigaction sa = {0};
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     SSL_CTX *ssl = gw_tls_new(bc_config_str(config, "tls_cert"), bc_config_str(config, "tls_key"),
                               &err);
     if (!ssl) {
