@@ -194,8 +194,9 @@ static void s_send_replies(s_queue_t *q, void *frontend)
 /* Takes every waiting request off the ROUTER into the queue. Requests past
  * max_queued are answered at once with RESOURCE_EXHAUSTED (shed load rather
  * than let every caller time out). */
-static void s_take_requests(s_queue_t *q, void *frontend, size_t max_queued)
+static int s_take_requests(s_queue_t *q, void *frontend, size_t max_queued, bool refuse)
 {
+    int taken = 0;
     for (;;) {
         zmq_msg_t parts[3];
         int n = 0, total = 0, more = 1;
@@ -214,7 +215,8 @@ static void s_take_requests(s_queue_t *q, void *frontend, size_t max_queued)
                 zmq_msg_close(&part); /* surplus frames: malformed */
         }
         if (total == 0)
-            return; /* nothing more waiting */
+            return taken; /* nothing more waiting */
+        taken++;
         if (total != 3 || zmq_msg_size(&parts[1]) != 0) {
             bc_warn("dropped a malformed request envelope (%d frames)", total);
             for (int i = 0; i < n; i++)
@@ -226,7 +228,7 @@ static void s_take_requests(s_queue_t *q, void *frontend, size_t max_queued)
         job->body = parts[2];
         zmq_msg_close(&parts[1]);
         pthread_mutex_lock(&q->lock);
-        bool full = q->queued >= max_queued;
+        bool full = refuse || q->queued >= max_queued;
         if (!full) {
             if (q->in_tail)
                 q->in_tail->next = job;
@@ -238,23 +240,31 @@ static void s_take_requests(s_queue_t *q, void *frontend, size_t max_queued)
         }
         pthread_mutex_unlock(&q->lock);
         if (full) {
-            job->reply_len = bc_dispatch_reject(zmq_msg_data(&job->body), zmq_msg_size(&job->body),
-                                                BC_RESOURCE_EXHAUSTED,
-                                                "service is overloaded, try again", &job->reply);
+            job->reply_len = bc_dispatch_reject(
+                zmq_msg_data(&job->body), zmq_msg_size(&job->body),
+                refuse ? BC_UNAVAILABLE : BC_RESOURCE_EXHAUSTED,
+                refuse ? "service is shutting down, try again" : "service is overloaded, try again",
+                &job->reply);
             s_push_reply(q, job, false);
         }
     }
 }
 
-/* The socket thread: reads requests, returns replies, and on a stop signal
- * stops reading, lets the queue and the busy workers finish (bounded by
- * shutdown_ms) and returns. */
-static void s_serve(s_queue_t *q, void *frontend, size_t max_queued, int64_t shutdown_ms)
+/* The socket thread: reads requests and returns replies. On a stop signal
+ * it unbinds (no new connections), answers requests that still arrive with
+ * UNAVAILABLE at once (callers retry elsewhere instead of waiting for their
+ * deadline), lets queued and running requests finish, and returns once all
+ * is answered and no request has arrived for 100 ms, or after shutdown_ms. */
+static void s_serve(s_queue_t *q, void *frontend, const char *endpoint, size_t max_queued,
+                    int64_t shutdown_ms)
 {
-    int64_t stop_deadline = 0;
+    int64_t stop_deadline = 0, last_request = 0;
     for (;;) {
+        int64_t now = bc_mono_ms();
         if (s_stop && !stop_deadline) {
-            stop_deadline = bc_mono_ms() + shutdown_ms;
+            stop_deadline = now + shutdown_ms;
+            last_request = now;
+            zmq_unbind(frontend, endpoint);
             pthread_mutex_lock(&q->lock);
             bc_info("stopping: finishing %zu queued and %zu running request(s)", q->queued,
                     q->busy);
@@ -264,12 +274,12 @@ static void s_serve(s_queue_t *q, void *frontend, size_t max_queued, int64_t shu
             pthread_mutex_lock(&q->lock);
             bool idle = q->queued == 0 && q->busy == 0 && !q->out_head;
             pthread_mutex_unlock(&q->lock);
-            if (idle || bc_mono_ms() > stop_deadline)
+            if ((idle && now - last_request >= 100) || now > stop_deadline)
                 return;
         }
         zmq_pollitem_t items[2] = {{NULL, q->wake_fd, ZMQ_POLLIN, 0},
                                    {frontend, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, s_stop ? 1 : 2, 200) < 0) {
+        if (zmq_poll(items, 2, stop_deadline ? 20 : 200) < 0) {
             if (errno == EINTR)
                 continue;
             bc_err("poll failed: %s", zmq_strerror(errno));
@@ -277,8 +287,9 @@ static void s_serve(s_queue_t *q, void *frontend, size_t max_queued, int64_t shu
         }
         if (items[0].revents & ZMQ_POLLIN)
             s_send_replies(q, frontend);
-        if (!s_stop && (items[1].revents & ZMQ_POLLIN))
-            s_take_requests(q, frontend, max_queued);
+        if ((items[1].revents & ZMQ_POLLIN) &&
+            s_take_requests(q, frontend, max_queued, stop_deadline != 0) > 0)
+            last_request = bc_mono_ms();
     }
 }
 
@@ -398,7 +409,7 @@ int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
         }
     }
     bc_info("%s %s listening on %s with %d worker(s)", program, BEACON_VERSION, endpoint, started);
-    s_serve(&queue, frontend, (size_t)bc_config_int(config, "max_queued_requests"),
+    s_serve(&queue, frontend, endpoint, (size_t)bc_config_int(config, "max_queued_requests"),
             bc_config_int(config, "shutdown_timeout_ms"));
     status = 0;
 

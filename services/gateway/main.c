@@ -99,7 +99,9 @@ int main(int argc, char **argv)
         pthread_join(threads[i].thread, &ret);
         if (ret)
             status = 1;
+        h2o_evloop_t *loop = threads[i].ctx.loop;
         h2o_context_dispose(&threads[i].ctx);
+        h2o_evloop_destroy(loop);
     }
     free(threads);
     zmq_ctx_term(zctx);

@@ -33,6 +33,9 @@ void gw_send_json(h2o_req_t *req, int status, const char *content_type, json_t *
     req->res.reason = "";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                    strlen(content_type));
+    /* With a known length h2o keeps an HTTP/1.1 connection alive for every
+     * status; without it, only 200 responses would be. */
+    req->res.content_length = body.len;
     h2o_send_inline(req, body.base, body.len);
 }
 

@@ -230,5 +230,8 @@ void *gw_thread_main(void *arg)
             h2o_socket_close(t->zsocks[i]);
         bc_rpc_client_destroy(&t->clients[i]);
     }
+    /* Let h2o finish closing what it was asked to close, then free the loop. */
+    h2o_evloop_run(t->ctx.loop, 0);
+    h2o_timeout_dispose(t->ctx.loop, &t->sniff_timeout);
     return NULL;
 }

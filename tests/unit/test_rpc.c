@@ -278,8 +278,21 @@ static void test_client_roundtrip(void **state)
     bc_rpc_client_t *c = bc_rpc_client_new(srv.zctx, "testsvc", srv.endpoint, 1 << 20, 1000, &err);
     assert_non_null(c);
     assert_true(bc_rpc_client_fd(c) >= 0);
-    /* ZMQ_IMMEDIATE: wait until the connection is up before sending. */
-    usleep(100000);
+    /* ZMQ_IMMEDIATE refuses sends until the connection is up: wait for it
+     * (bounded) with a Health call. */
+    Beacon__HealthRequest hin = BEACON__HEALTH_REQUEST__INIT;
+    bc_rpc_call_t probe = {.method = "Health", .payload = &hin.base};
+    ProtobufCMessage *hr = NULL;
+    for (int i = 0; i < 500 && !hr; i++) {
+        probe.deadline_ms = bc_now_ms() + 1000;
+        hr = bc_rpc_client_call(c, &probe, &beacon__health_reply__descriptor, NULL, &err);
+        if (!hr) {
+            assert_int_equal(err.code, BC_UNAVAILABLE);
+            usleep(10000);
+        }
+    }
+    assert_non_null(hr);
+    protobuf_c_message_free_unpacked(hr, NULL);
 
     Beacon__Principal who = BEACON__PRINCIPAL__INIT;
     who.staff_id = "staff-7";
