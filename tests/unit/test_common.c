@@ -85,7 +85,7 @@ static void test_arena(void **state)
         ptrs[i] = bc_arena_printf(a, "item-%d", i);
     }
     for (int i = 0; i < 200; i++) {
-        char want[16];
+        char want[32];
         snprintf(want, sizeof want, "item-%d", i);
         assert_string_equal(ptrs[i], want);
     }
