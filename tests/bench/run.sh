@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh BUILD_DIR: Beacon's benchmark harness (`make bench`).
+#
+# Starts one stack for the whole run through deploy/launch.py (tests/bench/
+# stack.py: a private PostgreSQL cluster with fsync on, the five services and
+# the gateway, free ports, a temporary state directory, log_level=warn), runs
+# each benchmark in BENCHMARKS in order against it, then prints a summary and
+# the ratio checks, the last line being the verdict. Figures drift from run to
+# run and machine to machine: compare figures of the same run (DESIGN.md).
+# Everything is stopped and removed on exit, whatever the exit path.
+#
+# Adding a benchmark:
+#   1. write a function bench_<name> below: set up its data (api/psql), run
+#      the load (s_wrk does warm-up, run, parsing and error checks for HTTP),
+#      and record figures with `result <name>.<key> <value> [unit]`;
+#   2. append <name> to BENCHMARKS;
+#   3. to hold it to a target, add "<name>.<key> <name2>.<key2> <min> <label>"
+#      to RATIOS.
+#
+# Environment:
+#   BENCH_SECONDS  seconds per measured run (default 10; e.g. 2 for a quick look)
+#   BENCH_WARMUP   seconds of unmeasured load before each HTTP run (default 2)
+#   BENCH_ONLY     space-separated names from BENCHMARKS to run (default: all)
+#   BENCH_STRICT   1: exit 1 when a ratio misses its target (default: report only)
+#   BENCH_KEEP     1: keep the state directory (process logs) and print its path
+#
+# Exit status: 0 when every benchmark ran cleanly (no failed requests, no
+# process died); 1 otherwise, or with BENCH_STRICT=1 when a target is missed.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$REPO/tests/bench"
+BUILD=$(realpath -m "${1:-$REPO/build}")
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_WARMUP=${BENCH_WARMUP:-2}
+BENCH_ONLY=${BENCH_ONLY:-}
+BENCH_STRICT=${BENCH_STRICT:-0}
+BENCH_KEEP=${BENCH_KEEP:-0}
+
+# Benchmarks, run in this order.
+BENCHMARKS=(client_get pgbench_select)
+
+# Ratio checks: "numerator denominator minimum label". A check whose figures
+# are missing (benchmark not selected) is skipped.
+RATIOS=(
+  "client_get.rps pgbench_select.tps 0.15 GET /api/v1/clients/{id} req/s over pgbench -S tps"
+)
+
+declare -A RESULT=()      # "<bench>.<key>" -> number
+declare -A RESULT_UNIT=() # "<bench>.<key>" -> unit, for the summary
+RESULT_ORDER=()
+FAILED=()                 # benchmarks that did not run cleanly
+
+# ---------------------------------------------------------------------------
+# Helpers for benchmarks
+
+# result KEY VALUE [UNIT]: records one figure.
+result() {
+  [ -n "${RESULT[$1]+x}" ] || RESULT_ORDER+=("$1")
+  RESULT[$1]=$2
+  RESULT_UNIT[$1]=${3:-}
+}
+
+# fail NAME MESSAGE: marks a benchmark as not run cleanly (the run goes on).
+fail() {
+  FAILED+=("$1")
+  echo "  FAILED: $2" >&2
+}
+
+# api METHOD PATH [JSON] [--expect N] [--field F]: one request to the stack
+# (tests/bench/api.py); prints the body or the field.
+api() { python3 "$HERE/api.py" "$@"; }
+
+# pg_admin SQL: runs SQL as the postgres superuser in the stack's cluster.
+pg_admin() {
+  PGHOST=$BENCH_PGHOST PGPORT=$BENCH_PGPORT psql -X -q -A -t -v ON_ERROR_STOP=1 \
+    -U postgres -d postgres -c "$1"
+}
+
+# run_child OUTFILE COMMAND...: runs a load generator with its output in
+# OUTFILE. In the background plus `wait`, because bash runs a signal trap
+# only after a foreground command ends: Ctrl-C must not wait out a run.
+run_child() {
+  local out=$1 st=0
+  shift
+  "$@" >"$out" 2>&1 &
+  CHILD_PID=$!
+  wait "$CHILD_PID" || st=$?
+  CHILD_PID=
+  return "$st"
+}
+
+# ms MICROSECONDS: prints milliseconds with three decimals.
+ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
+
+# s_wrk NAME PATH THREADS CONNECTIONS: warm-up, then a measured wrk run of
+# GET PATH over TLS keep-alive; records NAME.rps, NAME.p50_ms, NAME.p99_ms and
+# NAME.requests. Any socket error or non-2xx/3xx answer fails the benchmark.
+s_wrk() {
+  local name=$1 path=$2 threads=$3 conns=$4 out="$TMP/wrk.$1.out" line kv k v
+  local -A w=()
+  if [ "$BENCH_WARMUP" != 0 ]; then
+    run_child "$out" wrk -t"$threads" -c"$conns" -d"${BENCH_WARMUP}s" "$BENCH_URL$path" || true
+  fi
+  echo "  wrk -t$threads -c$conns -d${BENCH_SECONDS}s --latency $BENCH_URL$path"
+  if ! run_child "$out" wrk -t"$threads" -c"$conns" -d"${BENCH_SECONDS}s" --latency \
+         -s "$HERE/wrk_report.lua" "$BENCH_URL$path"; then
+    sed 's/^/    /' "$out"
+    fail "$name" "wrk exited non-zero"
+    return 0
+  fi
+  grep -v '^WRK ' "$out" | sed 's/^/    /'
+  line=$(grep '^WRK ' "$out" || true)
+  if [ -z "$line" ]; then
+    fail "$name" "no summary from wrk_report.lua"
+    return 0
+  fi
+  for kv in ${line#WRK }; do
+    k=${kv%%=*} v=${kv#*=}
+    w[$k]=$v
+  done
+  result "$name.rps" "${w[rps]}" "req/s"
+  result "$name.p50_ms" "$(ms "${w[p50_us]}")" "ms"
+  result "$name.p99_ms" "$(ms "${w[p99_us]}")" "ms"
+  result "$name.requests" "${w[requests]}" ""
+  local errors=$((w[connect_errors] + w[read_errors] + w[write_errors] + w[timeouts]))
+  printf '  => %s req/s, p50 %s ms, p99 %s ms (%s requests in %s s; socket errors %d, non-2xx %d)\n' \
+    "${w[rps]}" "${RESULT[$name.p50_ms]}" "${RESULT[$name.p99_ms]}" "${w[requests]}" \
+    "${w[seconds]}" "$errors" "${w[status_errors]}"
+  if [ "$errors" -ne 0 ] || [ "${w[status_errors]}" -ne 0 ] || [ "${w[requests]}" -eq 0 ]; then
+    fail "$name" "requests failed during the run: the figures do not measure $path"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Benchmarks
+
+# GET of one client through the whole path: TLS keep-alive -> gateway ->
+# ZeroMQ -> intake -> PostgreSQL and back.
+bench_client_get() {
+  echo "== client_get: GET /api/v1/clients/{id}, TLS keep-alive"
+  local id
+  if ! id=$(api POST /api/v1/clients \
+              '{"given_name":"Ada","family_name":"Lovelace","date_of_birth":"1990-01-01"}' \
+              --field id); then
+    fail client_get "could not create the client"
+    return 0
+  fi
+  if ! api GET "/api/v1/clients/$id" >/dev/null; then
+    fail client_get "GET of the new client $id did not answer 200"
+    return 0
+  fi
+  echo "  client $id"
+  s_wrk client_get "/api/v1/clients/$id" 2 16
+}
+
+# The database's own ceiling on this machine for comparison: pgbench's
+# read-only (SELECT by primary key) script, prepared statements, 2 clients,
+# in a scratch database of the same cluster.
+bench_pgbench_select() {
+  echo "== pgbench_select: pgbench -S -M prepared -c 2 -j 2 (scale 10, same cluster)"
+  local db=bench_pgbench out tps lat
+  if ! pg_admin "CREATE DATABASE $db OWNER $BENCH_PGUSER" ||
+     ! PGHOST=$BENCH_PGHOST PGPORT=$BENCH_PGPORT run_child "$TMP/pgbench-init.out" \
+         pgbench -i -s 10 -q -U "$BENCH_PGUSER" "$db"; then
+    sed 's/^/    /' "$TMP/pgbench-init.out" 2>/dev/null || true
+    fail pgbench_select "pgbench -i failed"
+    return 0
+  fi
+  echo "  pgbench -S -M prepared -c 2 -j 2 -T $BENCH_SECONDS"
+  if ! PGHOST=$BENCH_PGHOST PGPORT=$BENCH_PGPORT run_child "$TMP/pgbench.out" \
+         pgbench -S -M prepared -c 2 -j 2 -T "$BENCH_SECONDS" -U "$BENCH_PGUSER" "$db"; then
+    sed 's/^/    /' "$TMP/pgbench.out"
+    fail pgbench_select "pgbench failed"
+    return 0
+  fi
+  out=$(cat "$TMP/pgbench.out")
+  echo "$out" | grep -E '^(number of (transactions|failed)|latency|tps)' | sed 's/^/    /'
+  tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | tail -n 1)
+  [ -z "$tps" ] || tps=$(awk -v t="$tps" 'BEGIN { printf "%.1f", t }')
+  lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p')
+  if [ -z "$tps" ] || [ -z "$lat" ]; then
+    fail pgbench_select "could not read tps/latency from pgbench"
+    return 0
+  fi
+  result pgbench_select.tps "$tps" "tps"
+  result pgbench_select.latency_avg_ms "$lat" "ms"
+  printf '  => %s tps, average latency %s ms\n' "$tps" "$lat"
+}
+
+# ---------------------------------------------------------------------------
+# Driver
+
+s_header() {
+  local cpu mem commit
+  cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+  mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
+  commit=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
+  echo "== Beacon benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit   $commit ($(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown))"
+  echo "machine  $(nproc) CPUs, ${cpu:-unknown CPU}, $mem, $(uname -sr)"
+  echo "tools    $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), $(pgbench --version), $(openssl version | cut -d' ' -f1-2)"
+  echo "run      BENCH_SECONDS=$BENCH_SECONDS BENCH_WARMUP=$BENCH_WARMUP, binaries $BUILD/bin"
+  echo "load     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min averages before start: other work skews figures)"
+}
+
+s_cleanup() {
+  local rc=$? st=0
+  trap - EXIT INT TERM
+  if [ -n "${CHILD_PID:-}" ]; then
+    kill -TERM "$CHILD_PID" 2>/dev/null || true
+    wait "$CHILD_PID" 2>/dev/null || true
+  fi
+  if [ -n "${STACK_PID:-}" ]; then
+    kill -TERM "$STACK_PID" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$STACK_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$STACK_PID" 2>/dev/null || true
+    wait "$STACK_PID" 2>/dev/null || st=$?
+    if [ "$st" -ne 0 ] && [ "$rc" -eq 0 ]; then
+      echo "bench: the stack reported a problem (exit $st):" >&2
+      tail -n 40 "$TMP/stack.log" >&2 || true
+      rc=1
+    fi
+  fi
+  # If stack.py could not stop the cluster (killed), stop it here.
+  if [ -n "${TMP:-}" ] && [ -f "$TMP/state/pg/data/postmaster.pid" ]; then
+    bash "$REPO/deploy/pg-cluster.sh" stop "$TMP/state/pg" || true
+  fi
+  if [ -n "${TMP:-}" ]; then
+    if [ "$BENCH_KEEP" = 1 ]; then echo "bench: state kept in $TMP" >&2; else rm -rf "$TMP"; fi
+  fi
+  exit "$rc"
+}
+
+s_start_stack() {
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/beacon-bench.XXXXXX")
+  chmod 0711 "$TMP"  # the postgres user must traverse it to reach its cluster
+  python3 "$HERE/stack.py" "$BUILD" "$TMP/state" "$TMP/stack.env" log_level=warn \
+    >"$TMP/stack.log" 2>&1 &
+  STACK_PID=$!
+  local t0=$SECONDS
+  until [ -f "$TMP/stack.env" ]; do
+    if ! kill -0 "$STACK_PID" 2>/dev/null || [ $((SECONDS - t0)) -gt 180 ]; then
+      echo "bench: the stack did not start:" >&2
+      cat "$TMP/stack.log" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  set -a  # exported: api.py reads BENCH_URL and BENCH_CA
+  # shellcheck disable=SC1091
+  . "$TMP/stack.env"
+  set +a
+  echo "stack    gateway $BENCH_URL, started in $((SECONDS - t0)) s (log_level=warn)"
+}
+
+s_selected() {
+  [ -z "$BENCH_ONLY" ] && return 0
+  local n
+  for n in $BENCH_ONLY; do [ "$n" = "$1" ] && return 0; done
+  return 1
+}
+
+s_summary() {
+  local key verdict=0 num den min label r b
+  echo
+  echo "== summary"
+  for key in "${RESULT_ORDER[@]}"; do
+    printf '  %-32s %14s %s\n' "$key" "${RESULT[$key]}" "${RESULT_UNIT[$key]}"
+  done
+  [ ${#FAILED[@]} -eq 0 ] || echo "  not run cleanly: ${FAILED[*]}"
+  for r in "${RATIOS[@]}"; do
+    read -r num den min label <<<"$r"
+    if [ -z "${RESULT[$num]:-}" ] || [ -z "${RESULT[$den]:-}" ]; then
+      echo "RATIO $num / $den: not measured in this run (target >= $min)"
+      continue
+    fi
+    local value met bad=""
+    for b in "${FAILED[@]}"; do
+      [ "$b" = "${num%%.*}" ] || [ "$b" = "${den%%.*}" ] && bad="$bad $b"
+    done
+    if [ -n "$bad" ]; then
+      echo "RATIO $num / $den: INVALID, not run cleanly:$bad (target >= $min)"
+      verdict=1
+      continue
+    fi
+    value=$(awk -v a="${RESULT[$num]}" -v b="${RESULT[$den]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+    met=$(awk -v v="$value" -v m="$min" 'BEGIN { print (v >= m) ? "MET" : "MISSED" }')
+    [ "$met" = MET ] || verdict=1
+    echo "RATIO $num / $den = ${RESULT[$num]} / ${RESULT[$den]} = $value (target >= $min): $met  [$label]"
+  done
+  return $verdict
+}
+
+main() {
+  command -v wrk >/dev/null && command -v pgbench >/dev/null ||
+    { echo "bench: wrk and pgbench are needed (run deploy/install-deps.sh)" >&2; exit 1; }
+  trap s_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  s_header
+  s_start_stack
+  local b missed=0
+  for b in "${BENCHMARKS[@]}"; do
+    s_selected "$b" || continue
+    echo
+    "bench_$b"
+  done
+  s_summary || missed=1
+  if [ ${#FAILED[@]} -ne 0 ]; then exit 1; fi
+  if [ "$missed" -ne 0 ] && [ "$BENCH_STRICT" = 1 ]; then exit 1; fi
+}
+
+main "$@"
