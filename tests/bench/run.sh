@@ -23,6 +23,7 @@
 #   BENCH_ONLY     space-separated names from BENCHMARKS to run (default: all)
 #   BENCH_STRICT   1: exit 1 when a ratio misses its target (default: report only)
 #   BENCH_KEEP     1: keep the state directory (process logs) and print its path
+#   BENCH_SETTINGS extra settings for every process, e.g. "workers=2 gateway_threads=2"
 #
 # Exit status: 0 when every benchmark ran cleanly (no failed requests, no
 # process died); 1 otherwise, or with BENCH_STRICT=1 when a target is missed.
@@ -235,7 +236,8 @@ s_cleanup() {
 s_start_stack() {
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/beacon-bench.XXXXXX")
   chmod 0711 "$TMP"  # the postgres user must traverse it to reach its cluster
-  python3 "$HERE/stack.py" "$BUILD" "$TMP/state" "$TMP/stack.env" log_level=warn \
+  # shellcheck disable=SC2086  # BENCH_SETTINGS is a list of name=value words
+  python3 "$HERE/stack.py" "$BUILD" "$TMP/state" "$TMP/stack.env" log_level=warn ${BENCH_SETTINGS:-} \
     >"$TMP/stack.log" 2>&1 &
   STACK_PID=$!
   local t0=$SECONDS
