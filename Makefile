@@ -15,7 +15,7 @@ OPT        := -O2
 endif
 
 CC         ?= cc
-PKGS       := libzmq libprotobuf-c libpq jansson openssl libh2o-evloop
+PKGS       := libzmq libprotobuf-c libpq jansson openssl libh2o-evloop libargon2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-missing-field-initializers
@@ -36,6 +36,9 @@ COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_C))
 LIB        := $(BUILD)/libbeacon.a
 BINS       := $(patsubst %,$(BUILD)/bin/beacon-%,$(SERVICES))
+# Operator tools: common/tools/<name>.c -> beacon-<name> (one file each, e.g. audit-verify.c).
+TOOL_SRC   := $(wildcard common/tools/*.c)
+TOOLS      := $(patsubst common/tools/%.c,$(BUILD)/bin/beacon-%,$(TOOL_SRC))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
@@ -46,7 +49,7 @@ VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 .PHONY: all deps run test check bench clean format unit fuzz FORCE
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BINS)
+all: $(BINS) $(TOOLS) $(UNIT_BINS)
 
 deps:
 	@bash deploy/install-deps.sh
@@ -90,6 +93,11 @@ $(BUILD)/bin/beacon-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/$(
 	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
+
+$(BUILD)/bin/beacon-%: $(BUILD)/obj/common/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(TGEN_C)) $(LIB)
 	@mkdir -p $(dir $@)

@@ -13,6 +13,7 @@ PKGS=(
   libjansson-dev
   libh2o-evloop-dev
   libcmocka-dev
+  libargon2-dev
   python3
   wrk
   docker-compose
