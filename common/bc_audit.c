@@ -1,0 +1,851 @@
+/*  bc_audit: the tamper-evident audit log: writer chains and the verifier.
+ *
+ *  The design (chains per writer, the hash encoding, the transaction
+ *  contract) is in bc_audit.h; the tables are in
+ *  common/migrations/001_audit.sql.
+ *
+ *  Writer. A chain holds two heads: `head` (what is known committed) and
+ *  `pend` (including appends of the caller's open transaction). An append
+ *  hashes from pend and sends one prepared statement:
+ *
+ *      INSERT INTO audit.events ... SELECT ... WHERE seq = 1 OR EXISTS
+ *        (row seq - 1 of this chain with hash = prev_hash)
+ *      ON CONFLICT (chain, seq) DO NOTHING
+ *
+ *  (inside a data-modifying WITH that also inserts the anchor when one is
+ *  due). It inserts nothing, without raising an error, when the in-memory
+ *  head is out of step with the table in either direction; the chain then
+ *  reads the head back (one query) and retries once. An error would abort
+ *  the caller's transaction; "nothing inserted" does not, which is what
+ *  makes the retry possible. The predecessor probe is one primary-key
+ *  lookup of a page the previous append just touched.
+ *
+ *  Verifier. One REPEATABLE READ, READ ONLY transaction gives a consistent
+ *  snapshot of chains, events and anchors, read through three cursors in
+ *  (chain, seq) order, FETCH_ROWS at a time, and merged by chain id in byte
+ *  order (chain is COLLATE "C", so the server's order is strcmp's). Memory
+ *  stays constant whatever the size of the log; only the breaks found are
+ *  kept.
+ */
+#include "bc_audit.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "bc_log.h"
+#include "bc_mem.h"
+#include "bc_util.h"
+
+#define S_DOMAIN "beacon-audit-v1" /* hashed with its NUL */
+#define S_FETCH_ROWS "2000"
+#define S_FETCH_ROWS_N 2000
+#define S_TIME_LEN 96 /* "YYYY-MM-DD HH:MM:SS.uuuuuu+00" with room for what gcc imagines */
+
+struct bc_audit_chain {
+    char id[BC_AUDIT_CHAIN_MAX + 1];
+    int64_t seq; /* committed head */
+    uint8_t hash[BC_AUDIT_HASH_LEN];
+    int64_t pend_seq; /* head including the open transaction's appends */
+    uint8_t pend_hash[BC_AUDIT_HASH_LEN];
+    int64_t anchor_seq, anchor_us; /* last anchor known committed */
+    int64_t pend_anchor_seq, pend_anchor_us;
+    int64_t anchor_every, anchor_ms;
+};
+
+/* ---- Hashing ------------------------------------------------------------ */
+
+static EVP_MD *s_sha256;
+static pthread_once_t s_sha256_once = PTHREAD_ONCE_INIT;
+
+/* Fetching once avoids OpenSSL 3's implicit fetch on every digest. */
+static void s_sha256_init(void)
+{
+    s_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!s_sha256)
+        abort();
+}
+
+static void s_put_i64(EVP_MD_CTX *ctx, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    uint8_t b[8];
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        b[i] = (uint8_t)(u & 0xff);
+    EVP_DigestUpdate(ctx, b, sizeof b);
+}
+
+static void s_put_str(EVP_MD_CTX *ctx, const char *s)
+{
+    if (!s || !*s) {
+        uint8_t absent = 0;
+        EVP_DigestUpdate(ctx, &absent, 1);
+        return;
+    }
+    size_t len = strlen(s);
+    uint8_t b[5] = {1, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                    (uint8_t)len};
+    EVP_DigestUpdate(ctx, b, sizeof b);
+    EVP_DigestUpdate(ctx, s, len);
+}
+
+void bc_audit_hash(const uint8_t prev[BC_AUDIT_HASH_LEN], const char *chain, int64_t seq,
+                   const bc_audit_event_t *ev, uint8_t out[BC_AUDIT_HASH_LEN])
+{
+    pthread_once(&s_sha256_once, s_sha256_init);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    if (!ctx || !EVP_DigestInit_ex(ctx, s_sha256, NULL))
+        abort();                                      /* out of memory */
+    EVP_DigestUpdate(ctx, S_DOMAIN, sizeof S_DOMAIN); /* with the NUL */
+    EVP_DigestUpdate(ctx, prev, BC_AUDIT_HASH_LEN);
+    s_put_str(ctx, chain);
+    s_put_i64(ctx, seq);
+    s_put_i64(ctx, ev->at_us);
+    s_put_str(ctx, ev->request_id);
+    s_put_str(ctx, ev->actor_staff_id);
+    s_put_str(ctx, ev->actor_api_key_id);
+    s_put_str(ctx, ev->agency_id);
+    s_put_str(ctx, ev->site_id);
+    s_put_str(ctx, ev->action);
+    s_put_str(ctx, ev->resource_type);
+    s_put_str(ctx, ev->resource_id);
+    s_put_str(ctx, ev->client_id);
+    s_put_str(ctx, ev->purpose);
+    s_put_str(ctx, ev->outcome);
+    s_put_str(ctx, ev->detail);
+    if (!EVP_DigestFinal_ex(ctx, out, &len) || len != BC_AUDIT_HASH_LEN)
+        abort();
+    EVP_MD_CTX_free(ctx);
+}
+
+/* "\x" + hex, the bytea input form (independent of bytea_output). */
+static void s_bytea_param(const uint8_t h[BC_AUDIT_HASH_LEN], char out[2 * BC_AUDIT_HASH_LEN + 3])
+{
+    out[0] = '\\';
+    out[1] = 'x';
+    bc_hex(h, BC_AUDIT_HASH_LEN, out + 2);
+}
+
+static int s_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes exactly 64 hex digits (encode(x, 'hex') output). */
+static bool s_unhex(const char *s, uint8_t out[BC_AUDIT_HASH_LEN])
+{
+    if (!s || strlen(s) != 2 * BC_AUDIT_HASH_LEN)
+        return false;
+    for (int i = 0; i < BC_AUDIT_HASH_LEN; i++) {
+        int hi = s_hexval(s[2 * i]), lo = s_hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+static int64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* at_us (> 0) as timestamptz input, exact to the microsecond. */
+static void s_format_us(int64_t at_us, char out[S_TIME_LEN])
+{
+    time_t secs = (time_t)(at_us / 1000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, S_TIME_LEN, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(at_us % 1000000));
+}
+
+/* ---- Writer ------------------------------------------------------------- */
+
+#define S_EVENT_INSERT                                                                             \
+    "INSERT INTO audit.events (chain, seq, at, request_id, actor_staff_id, actor_api_key_id,"      \
+    " agency_id, site_id, action, resource_type, resource_id, client_id, purpose, outcome,"        \
+    " detail, prev_hash, hash)"                                                                    \
+    " SELECT $1::text, $2::bigint, $3::timestamptz, $4::text, $5::text, $6::text, $7::text,"       \
+    " $8::text, $9::text, $10::text, $11::text, $12::text, $13::text, $14::text, $15::json,"       \
+    " $16::bytea, $17::bytea"                                                                      \
+    " WHERE $2::bigint = 1 OR EXISTS (SELECT FROM audit.events p WHERE p.chain = $1::text"         \
+    " AND p.seq = $2::bigint - 1 AND p.hash = $16::bytea)"                                         \
+    " ON CONFLICT (chain, seq) DO NOTHING"
+
+static const char S_APPEND[] = S_EVENT_INSERT;
+
+/* The same, writing the anchor too; returns one row: how many events went in. */
+static const char S_APPEND_ANCHOR[] =
+    "WITH e AS (" S_EVENT_INSERT " RETURNING chain, seq, hash, at),"
+    " a AS (INSERT INTO audit.anchors (chain, seq, hash, at)"
+    " SELECT chain, seq, hash, at FROM e ON CONFLICT (chain, seq) DO NOTHING)"
+    " SELECT count(*) FROM e";
+
+/* The newest row and the newest anchor of a chain. */
+static const char S_HEAD[] =
+    "SELECT e.seq, encode(e.hash, 'hex'),"
+    " (SELECT max(a.seq) FROM audit.anchors a WHERE a.chain = $1::text)"
+    " FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT seq, hash FROM audit.events"
+    " WHERE chain = $1::text ORDER BY seq DESC LIMIT 1) e ON true";
+
+static const char S_ANCHOR[] =
+    "INSERT INTO audit.anchors (chain, seq, hash, at)"
+    " SELECT $1::text, $2::bigint, $3::bytea, $4::timestamptz"
+    " WHERE EXISTS (SELECT FROM audit.events WHERE chain = $1::text AND seq = $2::bigint"
+    " AND hash = $3::bytea)"
+    " ON CONFLICT (chain, seq) DO NOTHING";
+
+static bool s_service_name_ok(const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    return len >= 1 && len <= 64 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == len;
+}
+
+bc_audit_chain_t *bc_audit_chain_new(bc_db_t *db, const char *service, int worker, bc_error_t *err)
+{
+    if (!s_service_name_ok(service) || worker < 0) {
+        bc_error_set(err, BC_INVALID_ARGUMENT, worker < 0 ? "worker" : "service",
+                     "bad audit chain owner");
+        return NULL;
+    }
+    if (bc_db_in_transaction(db)) {
+        bc_error_set(err, BC_INTERNAL, NULL, "audit chain registration inside a transaction");
+        return NULL;
+    }
+    bc_audit_chain_t *self = bc_calloc(1, sizeof *self);
+    self->anchor_every = BC_AUDIT_ANCHOR_EVENTS;
+    self->anchor_ms = BC_AUDIT_ANCHOR_MS;
+    self->anchor_us = self->pend_anchor_us = s_now_us();
+
+    char worker_s[16], pid_s[16], host[256] = "";
+    snprintf(worker_s, sizeof worker_s, "%d", worker);
+    snprintf(pid_s, sizeof pid_s, "%d", (int)getpid());
+    if (gethostname(host, sizeof host - 1) != 0 || !bc_utf8_valid(host, strlen(host)))
+        host[0] = '\0';
+    /* A clash of 64 random bits is next to impossible; if it happens the
+     * primary key says so and another id is drawn. */
+    int rc = -1;
+    for (int attempt = 0; rc < 0 && attempt < 3; attempt++) {
+        uint8_t rnd[8];
+        char hex[17];
+        bc_random_bytes(rnd, sizeof rnd);
+        bc_hex(rnd, sizeof rnd, hex);
+        snprintf(self->id, sizeof self->id, "%s:%s:%d", service, hex, worker);
+        const char *params[] = {self->id, service, worker_s, host, pid_s};
+        rc = bc_db_command(db,
+                           "INSERT INTO audit.chains (chain, service, worker, host, pid)"
+                           " VALUES ($1, $2, $3::int, $4, $5::int)",
+                           5, params, err);
+        if (rc < 0 && (!err || err->code != BC_ALREADY_EXISTS))
+            break;
+    }
+    if (rc < 0) {
+        free(self);
+        return NULL;
+    }
+    bc_debug("audit chain %s started", self->id);
+    return self;
+}
+
+void bc_audit_chain_destroy(bc_audit_chain_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void bc_audit_chain_set_anchor(bc_audit_chain_t *self, int64_t events, int64_t ms)
+{
+    self->anchor_every = events >= 1 ? events : 1;
+    self->anchor_ms = ms > 0 ? ms : 0;
+}
+
+const char *bc_audit_chain_id(const bc_audit_chain_t *self)
+{
+    return self->id;
+}
+
+int64_t bc_audit_chain_seq(const bc_audit_chain_t *self, uint8_t hash[BC_AUDIT_HASH_LEN])
+{
+    if (hash)
+        memcpy(hash, self->hash, BC_AUDIT_HASH_LEN);
+    return self->seq;
+}
+
+void bc_audit_commit(bc_audit_chain_t *self)
+{
+    self->seq = self->pend_seq;
+    memcpy(self->hash, self->pend_hash, BC_AUDIT_HASH_LEN);
+    self->anchor_seq = self->pend_anchor_seq;
+    self->anchor_us = self->pend_anchor_us;
+}
+
+void bc_audit_rollback(bc_audit_chain_t *self)
+{
+    self->pend_seq = self->seq;
+    memcpy(self->pend_hash, self->hash, BC_AUDIT_HASH_LEN);
+    self->pend_anchor_seq = self->anchor_seq;
+    self->pend_anchor_us = self->anchor_us;
+}
+
+/* NULL for NULL or "", else s. */
+static const char *s_opt(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+/* Checks an optional text field: UTF-8, at most max bytes. */
+static int s_check_text(const char *value, const char *field, size_t max, bc_error_t *err)
+{
+    if (!value)
+        return 0;
+    size_t len = strlen(value);
+    if (len > max)
+        return bc_error_set(err, BC_INVALID_ARGUMENT, field, "audit %s longer than %zu bytes",
+                            field, max);
+    if (!bc_utf8_valid(value, len))
+        return bc_error_set(err, BC_INVALID_ARGUMENT, field, "audit %s is not valid UTF-8", field);
+    return 0;
+}
+
+/* Copies ev into *out with "" as NULL and the time filled in, and checks it
+ * against the table's constraints so that a bad event never reaches (and
+ * aborts) the caller's transaction. */
+static int s_normalize(const bc_audit_event_t *ev, bc_audit_event_t *out, bc_error_t *err)
+{
+    *out = (bc_audit_event_t){
+        .at_us = ev->at_us ? ev->at_us : s_now_us(),
+        .request_id = s_opt(ev->request_id),
+        .actor_staff_id = s_opt(ev->actor_staff_id),
+        .actor_api_key_id = s_opt(ev->actor_api_key_id),
+        .agency_id = s_opt(ev->agency_id),
+        .site_id = s_opt(ev->site_id),
+        .action = s_opt(ev->action),
+        .resource_type = s_opt(ev->resource_type),
+        .resource_id = s_opt(ev->resource_id),
+        .client_id = s_opt(ev->client_id),
+        .purpose = s_opt(ev->purpose),
+        .outcome = s_opt(ev->outcome),
+        .detail = s_opt(ev->detail),
+    };
+    /* Up to year 9999: timestamptz's range, and what s_format_us prints. */
+    if (out->at_us <= 0 || out->at_us >= INT64_C(253402300800000000))
+        return bc_error_set(err, BC_INVALID_ARGUMENT, "at_us", "audit time out of range");
+    const char *a = out->action;
+    size_t alen = a ? strlen(a) : 0;
+    if (alen < 1 || alen > 32 || a[0] < 'a' || a[0] > 'z' ||
+        strspn(a, "abcdefghijklmnopqrstuvwxyz0123456789_") != alen)
+        return bc_error_set(err, BC_INVALID_ARGUMENT, "action",
+                            "audit action must be [a-z][a-z0-9_]{0,31}");
+    const char *o = out->outcome;
+    if (!o || (strcmp(o, BC_AUDIT_OK) && strcmp(o, BC_AUDIT_DENIED) && strcmp(o, BC_AUDIT_ERROR)))
+        return bc_error_set(err, BC_INVALID_ARGUMENT, "outcome",
+                            "audit outcome must be ok, denied or error");
+    if (s_check_text(out->request_id, "request_id", 128, err) ||
+        s_check_text(out->actor_staff_id, "actor_staff_id", 128, err) ||
+        s_check_text(out->actor_api_key_id, "actor_api_key_id", 128, err) ||
+        s_check_text(out->agency_id, "agency_id", 128, err) ||
+        s_check_text(out->site_id, "site_id", 128, err) ||
+        s_check_text(out->resource_type, "resource_type", 64, err) ||
+        s_check_text(out->resource_id, "resource_id", 128, err) ||
+        s_check_text(out->client_id, "client_id", 128, err) ||
+        s_check_text(out->purpose, "purpose", 512, err) ||
+        s_check_text(out->detail, "detail", 8192, err))
+        return -1;
+    return 0;
+}
+
+/* Reads the chain's head back from the table into the pending head (and
+ * the committed one outside a transaction). Inside the caller's transaction
+ * its own appends count, as they will commit or roll back together. */
+static int s_resync(bc_audit_chain_t *self, bc_db_t *db, bc_error_t *err)
+{
+    const char *params[] = {self->id};
+    PGresult *res = bc_db_prepared(db, "bc_audit_head", S_HEAD, 1, params, err);
+    if (!res)
+        return -1;
+    int64_t seq = 0, anchor_seq = 0;
+    uint8_t hash[BC_AUDIT_HASH_LEN] = {0};
+    bool ok = PQntuples(res) == 1;
+    if (ok && !PQgetisnull(res, 0, 0)) {
+        seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        ok = s_unhex(PQgetvalue(res, 0, 1), hash);
+    }
+    if (ok && !PQgetisnull(res, 0, 2))
+        anchor_seq = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    PQclear(res);
+    if (!ok) {
+        bc_error_set(err, BC_DATA_LOSS, NULL, "audit log unreadable");
+        bc_error_detail(err, "audit chain %s: malformed head row", self->id);
+        return -1;
+    }
+    if (seq < self->seq)
+        bc_warn("audit chain %s: the table ends at seq %" PRId64 " but seq %" PRId64
+                " was committed: rows were removed",
+                self->id, seq, self->seq);
+    else
+        bc_debug("audit chain %s resynchronised at seq %" PRId64 " (in memory %" PRId64 ")",
+                 self->id, seq, self->pend_seq);
+    self->pend_seq = seq;
+    memcpy(self->pend_hash, hash, sizeof hash);
+    self->pend_anchor_seq = anchor_seq;
+    /* Inside a transaction what was read may include its own rows, which
+     * are not committed yet: only the pending head may move. */
+    if (!bc_db_in_transaction(db)) {
+        self->seq = seq;
+        memcpy(self->hash, hash, sizeof hash);
+        self->anchor_seq = anchor_seq;
+    }
+    return 0;
+}
+
+/* One attempt at inserting ev after the pending head. Returns 1 when the row
+ * went in (pending head advanced), 0 when the head was out of step (nothing
+ * written, transaction intact), -1 on error. */
+static int s_insert(bc_audit_chain_t *self, bc_db_t *db, const bc_audit_event_t *ev,
+                    bc_error_t *err)
+{
+    int64_t seq = self->pend_seq + 1;
+    uint8_t hash[BC_AUDIT_HASH_LEN];
+    bc_audit_hash(self->pend_hash, self->id, seq, ev, hash);
+    bool anchor =
+        seq - self->pend_anchor_seq >= self->anchor_every ||
+        (self->anchor_ms > 0 && ev->at_us - self->pend_anchor_us >= self->anchor_ms * 1000);
+
+    char seq_s[24], at_s[S_TIME_LEN], prev_s[2 * BC_AUDIT_HASH_LEN + 3],
+        hash_s[2 * BC_AUDIT_HASH_LEN + 3];
+    snprintf(seq_s, sizeof seq_s, "%" PRId64, seq);
+    s_format_us(ev->at_us, at_s);
+    s_bytea_param(self->pend_hash, prev_s);
+    s_bytea_param(hash, hash_s);
+    const char *params[] = {self->id,
+                            seq_s,
+                            at_s,
+                            ev->request_id,
+                            ev->actor_staff_id,
+                            ev->actor_api_key_id,
+                            ev->agency_id,
+                            ev->site_id,
+                            ev->action,
+                            ev->resource_type,
+                            ev->resource_id,
+                            ev->client_id,
+                            ev->purpose,
+                            ev->outcome,
+                            ev->detail,
+                            prev_s,
+                            hash_s};
+    PGresult *res =
+        anchor ? bc_db_prepared(db, "bc_audit_append_anchor", S_APPEND_ANCHOR, 17, params, err)
+               : bc_db_prepared(db, "bc_audit_append", S_APPEND, 17, params, err);
+    if (!res)
+        return -1;
+    const char *n = anchor ? (PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "0") : PQcmdTuples(res);
+    bool inserted = !strcmp(n, "1");
+    PQclear(res);
+    if (!inserted)
+        return 0;
+    self->pend_seq = seq;
+    memcpy(self->pend_hash, hash, sizeof hash);
+    if (anchor) {
+        self->pend_anchor_seq = seq;
+        self->pend_anchor_us = ev->at_us;
+        bc_debug("audit anchor %s seq %" PRId64 " hash %s", self->id, seq, hash_s + 2);
+    }
+    return 1;
+}
+
+int bc_audit_append(bc_audit_chain_t *self, bc_db_t *db, const bc_audit_event_t *ev,
+                    bc_error_t *err)
+{
+    bc_audit_event_t e;
+    if (s_normalize(ev, &e, err))
+        return -1;
+    int rc = s_insert(self, db, &e, err);
+    if (rc == 0) {
+        /* Out of step (see the file header): re-read the head, try again. */
+        if (s_resync(self, db, err))
+            return -1;
+        rc = s_insert(self, db, &e, err);
+        if (rc == 0) {
+            bc_error_set(err, BC_INTERNAL, NULL, "audit record could not be written");
+            bc_error_detail(err, "audit chain %s: seq %" PRId64 " refused after resync", self->id,
+                            self->pend_seq + 1);
+            return -1;
+        }
+    }
+    if (rc < 0)
+        return -1;
+    if (!bc_db_in_transaction(db))
+        bc_audit_commit(self); /* autocommit: the row is in */
+    return 0;
+}
+
+int bc_audit_chain_anchor(bc_audit_chain_t *self, bc_db_t *db, bc_error_t *err)
+{
+    if (self->seq == 0 || self->anchor_seq >= self->seq)
+        return 0;
+    char seq_s[24], at_s[S_TIME_LEN], hash_s[2 * BC_AUDIT_HASH_LEN + 3];
+    int64_t now = s_now_us();
+    snprintf(seq_s, sizeof seq_s, "%" PRId64, self->seq);
+    s_format_us(now, at_s);
+    s_bytea_param(self->hash, hash_s);
+    const char *params[] = {self->id, seq_s, hash_s, at_s};
+    PGresult *res = bc_db_prepared(db, "bc_audit_anchor", S_ANCHOR, 4, params, err);
+    if (!res)
+        return -1;
+    PQclear(res);
+    /* Inside a transaction this becomes pending like an append; the head
+     * itself is committed, so the anchor is right whenever it commits. */
+    if (self->pend_anchor_seq < self->seq) {
+        self->pend_anchor_seq = self->seq;
+        self->pend_anchor_us = now;
+    }
+    if (!bc_db_in_transaction(db)) {
+        self->anchor_seq = self->seq;
+        self->anchor_us = now;
+    }
+    bc_debug("audit anchor %s seq %" PRId64 " hash %s", self->id, self->seq, hash_s + 2);
+    return 0;
+}
+
+/* ---- Verifier ----------------------------------------------------------- */
+
+const char *bc_audit_break_name(bc_audit_break_kind_t kind)
+{
+    switch (kind) {
+    case BC_AUDIT_BREAK_MISSING:
+        return "missing";
+    case BC_AUDIT_BREAK_LINK:
+        return "link";
+    case BC_AUDIT_BREAK_HASH:
+        return "hash";
+    case BC_AUDIT_BREAK_ANCHOR:
+        return "anchor";
+    case BC_AUDIT_BREAK_TRUNCATED:
+        return "truncated";
+    case BC_AUDIT_BREAK_UNREGISTERED:
+        return "unregistered";
+    }
+    return "unknown";
+}
+
+void bc_audit_report_clear(bc_audit_report_t *report)
+{
+    if (!report)
+        return;
+    free(report->breaks);
+    *report = (bc_audit_report_t){0};
+}
+
+/* A server-side cursor read FETCH_ROWS rows at a time. */
+typedef struct {
+    bc_db_t *db;
+    const char *fetch;
+    PGresult *res;
+    int row, nrows;
+    bool last_batch; /* the current batch was short: nothing follows */
+    bool done;
+} s_cursor_t;
+
+/* Moves to the next row: 1, 0 at the end, -1 on error. */
+static int s_cursor_next(s_cursor_t *c, bc_error_t *err)
+{
+    if (c->done)
+        return 0;
+    if (c->res && ++c->row < c->nrows)
+        return 1;
+    PQclear(c->res);
+    c->res = NULL;
+    if (!c->last_batch) {
+        c->res = bc_db_query(c->db, c->fetch, 0, NULL, err);
+        if (!c->res)
+            return -1;
+        c->nrows = PQntuples(c->res);
+        c->row = 0;
+        c->last_batch = c->nrows < S_FETCH_ROWS_N;
+        if (c->nrows > 0)
+            return 1;
+        PQclear(c->res);
+        c->res = NULL;
+    }
+    c->done = true;
+    return 0;
+}
+
+/* Column col of the current row; NULL for SQL NULL. */
+static const char *s_col(const s_cursor_t *c, int col)
+{
+    return PQgetisnull(c->res, c->row, col) ? NULL : PQgetvalue(c->res, c->row, col);
+}
+
+/* The chain id of the current row ("" if NULL: only a damaged table has
+ * one, and the merge must not crash on it). */
+static const char *s_chain_of(const s_cursor_t *c)
+{
+    const char *chain = s_col(c, 0);
+    return chain ? chain : "";
+}
+
+/* True when the cursor's current row belongs to chain. */
+static bool s_in_chain(const s_cursor_t *c, const char *chain)
+{
+    return !c->done && !strcmp(s_chain_of(c), chain);
+}
+
+static int64_t s_col_i64(const s_cursor_t *c, int col)
+{
+    const char *v = s_col(c, col);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+/* The state of the chain being checked. */
+typedef struct {
+    bc_audit_report_t *report;
+    const char *chain;
+    bool broken;
+} s_check_t;
+
+static void s_break(s_check_t *ck, int64_t seq, bc_audit_break_kind_t kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Records the chain's first broken link; later ones are ignored. */
+static void s_break(s_check_t *ck, int64_t seq, bc_audit_break_kind_t kind, const char *fmt, ...)
+{
+    if (ck->broken)
+        return;
+    ck->broken = true;
+    bc_audit_report_t *r = ck->report;
+    r->broken++;
+    if (r->nbreaks >= BC_AUDIT_REPORT_MAX_BREAKS)
+        return;
+    r->breaks = bc_realloc(r->breaks, (r->nbreaks + 1) * sizeof *r->breaks);
+    bc_audit_break_t *b = &r->breaks[r->nbreaks++];
+    *b = (bc_audit_break_t){.seq = seq, .kind = kind};
+    snprintf(b->chain, sizeof b->chain, "%s", ck->chain);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->detail, sizeof b->detail, fmt, ap);
+    va_end(ap);
+}
+
+/* Column layout of the events cursor. */
+enum {
+    S_EV_CHAIN,
+    S_EV_SEQ,
+    S_EV_AT_US,
+    S_EV_REQUEST_ID,
+    S_EV_STAFF,
+    S_EV_API_KEY,
+    S_EV_AGENCY,
+    S_EV_SITE,
+    S_EV_ACTION,
+    S_EV_RESOURCE_TYPE,
+    S_EV_RESOURCE_ID,
+    S_EV_CLIENT,
+    S_EV_PURPOSE,
+    S_EV_OUTCOME,
+    S_EV_DETAIL,
+    S_EV_PREV_HASH,
+    S_EV_HASH,
+};
+
+/* Checks one event row against the chain so far. */
+static void s_check_event(s_check_t *ck, const s_cursor_t *ev, int64_t seq, int64_t expected,
+                          const uint8_t prev[BC_AUDIT_HASH_LEN], const uint8_t *stored_hash)
+{
+    uint8_t stored_prev[BC_AUDIT_HASH_LEN];
+    if (seq != expected) {
+        s_break(ck, expected, BC_AUDIT_BREAK_MISSING,
+                "seq %" PRId64 " missing (next row is seq %" PRId64 ")", expected, seq);
+        return;
+    }
+    if (!s_unhex(s_col(ev, S_EV_PREV_HASH), stored_prev) ||
+        memcmp(stored_prev, prev, BC_AUDIT_HASH_LEN)) {
+        s_break(ck, seq, BC_AUDIT_BREAK_LINK,
+                seq == 1 ? "prev_hash of the first row is not zero"
+                         : "prev_hash is not the hash of the row before");
+        return;
+    }
+    bc_audit_event_t e = {
+        .at_us = s_col_i64(ev, S_EV_AT_US),
+        .request_id = s_col(ev, S_EV_REQUEST_ID),
+        .actor_staff_id = s_col(ev, S_EV_STAFF),
+        .actor_api_key_id = s_col(ev, S_EV_API_KEY),
+        .agency_id = s_col(ev, S_EV_AGENCY),
+        .site_id = s_col(ev, S_EV_SITE),
+        .action = s_col(ev, S_EV_ACTION),
+        .resource_type = s_col(ev, S_EV_RESOURCE_TYPE),
+        .resource_id = s_col(ev, S_EV_RESOURCE_ID),
+        .client_id = s_col(ev, S_EV_CLIENT),
+        .purpose = s_col(ev, S_EV_PURPOSE),
+        .outcome = s_col(ev, S_EV_OUTCOME),
+        .detail = s_col(ev, S_EV_DETAIL),
+    };
+    uint8_t computed[BC_AUDIT_HASH_LEN];
+    bc_audit_hash(stored_prev, ck->chain, seq, &e, computed);
+    if (!stored_hash || memcmp(computed, stored_hash, BC_AUDIT_HASH_LEN))
+        s_break(ck, seq, BC_AUDIT_BREAK_HASH, "row content does not match its hash");
+}
+
+/* Checks every event and anchor of one chain; the cursors are left on the
+ * first rows of the next chain. */
+static int s_check_chain(s_check_t *ck, s_cursor_t *ev, s_cursor_t *an, bc_error_t *err)
+{
+    int64_t expected = 1, last = 0;
+    uint8_t prev[BC_AUDIT_HASH_LEN] = {0};
+    while (s_in_chain(ev, ck->chain)) {
+        int64_t seq = s_col_i64(ev, S_EV_SEQ);
+        uint8_t hash[BC_AUDIT_HASH_LEN];
+        bool hash_ok = s_unhex(s_col(ev, S_EV_HASH), hash);
+        if (!ck->broken)
+            s_check_event(ck, ev, seq, expected, prev, hash_ok ? hash : NULL);
+        /* Anchors up to this row: the one naming it must carry its hash. */
+        while (s_in_chain(an, ck->chain) && s_col_i64(an, 1) <= seq) {
+            int64_t aseq = s_col_i64(an, 1);
+            uint8_t ahash[BC_AUDIT_HASH_LEN];
+            if (aseq < seq)
+                s_break(ck, aseq, BC_AUDIT_BREAK_ANCHOR,
+                        "anchor names seq %" PRId64 ", which has no row", aseq);
+            else if (!hash_ok || !s_unhex(s_col(an, 2), ahash) ||
+                     memcmp(ahash, hash, BC_AUDIT_HASH_LEN))
+                s_break(ck, seq, BC_AUDIT_BREAK_ANCHOR, "anchor hash differs from the row's hash");
+            ck->report->anchors++;
+            if (s_cursor_next(an, err) < 0)
+                return -1;
+        }
+        ck->report->events++;
+        last = seq;
+        expected = seq + 1;
+        memcpy(prev, hash, sizeof prev);
+        if (s_cursor_next(ev, err) < 0)
+            return -1;
+    }
+    /* Anchors past the last row: the tail was deleted. */
+    while (s_in_chain(an, ck->chain)) {
+        s_break(ck, last + 1, BC_AUDIT_BREAK_TRUNCATED,
+                "anchor at seq %" PRId64 " but the chain ends at seq %" PRId64, s_col_i64(an, 1),
+                last);
+        ck->report->anchors++;
+        if (s_cursor_next(an, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The merge of the three cursors, chain by chain. */
+static int s_verify_all(s_cursor_t *ch, s_cursor_t *ev, s_cursor_t *an, bc_audit_report_t *report,
+                        bc_error_t *err)
+{
+    if (s_cursor_next(ch, err) < 0 || s_cursor_next(ev, err) < 0 || s_cursor_next(an, err) < 0)
+        return -1;
+    while (!ch->done || !ev->done || !an->done) {
+        const char *first = NULL;
+        s_cursor_t *all[] = {ch, ev, an};
+        for (int i = 0; i < 3; i++)
+            if (!all[i]->done && (!first || strcmp(s_chain_of(all[i]), first) < 0))
+                first = s_chain_of(all[i]);
+        char *chain = bc_strdup(first); /* the cursors move on below */
+        s_check_t ck = {.report = report, .chain = chain};
+        report->chains++;
+        bool registered = false;
+        int rc = 0;
+        while (rc == 0 && s_in_chain(ch, chain)) {
+            registered = true;
+            rc = s_cursor_next(ch, err) < 0 ? -1 : 0;
+        }
+        if (!registered)
+            s_break(&ck, 0, BC_AUDIT_BREAK_UNREGISTERED, "chain has rows but is not registered");
+        if (rc == 0)
+            rc = s_check_chain(&ck, ev, an, err);
+        free(chain);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/* The smallest string greater than every string starting with prefix, in
+ * byte order, into out; false when there is none (all 0xff, or empty). */
+static bool s_prefix_end(const char *prefix, char *out, size_t size)
+{
+    size_t len = strlen(prefix);
+    if (len + 1 > size)
+        return false;
+    memcpy(out, prefix, len + 1);
+    while (len && (unsigned char)out[len - 1] == 0xff)
+        out[--len] = '\0';
+    if (!len)
+        return false;
+    out[len - 1] = (char)((unsigned char)out[len - 1] + 1);
+    return true;
+}
+
+#define S_RANGE " WHERE chain >= $1::text AND ($2::text IS NULL OR chain < $2::text) ORDER BY chain"
+
+int bc_audit_verify(bc_db_t *db, const char *chain_prefix, bc_audit_report_t *report,
+                    bc_error_t *err)
+{
+    *report = (bc_audit_report_t){0};
+    if (bc_db_in_transaction(db)) {
+        bc_error_set(err, BC_INTERNAL, NULL, "audit verification inside a transaction");
+        return -1;
+    }
+    const char *prefix = chain_prefix ? chain_prefix : "";
+    char end[512];
+    const char *range[] = {prefix, s_prefix_end(prefix, end, sizeof end) ? end : NULL};
+    s_cursor_t ch = {.db = db, .fetch = "FETCH FORWARD " S_FETCH_ROWS " FROM bc_audit_chains"};
+    s_cursor_t ev = {.db = db, .fetch = "FETCH FORWARD " S_FETCH_ROWS " FROM bc_audit_events"};
+    s_cursor_t an = {.db = db, .fetch = "FETCH FORWARD " S_FETCH_ROWS " FROM bc_audit_anchors"};
+    int rc = bc_db_begin(db, err);
+    if (rc == 0)
+        rc = bc_db_command(db, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0,
+                           NULL, err);
+    if (rc == 0)
+        rc = bc_db_command(db,
+                           "DECLARE bc_audit_chains NO SCROLL CURSOR FOR"
+                           " SELECT chain FROM audit.chains" S_RANGE,
+                           2, range, err);
+    if (rc == 0)
+        rc = bc_db_command(
+            db,
+            "DECLARE bc_audit_events NO SCROLL CURSOR FOR"
+            " SELECT chain, seq,"
+            " CASE WHEN isfinite(at) THEN (extract(epoch FROM at) * 1000000)::bigint END,"
+            " request_id, actor_staff_id, actor_api_key_id, agency_id, site_id,"
+            " action, resource_type, resource_id, client_id, purpose, outcome,"
+            " detail::text, encode(prev_hash, 'hex'), encode(hash, 'hex')"
+            " FROM audit.events" S_RANGE ", seq",
+            2, range, err);
+    if (rc == 0)
+        rc = bc_db_command(db,
+                           "DECLARE bc_audit_anchors NO SCROLL CURSOR FOR"
+                           " SELECT chain, seq, encode(hash, 'hex') FROM audit.anchors" S_RANGE
+                           ", seq",
+                           2, range, err);
+    if (rc == 0)
+        rc = s_verify_all(&ch, &ev, &an, report, err);
+    PQclear(ch.res);
+    PQclear(ev.res);
+    PQclear(an.res);
+    bc_db_rollback(db); /* read only: nothing to commit; closes the cursors */
+    return rc;
+}
