@@ -38,6 +38,8 @@ struct bc_db {
     bool in_tx;                /* BEGIN issued through bc_db_begin */
     bool tx_lost;              /* the connection dropped inside that transaction */
     bool server_closing;       /* the server sent FATAL outside a query */
+    bc_db_connect_hook hook;   /* run after every successful connect */
+    void *hook_arg;
     char **prepared;           /* statement names prepared on this connection */
     size_t nprepared;
     size_t prepared_cap;
@@ -138,7 +140,12 @@ static int s_connect_once(bc_db_t *self, int64_t remaining_ms, bc_error_t *err)
     if (self->conn && PQstatus(self->conn) == CONNECTION_OK) {
         PQsetNoticeReceiver(self->conn, s_notice, self);
         self->connections++;
-        return 0;
+        if (!self->hook || self->hook(self->conn, self->hook_arg) == 0)
+            return 0;
+        bc_error_set(err, BC_UNAVAILABLE, NULL, "database unavailable");
+        bc_error_detail(err, "session set-up after connect failed");
+        s_close(self);
+        return -1;
     }
     bc_error_set(err, BC_UNAVAILABLE, NULL, "database unavailable");
     s_conn_detail(self->conn, err);
@@ -169,6 +176,12 @@ int bc_db_connect(bc_db_t *self, int timeout_ms, bc_error_t *err)
     if (self->in_tx)
         self->tx_lost = true;
     return s_connect_backoff(self, timeout_ms, err);
+}
+
+void bc_db_on_connect(bc_db_t *self, bc_db_connect_hook hook, void *arg)
+{
+    self->hook = hook;
+    self->hook_arg = arg;
 }
 
 bool bc_db_ok(const bc_db_t *self)

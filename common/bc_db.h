@@ -26,6 +26,13 @@ void bc_db_destroy(bc_db_t **self);
 /* Connects, retrying with back-off (100 ms doubling to 2 s) for up to
  * timeout_ms. Returns 0 or -1 with err set (BC_UNAVAILABLE). */
 int bc_db_connect(bc_db_t *self, int timeout_ms, bc_error_t *err);
+/* Runs hook on the raw connection after every successful connect (the
+ * first and each reconnect), before anything else is sent; a hook returning
+ * -1 makes the connect fail. For per-session settings that must never be
+ * missing, such as the caller's scope. One hook per handle. */
+typedef int (*bc_db_connect_hook)(PGconn *conn, void *arg);
+void bc_db_on_connect(bc_db_t *self, bc_db_connect_hook hook, void *arg);
+
 /* True when the connection is up (does not touch the network). */
 bool bc_db_ok(const bc_db_t *self);
 /* How many times this handle has connected successfully. It changes when the

@@ -6,6 +6,7 @@
  *  Handlers never see sockets or bytes. Health is answered here.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,83 @@ size_t bc_dispatch_reject(const uint8_t *data, size_t len, bc_code_t code, const
 
 static const Beacon__Principal s_no_principal = BEACON__PRINCIPAL__INIT;
 
+/* The scope of the request this thread is handling, and the one last set on
+ * its connection (bc_db_connections changes on every reconnect, and a new
+ * session starts without the settings). */
+typedef struct {
+    char sites[1024], roles[512];
+    const char *params[5]; /* staff, agency, sites, roles, api key */
+    char key[2048];        /* all of them, to compare */
+} s_scope_t;
+
+static _Thread_local s_scope_t s_scope;
+static _Thread_local char s_scope_set[2048];
+static _Thread_local const bc_db_t *s_scope_db;
+static _Thread_local unsigned long s_scope_conn;
+
+#define S_SCOPE_SQL                                                                           \
+    "SELECT set_config('beacon.staff_id', $1, false), set_config('beacon.agency_id', $2, false), " \
+    "set_config('beacon.site_ids', $3, false), set_config('beacon.roles', $4, false), "         \
+    "set_config('beacon.api_key_id', $5, false)"
+
+static void s_join(char *out, size_t len, char *const *items, size_t n)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%s", i ? "," : "", items[i]);
+}
+
+/* After a reconnect (which may happen inside a handler's own query), the new
+ * session gets the current request's scope before anything else runs. */
+static int s_scope_on_connect(PGconn *conn, void *arg)
+{
+    (void)arg;
+    PGresult *res = PQexecParams(conn, S_SCOPE_SQL, 5, NULL, s_scope.params, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(res);
+    if (ok)
+        snprintf(s_scope_set, sizeof s_scope_set, "%s", s_scope.key);
+    return ok ? 0 : -1;
+}
+
+/* Puts the caller's scope into the connection's settings, where row-level
+ * security policies read it (current_setting('beacon.site_ids') etc.). The
+ * settings are session-level and set before every request whose scope
+ * differs from the last one on this session, so a request never sees the
+ * previous caller's scope; a repeat caller costs no round trip. */
+static int s_apply_scope(bc_db_t *db, const Beacon__Principal *p, bc_error_t *err)
+{
+    s_scope_t *sc = &s_scope;
+    s_join(sc->sites, sizeof sc->sites, p->site_ids, p->n_site_ids);
+    s_join(sc->roles, sizeof sc->roles, p->roles, p->n_roles);
+    int n = snprintf(sc->key, sizeof sc->key, "%s|%s|%s|%s|%s", p->staff_id, p->agency_id,
+                     sc->sites, sc->roles, p->api_key_id);
+    if (n < 0 || (size_t)n >= sizeof sc->key)
+        return bc_error_set(err, BC_INVALID_ARGUMENT, "", "principal too large");
+    sc->params[0] = p->staff_id;
+    sc->params[1] = p->agency_id;
+    sc->params[2] = sc->sites;
+    sc->params[3] = sc->roles;
+    sc->params[4] = p->api_key_id;
+    if (s_scope_db != db) {
+        bc_db_on_connect(db, s_scope_on_connect, NULL);
+        s_scope_db = db;
+        s_scope_conn = 0;
+    }
+    if (bc_db_ok(db) && s_scope_conn == bc_db_connections(db) && !strcmp(sc->key, s_scope_set))
+        return 0;
+    PGresult *res = bc_db_prepared(db, "bc_scope", S_SCOPE_SQL, 5, sc->params, err);
+    if (!res) {
+        s_scope_set[0] = '\0';
+        return -1;
+    }
+    PQclear(res);
+    snprintf(s_scope_set, sizeof s_scope_set, "%s", sc->key);
+    s_scope_conn = bc_db_connections(db);
+    return 0;
+}
+
 size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const uint8_t *data,
                    size_t len, int64_t now_ms, uint8_t **reply)
 {
@@ -181,8 +259,15 @@ size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const 
     int64_t t0 = bc_mono_us();
     ProtobufCMessage *out = NULL;
     size_t method_index = (size_t)(md - sd->methods);
-    call.state = self->handlers[method_index] == s_health ? (void *)self : self->state;
-    bc_code_t code = self->handlers[method_index](&call, in, &out);
+    bool health = self->handlers[method_index] == s_health;
+    call.state = health ? (void *)self : self->state;
+    /* Fail closed: no handler runs on a connection whose scope is not the
+     * caller's. */
+    bc_code_t code;
+    if (!health && db && s_apply_scope(db, call.principal, &call.err) < 0)
+        code = call.err.code;
+    else
+        code = self->handlers[method_index](&call, in, &out);
     if (db && bc_db_in_transaction(db))
         bc_db_rollback(db); /* a handler that forgot to finish must not leak a transaction */
     int64_t took = bc_mono_us() - t0;

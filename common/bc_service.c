@@ -1,6 +1,7 @@
-/*  bc_service: configuration, migrations, the ROUTER front end, the request
- *  queue and the worker threads every back-end service runs.
- *  The dispatcher (envelope checks, handler table) is in bc_dispatch.c.
+/*  bc_service: hosting a service: migrations, the ROUTER front end, the
+ *  request queue and the worker threads. The dispatcher (envelope checks,
+ *  handler table) is in bc_dispatch.c; process start-up and main() are in
+ *  bc_process.c.
  */
 #include "bc_version.h"
 #include "bc_service.h"
@@ -19,50 +20,6 @@
 #include "bc_migrate.h"
 #include "bc_rpc.h"
 #include "bc_util.h"
-
-const char *const bc_service_names[] = {"intake", "scheduling", "notes", "referral", "reporting",
-                                        NULL};
-
-const bc_setting_t bc_common_settings[] = {
-    {"database_url", BC_CFG_STRING, "dbname=beacon", 0, 0,
-     "libpq connection string (URI or key=value) for the Beacon database"},
-    {"log_level", BC_CFG_STRING, "info", 0, 0, "minimum log level: debug, info, warn, error, off"},
-    {"workers", BC_CFG_INT, "4", 1, 64,
-     "worker threads per service, each with its own PostgreSQL connection"},
-    {"endpoint_intake", BC_CFG_STRING, "tcp://127.0.0.1:7101", 0, 0,
-     "ZeroMQ endpoint(s) of the intake service (comma-separated instances)"},
-    {"endpoint_scheduling", BC_CFG_STRING, "tcp://127.0.0.1:7102", 0, 0,
-     "ZeroMQ endpoint(s) of the scheduling service"},
-    {"endpoint_notes", BC_CFG_STRING, "tcp://127.0.0.1:7103", 0, 0,
-     "ZeroMQ endpoint(s) of the notes service"},
-    {"endpoint_referral", BC_CFG_STRING, "tcp://127.0.0.1:7104", 0, 0,
-     "ZeroMQ endpoint(s) of the referral service"},
-    {"endpoint_reporting", BC_CFG_STRING, "tcp://127.0.0.1:7105", 0, 0,
-     "ZeroMQ endpoint(s) of the reporting service"},
-    {"bind_endpoint", BC_CFG_STRING, "", 0, 0,
-     "endpoint this service binds (default: the first of its endpoint_<name>)"},
-    {"migrations_dir", BC_CFG_STRING, "services", 0, 0,
-     "folder holding <service>/migrations/NNN_name.sql"},
-    {"rpc_max_message_bytes", BC_CFG_INT, "4194304", 1024, 268435456,
-     "largest ZeroMQ message accepted (ZMQ_MAXMSGSIZE)"},
-    {"rpc_heartbeat_ms", BC_CFG_INT, "1000", 0, 60000,
-     "ZMTP heartbeat interval; a peer silent for 3 intervals is dropped (0 = off)"},
-    {"db_connect_timeout_ms", BC_CFG_INT, "30000", 0, 600000,
-     "how long to keep retrying the first database connection at start"},
-    {"max_queued_requests", BC_CFG_INT, "1024", 1, 1000000,
-     "requests waiting for a free worker before new ones are refused as overloaded"},
-    {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,
-     "on SIGTERM, how long requests in progress may take to finish"},
-    BC_SETTINGS_END,
-};
-
-static volatile sig_atomic_t s_stop;
-
-static void s_on_signal(int sig)
-{
-    (void)sig;
-    s_stop = 1;
-}
 
 /* A request taken off the ROUTER, handed to a worker and back. */
 typedef struct s_job {
@@ -256,12 +213,12 @@ static int s_take_requests(s_queue_t *q, void *frontend, size_t max_queued, bool
  * deadline), lets queued and running requests finish, and returns once all
  * is answered and no request has arrived for 100 ms, or after shutdown_ms. */
 static void s_serve(s_queue_t *q, void *frontend, const char *endpoint, size_t max_queued,
-                    int64_t shutdown_ms)
+                    int64_t shutdown_ms, volatile sig_atomic_t *stop)
 {
     int64_t stop_deadline = 0, last_request = 0;
     for (;;) {
         int64_t now = bc_mono_ms();
-        if (s_stop && !stop_deadline) {
+        if (*stop && !stop_deadline) {
             stop_deadline = now + shutdown_ms;
             last_request = now;
             zmq_unbind(frontend, endpoint);
@@ -293,159 +250,134 @@ static void s_serve(s_queue_t *q, void *frontend, const char *endpoint, size_t m
     }
 }
 
-static const char *s_bind_endpoint(const bc_service_def_t *def, const bc_config_t *config,
-                                   char *buf, size_t len)
+struct bc_service {
+    const bc_service_def_t *def;
+    const bc_config_t *config;
+    void *state;
+    bc_dispatcher_t *dispatcher;
+    void *frontend;
+    char endpoint[512];
+    s_queue_t queue;
+    s_worker_t *workers;
+    int started;
+};
+
+/* Applies <root>/<name>/migrations for name ("common": <root> itself holds
+ * the files). */
+static int s_apply_migrations(bc_db_t *db, const char *name, const char *root, bc_error_t *err)
 {
-    const char *bind = bc_config_str(config, "bind_endpoint");
-    if (*bind)
-        return bind;
-    char key[64];
-    snprintf(key, sizeof key, "endpoint_%s", def->name);
-    snprintf(buf, len, "%s", bc_config_str(config, key));
-    buf[strcspn(buf, ", ")] = '\0';
-    return buf;
-}
-
-bc_config_t *bc_process_start(const char *name, const bc_setting_t *extra, int argc, char **argv,
-                              void (*on_stop)(int), int *exit_code)
-{
-    char program[64];
-    snprintf(program, sizeof program, "beacon-%s", name);
-    bc_config_t *config = bc_config_new(program);
-    bc_config_add(config, bc_common_settings);
-    if (extra)
-        bc_config_add(config, extra);
-    bc_error_t err;
-    int rc = bc_config_load(config, argc, argv, &err);
-    if (rc != 0) {
-        if (rc < 0)
-            fprintf(stderr, "%s: %s\n", program, err.message);
-        bc_config_destroy(&config);
-        *exit_code = rc < 0 ? 2 : 0;
-        return NULL;
-    }
-    if (bc_log_init(name, bc_config_str(config, "log_level")) < 0) {
-        fprintf(stderr, "%s: unknown log_level '%s'\n", program, bc_config_str(config, "log_level"));
-        bc_config_destroy(&config);
-        *exit_code = 2;
-        return NULL;
-    }
-    struct sigaction sa = {0};
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    return config;
-}
-
-int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
-{
-    int exit_code = 0;
-    bc_config_t *config = bc_process_start(def->name, def->settings, argc, argv, s_on_signal,
-                                           &exit_code);
-    if (!config)
-        return exit_code;
-    char program[64];
-    snprintf(program, sizeof program, "beacon-%s", def->name);
-    bc_error_t err;
-
-    int status = 1;
-    void *state = NULL;
-    bc_dispatcher_t *dispatcher = NULL;
-    void *zctx = NULL, *frontend = NULL;
-    s_worker_t *workers = NULL;
-    s_queue_t queue = {.wake_fd = -1};
-    pthread_mutex_init(&queue.lock, NULL);
-    pthread_cond_init(&queue.ready, NULL);
-    int nworkers = (int)bc_config_int(config, "workers"), started = 0;
-
-    /* Migrations first, with the service's own connection. */
-    bc_db_t *db = bc_db_new(bc_config_str(config, "database_url"), program);
-    if (bc_db_connect(db, (int)bc_config_int(config, "db_connect_timeout_ms"), &err) < 0) {
-        bc_err("cannot connect to the database: %s (%s)", err.message, err.detail);
-        goto out;
-    }
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s/migrations", bc_config_str(config, "migrations_dir"),
-             def->name);
-    int applied = bc_migrate_apply(db, def->name, dir, &err);
-    if (applied < 0) {
-        bc_err("migrations failed: %s (%s)", err.message, err.detail);
-        goto out;
-    }
-    bc_db_destroy(&db);
+    if (!strcmp(name, "common"))
+        snprintf(dir, sizeof dir, "%s", root);
+    else
+        snprintf(dir, sizeof dir, "%s/%s/migrations", root, name);
+    int applied = bc_migrate_apply(db, name, dir, err);
     if (applied > 0)
         bc_info("applied %d migration(s) from %s", applied, dir);
+    return applied < 0 ? -1 : 0;
+}
 
-    if (def->start && def->start(config, &state, &err) < 0) {
-        bc_err("start failed: %s (%s)", err.message, err.detail);
-        goto out;
-    }
-    dispatcher = bc_dispatcher_new(def, config, state, &err);
-    if (!dispatcher) {
-        bc_err("dispatch table: %s", err.message);
-        goto out;
-    }
+bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *config, void *zctx,
+                             const char *endpoint, bc_error_t *err)
+{
+    bc_service_t *self = bc_calloc(1, sizeof *self);
+    self->def = def;
+    self->config = config;
+    self->queue.wake_fd = -1;
+    pthread_mutex_init(&self->queue.lock, NULL);
+    pthread_cond_init(&self->queue.ready, NULL);
+    char program[64];
+    snprintf(program, sizeof program, "beacon-%s", def->name);
 
-    zctx = zmq_ctx_new();
-    frontend = zmq_socket(zctx, ZMQ_ROUTER);
-    bc_zmq_socket_setup(frontend, (int)bc_config_int(config, "rpc_max_message_bytes"),
+    /* Migrations first, with a connection of their own: shared
+     * infrastructure (the audit log), then the service's own schema. */
+    const char *owner_url = bc_config_str(config, "migration_database_url");
+    bc_db_t *db = bc_db_new(*owner_url ? owner_url : bc_config_str(config, "database_url"), program);
+    int rc = bc_db_connect(db, (int)bc_config_int(config, "db_connect_timeout_ms"), err);
+    if (rc == 0)
+        rc = s_apply_migrations(db, "common", bc_config_str(config, "common_migrations_dir"), err);
+    if (rc == 0)
+        rc = s_apply_migrations(db, def->name, bc_config_str(config, "migrations_dir"), err);
+    bc_db_destroy(&db);
+    if (rc < 0)
+        goto fail;
+    if (def->start && def->start(config, &self->state, err) < 0)
+        goto fail;
+    self->dispatcher = bc_dispatcher_new(def, config, self->state, err);
+    if (!self->dispatcher)
+        goto fail;
+
+    self->frontend = zmq_socket(zctx, ZMQ_ROUTER);
+    bc_zmq_socket_setup(self->frontend, (int)bc_config_int(config, "rpc_max_message_bytes"),
                         (int)bc_config_int(config, "rpc_heartbeat_ms"));
-    char epbuf[512];
-    const char *endpoint = s_bind_endpoint(def, config, epbuf, sizeof epbuf);
-    if (zmq_bind(frontend, endpoint) < 0) {
-        bc_err("cannot bind %s: %s", endpoint, zmq_strerror(errno));
-        goto out;
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    if (zmq_bind(self->frontend, self->endpoint) < 0) {
+        bc_error_set(err, BC_UNAVAILABLE, "", "cannot bind %s", self->endpoint);
+        bc_error_detail(err, "%s", zmq_strerror(errno));
+        goto fail;
     }
-    queue.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    workers = bc_calloc((size_t)nworkers, sizeof *workers);
-    for (; started < nworkers; started++) {
-        s_worker_t *w = &workers[started];
-        *w = (s_worker_t){def, config, dispatcher, &queue, started, 0};
+    self->queue.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int nworkers = (int)bc_config_int(config, "workers");
+    self->workers = bc_calloc((size_t)nworkers, sizeof *self->workers);
+    for (; self->started < nworkers; self->started++) {
+        s_worker_t *w = &self->workers[self->started];
+        *w = (s_worker_t){def, config, self->dispatcher, &self->queue, self->started, 0};
         if (pthread_create(&w->thread, NULL, s_worker_main, w) != 0) {
-            bc_err("cannot start worker %d", started);
-            s_stop = 1;
-            break;
+            bc_error_set(err, BC_INTERNAL, "", "cannot start worker %d", self->started);
+            goto fail;
         }
     }
-    bc_info("%s %s listening on %s with %d worker(s)", program, BEACON_VERSION, endpoint, started);
-    s_serve(&queue, frontend, endpoint, (size_t)bc_config_int(config, "max_queued_requests"),
-            bc_config_int(config, "shutdown_timeout_ms"));
-    status = 0;
+    bc_info("%s %s listening on %s with %d worker(s)", program, BEACON_VERSION, self->endpoint,
+            self->started);
+    return self;
+fail:
+    bc_service_destroy(&self);
+    return NULL;
+}
 
-out:
-    if (frontend) {
+void bc_service_run(bc_service_t *self, volatile sig_atomic_t *stop)
+{
+    s_serve(&self->queue, self->frontend, self->endpoint,
+            (size_t)bc_config_int(self->config, "max_queued_requests"),
+            bc_config_int(self->config, "shutdown_timeout_ms"), stop);
+}
+
+void bc_service_destroy(bc_service_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    bc_service_t *self = *self_p;
+    s_queue_t *q = &self->queue;
+    if (self->frontend) {
         /* Let replies already queued reach their callers. */
         int linger = 1000;
-        zmq_setsockopt(frontend, ZMQ_LINGER, &linger, sizeof linger);
-        zmq_close(frontend);
+        zmq_setsockopt(self->frontend, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(self->frontend);
     }
-    pthread_mutex_lock(&queue.lock);
-    queue.closing = true;
-    pthread_cond_broadcast(&queue.ready);
-    pthread_mutex_unlock(&queue.lock);
-    for (int i = 0; i < started; i++)
-        pthread_join(workers[i].thread, NULL);
-    while (queue.in_head) { /* left over only when the shutdown timeout passed */
-        s_job_t *next = queue.in_head->next;
-        s_job_free(queue.in_head);
-        queue.in_head = next;
+    pthread_mutex_lock(&q->lock);
+    q->closing = true;
+    pthread_cond_broadcast(&q->ready);
+    pthread_mutex_unlock(&q->lock);
+    for (int i = 0; i < self->started; i++)
+        pthread_join(self->workers[i].thread, NULL);
+    while (q->in_head) { /* left over only when the shutdown timeout passed */
+        s_job_t *next = q->in_head->next;
+        s_job_free(q->in_head);
+        q->in_head = next;
     }
-    while (queue.out_head) {
-        s_job_t *next = queue.out_head->next;
-        s_job_free(queue.out_head);
-        queue.out_head = next;
+    while (q->out_head) {
+        s_job_t *next = q->out_head->next;
+        s_job_free(q->out_head);
+        q->out_head = next;
     }
-    if (queue.wake_fd >= 0)
-        close(queue.wake_fd);
-    if (zctx)
-        zmq_ctx_term(zctx);
-    free(workers);
-    bc_dispatcher_destroy(&dispatcher);
-    if (def->stop && state)
-        def->stop(state);
-    bc_db_destroy(&db);
-    bc_info("%s stopped", program);
-    bc_config_destroy(&config);
-    return status;
+    if (q->wake_fd >= 0)
+        close(q->wake_fd);
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->ready);
+    free(self->workers);
+    bc_dispatcher_destroy(&self->dispatcher);
+    if (self->def->stop && self->state)
+        self->def->stop(self->state);
+    free(self);
+    *self_p = NULL;
 }

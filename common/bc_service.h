@@ -19,6 +19,7 @@
 #ifndef BC_SERVICE_H
 #define BC_SERVICE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
@@ -77,6 +78,17 @@ bc_code_t bc_call_fail_err(bc_call_t *call, const bc_error_t *err);
  * with *exit_code set: 0 after --help, 2 for a bad setting. */
 bc_config_t *bc_process_start(const char *name, const bc_setting_t *extra, int argc, char **argv,
                               void (*on_stop)(int), int *exit_code);
+
+/* A service hosted in this process: migrations applied, dispatcher built,
+ * ROUTER bound on endpoint (tcp://, ipc:// or inproc:// in zctx), workers
+ * started. NULL with err on failure. The gateway hosts identity this way. */
+typedef struct bc_service bc_service_t;
+bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *config, void *zctx,
+                             const char *endpoint, bc_error_t *err);
+/* Serves until *stop becomes nonzero, then drains (see the file header). */
+void bc_service_run(bc_service_t *self, volatile sig_atomic_t *stop);
+/* Stops the workers and frees everything; NULL allowed. */
+void bc_service_destroy(bc_service_t **self);
 
 /* Runs the service until SIGTERM/SIGINT. Returns the process exit status. */
 int bc_service_main(const bc_service_def_t *def, int argc, char **argv);

@@ -348,7 +348,7 @@ class Stack:
                      (default: dropped, so tests are not steered by the shell)
     """
 
-    def __init__(self, build_dir, state_dir, repo_root=REPO_ROOT, database_url=None,
+    def __init__(self, build_dir, state_dir, repo_root=REPO_ROOT, database_url=None, app_role=False,
                  throwaway=True, keep_cluster=False, gateway_port=None,
                  service_ports=None, fixed_ports_fallback=True, settings=None,
                  process_settings=None, inherit_env=False, start_timeout=60.0,
@@ -361,6 +361,9 @@ class Stack:
         self.cert_path = os.path.join(self.tls_dir, "cert.pem")
         self.key_path = os.path.join(self.tls_dir, "key.pem")
         self.database_url = database_url
+        # With our own cluster, services always use the beacon_app role; with
+        # a given database_url only when app_role is set.
+        self.app_role = app_role
         self.cluster = None
         if database_url is None:
             self.cluster = Cluster(os.path.join(self.state_dir, "pg"), throwaway=throwaway,
@@ -416,12 +419,24 @@ class Stack:
         if proc.returncode != 0:
             raise LaunchError("gen-cert.sh failed: %s" % proc.stderr.strip())
 
+    def app_database_url(self):
+        """The conninfo services use: the owner's with user=beacon_app, for
+        clusters made by pg-cluster.sh (which creates that role); an explicit
+        database_url is used as it is."""
+        if self.cluster is None and not self.app_role:
+            return self.database_url
+        return conninfo_format(dict(conninfo_parse(self.database_url), user="beacon_app"))
+
     def _env_for(self, name):
         env = {k: v for k, v in os.environ.items()
                if self.inherit_env or not k.startswith("BEACON_")}
         values = {
-            "database_url": self.database_url,
+            # Services connect as beacon_app (owns nothing, so row-level
+            # security applies); migrations run as the owner.
+            "database_url": self.app_database_url(),
+            "migration_database_url": self.database_url,
             "migrations_dir": os.path.join(self.repo_root, "services"),
+            "common_migrations_dir": os.path.join(self.repo_root, "common", "migrations"),
         }
         for svc, endpoint in self.endpoints.items():
             values["endpoint_" + svc] = endpoint

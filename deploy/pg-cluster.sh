@@ -7,7 +7,8 @@
 #   pg-cluster.sh init  DIR PORT [--throwaway]   create (if absent) and start
 #   pg-cluster.sh start DIR PORT                 start an existing cluster
 #   pg-cluster.sh stop  DIR                      fast shutdown
-#   pg-cluster.sh url   DIR PORT                 print the libpq conninfo
+#   pg-cluster.sh url   DIR PORT                 print the owner's libpq conninfo
+#   pg-cluster.sh app-url DIR PORT               print the services' conninfo
 #   pg-cluster.sh free-port                      print a free TCP port
 #
 # --throwaway turns fsync off: for test clusters that are deleted afterwards.
@@ -34,6 +35,27 @@ run="$dir/run"
 log="$dir/postgres.log"
 
 url() { echo "host=$run port=$port dbname=beacon user=beacon"; }
+app_url() { echo "host=$run port=$port dbname=beacon user=beacon_app"; }
+
+# Roles (cluster-wide; created on every init so older clusters gain them):
+#   beacon          owns the database and every schema; runs migrations
+#   beacon_service  no login; what migrations GRANT to
+#   beacon_app      what services connect as: a member of beacon_service,
+#                   not an owner and not a superuser, so row-level security
+#                   applies to it
+ensure_roles() {
+  as_pg "$PGBIN/psql" -h "$run" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q <<'SQL'
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'beacon_service') THEN
+    CREATE ROLE beacon_service NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'beacon_app') THEN
+    CREATE ROLE beacon_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE IN ROLE beacon_service;
+  END IF;
+END $$;
+SQL
+}
 
 start() {
   if as_pg "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then return 0; fi
@@ -70,6 +92,7 @@ SQL
     else
       start
     fi
+    ensure_roles
     url ;;
   start) start; url ;;
   stop)
@@ -77,5 +100,6 @@ SQL
       as_pg "$PGBIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null || true
     fi ;;
   url) url ;;
-  *) echo "usage: pg-cluster.sh init|start|stop|url DIR [PORT] | free-port" >&2; exit 2 ;;
+  app-url) app_url ;;
+  *) echo "usage: pg-cluster.sh init|start|stop|url|app-url DIR [PORT] | free-port" >&2; exit 2 ;;
 esac

@@ -81,6 +81,7 @@ class StackTestCase(unittest.TestCase):
             settings.update(cls.settings)
             cls.stack = launch.Stack(
                 BUILD_DIR, cls.state_dir, repo_root=REPO_ROOT, database_url=database_url,
+                app_role=True,
                 throwaway=True, settings=settings, process_settings=cls.process_settings,
                 start_timeout=45 * SCALE, stop_timeout=10 * SCALE,
                 log=lambda msg: print("  [%s] %s" % (cls.__name__, msg), file=sys.stderr))

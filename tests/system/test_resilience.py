@@ -84,6 +84,20 @@ class ResilienceTests(StackTestCase):
             self.stack.start_process(service, wait=True, timeout=45 * SCALE)
         self.assertEqual(self._migrations(), before)
 
+    def test_services_connect_as_a_role_that_owns_nothing(self):
+        # Workers run their queries as beacon_app; row-level security only
+        # binds a role that neither owns the tables nor is a superuser.
+        rows = self.psql("SELECT DISTINCT usename FROM pg_stat_activity "
+                         "WHERE datname = current_database() "
+                         "AND application_name ~ '^beacon-[a-z]+-[0-9]+$'")
+        self.assertEqual(rows.split(), ["beacon_app"])
+        flags = self.psql("SELECT rolsuper, rolbypassrls, rolcreaterole FROM pg_roles "
+                          "WHERE rolname = 'beacon_app'")
+        self.assertEqual(flags.strip(), "f|f|f")
+        owned = self.psql("SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+                          "WHERE r.rolname = 'beacon_app'")
+        self.assertEqual(owned.strip(), "0")
+
     def test_sigterm_makes_each_process_exit_0_quickly(self):
         for name in PROCESSES:
             with self.subTest(process=name):

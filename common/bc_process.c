@@ -1,0 +1,131 @@
+/*  bc_process: what every Beacon process shares at start (the common
+ *  settings, logging, signals) and the main() of a back-end service. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "bc_log.h"
+#include "bc_service.h"
+
+const char *const bc_service_names[] = {"intake", "scheduling", "notes", "referral", "reporting",
+                                        NULL};
+
+const bc_setting_t bc_common_settings[] = {
+    {"database_url", BC_CFG_STRING, "dbname=beacon", 0, 0,
+     "libpq connection string (URI or key=value) for the Beacon database"},
+    {"migration_database_url", BC_CFG_STRING, "", 0, 0,
+     "connection string of the schema owner, used only to apply migrations "
+     "(default: database_url); services then connect as a role that owns nothing, "
+     "so row-level security applies to them"},
+    {"log_level", BC_CFG_STRING, "info", 0, 0, "minimum log level: debug, info, warn, error, off"},
+    {"workers", BC_CFG_INT, "4", 1, 64,
+     "worker threads per service, each with its own PostgreSQL connection"},
+    {"endpoint_intake", BC_CFG_STRING, "tcp://127.0.0.1:7101", 0, 0,
+     "ZeroMQ endpoint(s) of the intake service (comma-separated instances)"},
+    {"endpoint_scheduling", BC_CFG_STRING, "tcp://127.0.0.1:7102", 0, 0,
+     "ZeroMQ endpoint(s) of the scheduling service"},
+    {"endpoint_notes", BC_CFG_STRING, "tcp://127.0.0.1:7103", 0, 0,
+     "ZeroMQ endpoint(s) of the notes service"},
+    {"endpoint_referral", BC_CFG_STRING, "tcp://127.0.0.1:7104", 0, 0,
+     "ZeroMQ endpoint(s) of the referral service"},
+    {"endpoint_reporting", BC_CFG_STRING, "tcp://127.0.0.1:7105", 0, 0,
+     "ZeroMQ endpoint(s) of the reporting service"},
+    {"bind_endpoint", BC_CFG_STRING, "", 0, 0,
+     "endpoint this service binds (default: the first of its endpoint_<name>)"},
+    {"migrations_dir", BC_CFG_STRING, "services", 0, 0,
+     "folder holding <service>/migrations/NNN_name.sql"},
+    {"common_migrations_dir", BC_CFG_STRING, "common/migrations", 0, 0,
+     "folder holding the shared NNN_name.sql migrations (audit log), applied by every service"},
+    {"rpc_max_message_bytes", BC_CFG_INT, "4194304", 1024, 268435456,
+     "largest ZeroMQ message accepted (ZMQ_MAXMSGSIZE)"},
+    {"rpc_heartbeat_ms", BC_CFG_INT, "1000", 0, 60000,
+     "ZMTP heartbeat interval; a peer silent for 3 intervals is dropped (0 = off)"},
+    {"db_connect_timeout_ms", BC_CFG_INT, "30000", 0, 600000,
+     "how long to keep retrying the first database connection at start"},
+    {"max_queued_requests", BC_CFG_INT, "1024", 1, 1000000,
+     "requests waiting for a free worker before new ones are refused as overloaded"},
+    {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,
+     "on SIGTERM, how long requests in progress may take to finish"},
+    BC_SETTINGS_END,
+};
+
+static volatile sig_atomic_t s_stop;
+
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+static const char *s_bind_endpoint(const bc_service_def_t *def, const bc_config_t *config,
+                                   char *buf, size_t len)
+{
+    const char *bind = bc_config_str(config, "bind_endpoint");
+    if (*bind)
+        return bind;
+    char key[64];
+    snprintf(key, sizeof key, "endpoint_%s", def->name);
+    snprintf(buf, len, "%s", bc_config_str(config, key));
+    buf[strcspn(buf, ", ")] = '\0';
+    return buf;
+}
+
+
+bc_config_t *bc_process_start(const char *name, const bc_setting_t *extra, int argc, char **argv,
+                              void (*on_stop)(int), int *exit_code)
+{
+    char program[64];
+    snprintf(program, sizeof program, "beacon-%s", name);
+    bc_config_t *config = bc_config_new(program);
+    bc_config_add(config, bc_common_settings);
+    if (extra)
+        bc_config_add(config, extra);
+    bc_error_t err;
+    int rc = bc_config_load(config, argc, argv, &err);
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "%s: %s\n", program, err.message);
+        bc_config_destroy(&config);
+        *exit_code = rc < 0 ? 2 : 0;
+        return NULL;
+    }
+    if (bc_log_init(name, bc_config_str(config, "log_level")) < 0) {
+        fprintf(stderr, "%s: unknown log_level '%s'\n", program, bc_config_str(config, "log_level"));
+        bc_config_destroy(&config);
+        *exit_code = 2;
+        return NULL;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return config;
+}
+
+int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
+{
+    int exit_code = 0;
+    bc_config_t *config = bc_process_start(def->name, def->settings, argc, argv, s_on_signal,
+                                           &exit_code);
+    if (!config)
+        return exit_code;
+    char epbuf[512];
+    const char *endpoint = s_bind_endpoint(def, config, epbuf, sizeof epbuf);
+    void *zctx = zmq_ctx_new();
+    bc_error_t err;
+    bc_service_t *service = bc_service_new(def, config, zctx, endpoint, &err);
+    if (service) {
+        bc_service_run(service, &s_stop);
+        bc_service_destroy(&service);
+        exit_code = 0;
+    } else {
+        bc_err("%s failed to start: %s (%s)", def->name, err.message, err.detail);
+        exit_code = 1;
+    }
+    zmq_ctx_term(zctx);
+    bc_info("beacon-%s stopped", def->name);
+    bc_config_destroy(&config);
+    return exit_code;
+}
