@@ -99,6 +99,9 @@ $(BUILD)/bin/beacon-%: $(BUILD)/obj/common/tools/%.o $(LIB)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# Unit tests of a service's own code link that code too (all but main.c).
+$(BUILD)/tests/test_identity: $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out services/gateway/main.c,$(wildcard services/gateway/identity*.c)))
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(TGEN_C)) $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"

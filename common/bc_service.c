@@ -297,7 +297,8 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
     if (rc == 0)
         rc = s_apply_migrations(db, "common", bc_config_str(config, "common_migrations_dir"), err);
     if (rc == 0)
-        rc = s_apply_migrations(db, def->name, bc_config_str(config, "migrations_dir"), err);
+        rc = s_apply_migrations(db, def->home ? def->home : def->name,
+                                bc_config_str(config, "migrations_dir"), err);
     bc_db_destroy(&db);
     if (rc < 0)
         goto fail;
