@@ -373,6 +373,12 @@ static int s_normalize(const bc_audit_event_t *ev, bc_audit_event_t *out, bc_err
     return 0;
 }
 
+int bc_audit_event_check(const bc_audit_event_t *ev, bc_error_t *err)
+{
+    bc_audit_event_t tmp;
+    return s_normalize(ev, &tmp, err) < 0 ? -1 : 0;
+}
+
 /* Reads the chain's head back from the table into the pending head (and
  * the committed one outside a transaction). Inside the caller's transaction
  * its own appends count, as they will commit or roll back together. */

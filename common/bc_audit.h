@@ -143,6 +143,9 @@ int64_t bc_audit_chain_seq(const bc_audit_chain_t *self, uint8_t hash[BC_AUDIT_H
  * returned. */
 int bc_audit_append(bc_audit_chain_t *self, bc_db_t *db, const bc_audit_event_t *ev,
                     bc_error_t *err);
+/* Checks ev as bc_audit_append would, without writing: 0 or -1 with err
+ * (INVALID_ARGUMENT naming the field). */
+int bc_audit_event_check(const bc_audit_event_t *ev, bc_error_t *err);
 /* Tells the chain that the transaction holding its pending appends
  * committed, or was rolled back (or its COMMIT failed). */
 void bc_audit_commit(bc_audit_chain_t *self);

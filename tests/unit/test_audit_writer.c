@@ -1,0 +1,198 @@
+/*  The group-committing audit writer against a real PostgreSQL: events from
+ *  several threads become one intact chain; invalid events are refused at
+ *  submit; a dropped connection is survived; when the database refuses the
+ *  rows, every ticket of the batch reports FAILED (so the data they guard is
+ *  withheld). BEACON_TEST_DATABASE_URL names a database the owner role may
+ *  migrate; clusters from deploy/pg-cluster.sh also have beacon_app. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "bc_audit_writer.h"
+#include "bc_migrate.h"
+#include "bc_util.h"
+
+static const char *s_url;
+static char s_app_url[1024];
+
+static bc_db_t *s_owner(void)
+{
+    bc_db_t *db = bc_db_new(s_url, "test_audit_writer");
+    bc_error_t err;
+    if (bc_db_connect(db, 5000, &err) < 0)
+        fail_msg("cannot connect: %s", err.detail);
+    return db;
+}
+
+static void s_exec(bc_db_t *db, const char *sql)
+{
+    bc_error_t err;
+    if (bc_db_command(db, sql, 0, NULL, &err) < 0)
+        fail_msg("%s: %s", sql, err.detail);
+}
+
+typedef struct {
+    bc_audit_writer_t *w;
+    uint64_t tickets[250];
+    int thread;
+} s_worker_t;
+
+static void *s_submit_many(void *arg)
+{
+    s_worker_t *sw = arg;
+    for (int i = 0; i < 250; i++) {
+        char client[64], req[64];
+        snprintf(client, sizeof client, "client-%d-%d", sw->thread, i);
+        snprintf(req, sizeof req, "req-%d-%d", sw->thread, i);
+        bc_audit_event_t ev = {.request_id = req, .actor_staff_id = "staff-1",
+                               .action = BC_AUDIT_READ, .resource_type = "client",
+                               .resource_id = client, .client_id = client,
+                               .outcome = BC_AUDIT_OK};
+        bc_error_t err;
+        sw->tickets[i] = bc_audit_writer_submit(sw->w, &ev, &err);
+    }
+    return NULL;
+}
+
+static void test_many_threads_one_intact_chain(void **state)
+{
+    (void)state;
+    bc_error_t err;
+    bc_audit_writer_t *w = bc_audit_writer_new(s_app_url, "testwriter", 900, NULL, NULL, &err);
+    assert_non_null(w);
+    s_worker_t workers[4];
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        workers[t].w = w;
+        workers[t].thread = t;
+        pthread_create(&th[t], NULL, s_submit_many, &workers[t]);
+    }
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 250; i++) {
+            assert_true(workers[t].tickets[i] > 0);
+            assert_int_equal(bc_audit_writer_wait(w, workers[t].tickets[i], 10000),
+                             BC_AUDIT_DURABLE);
+        }
+    char chain[128];
+    snprintf(chain, sizeof chain, "%s", bc_audit_writer_chain(w));
+    bc_audit_writer_destroy(&w);
+    assert_null(w);
+
+    bc_db_t *db = s_owner();
+    bc_audit_report_t report = {0};
+    assert_int_equal(bc_audit_verify(db, chain, &report, &err), 0);
+    assert_int_equal(report.chains, 1);
+    assert_int_equal(report.events, 1000);
+    assert_int_equal(report.broken, 0);
+    assert_true(report.anchors >= 1); /* the final anchor at destroy */
+    bc_audit_report_clear(&report);
+    bc_db_destroy(&db);
+}
+
+static void test_invalid_event_refused_at_submit(void **state)
+{
+    (void)state;
+    bc_error_t err;
+    bc_audit_writer_t *w = bc_audit_writer_new(s_app_url, "testwriter", 901, NULL, NULL, &err);
+    assert_non_null(w);
+    bc_audit_event_t bad = {.action = "Read!", .outcome = BC_AUDIT_OK};
+    assert_int_equal(bc_audit_writer_submit(w, &bad, &err), 0);
+    assert_int_equal(err.code, BC_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "action");
+    bc_audit_event_t bad2 = {.action = BC_AUDIT_READ, .outcome = "maybe"};
+    assert_int_equal(bc_audit_writer_submit(w, &bad2, &err), 0);
+    assert_int_equal(bc_audit_writer_state(w, 0), BC_AUDIT_PENDING);
+    bc_audit_writer_destroy(&w);
+}
+
+static int s_settled_calls;
+static void s_on_settled(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&s_settled_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_dropped_connection_then_refused_rows(void **state)
+{
+    (void)state;
+    bc_error_t err;
+    s_settled_calls = 0;
+    bc_audit_writer_t *w =
+        bc_audit_writer_new(s_app_url, "testwriter", 902, s_on_settled, NULL, &err);
+    assert_non_null(w);
+    bc_audit_event_t ev = {.action = BC_AUDIT_READ, .resource_type = "client",
+                           .resource_id = "c1", .client_id = "c1", .outcome = BC_AUDIT_OK};
+    uint64_t t1 = bc_audit_writer_submit(w, &ev, &err);
+    assert_int_equal(bc_audit_writer_wait(w, t1, 10000), BC_AUDIT_DURABLE);
+    assert_true(s_settled_calls >= 1);
+
+    /* The server ends the writer's session: the next batch reconnects.
+     * (Ending another role's session takes the superuser, which clusters
+     * made by pg-cluster.sh let in on their private socket.) */
+    bc_db_t *db = s_owner();
+    char admin_url[1100];
+    snprintf(admin_url, sizeof admin_url, "%s user=postgres", s_url);
+    bc_db_t *admin = bc_db_new(admin_url, "test_audit_writer_admin");
+    assert_int_equal(bc_db_connect(admin, 5000, &err), 0);
+    s_exec(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE application_name = 'beacon-testwriter-audit'");
+    bc_db_destroy(&admin);
+    uint64_t t2 = bc_audit_writer_submit(w, &ev, &err);
+    assert_int_equal(bc_audit_writer_wait(w, t2, 10000), BC_AUDIT_DURABLE);
+
+    /* The database refuses the rows: the tickets fail, later ones recover. */
+    s_exec(db, "REVOKE INSERT ON audit.events FROM beacon_service");
+    uint64_t t3 = bc_audit_writer_submit(w, &ev, &err);
+    uint64_t t4 = bc_audit_writer_submit(w, &ev, &err);
+    bc_audit_state_t s3 = bc_audit_writer_wait(w, t3, 10000);
+    bc_audit_state_t s4 = bc_audit_writer_wait(w, t4, 10000);
+    s_exec(db, "GRANT INSERT ON audit.events TO beacon_service");
+    assert_int_equal(s3, BC_AUDIT_FAILED);
+    assert_int_equal(s4, BC_AUDIT_FAILED);
+    assert_int_equal(bc_audit_writer_state(w, t1), BC_AUDIT_DURABLE);
+    uint64_t t5 = bc_audit_writer_submit(w, &ev, &err);
+    assert_int_equal(bc_audit_writer_wait(w, t5, 10000), BC_AUDIT_DURABLE);
+
+    char chain[128];
+    snprintf(chain, sizeof chain, "%s", bc_audit_writer_chain(w));
+    bc_audit_writer_destroy(&w);
+    bc_audit_report_t report = {0};
+    assert_int_equal(bc_audit_verify(db, chain, &report, &err), 0);
+    assert_int_equal(report.events, 3); /* t1, t2, t5: nothing of the failed batch */
+    assert_int_equal(report.broken, 0);
+    bc_audit_report_clear(&report);
+    bc_db_destroy(&db);
+}
+
+int main(void)
+{
+    s_url = getenv("BEACON_TEST_DATABASE_URL");
+    if (!s_url) {
+        fprintf(stderr, "FAILED: BEACON_TEST_DATABASE_URL is not set (run through tests/run.sh)\n");
+        return 1;
+    }
+    /* The writer runs as the services do: as beacon_app, which may only add
+     * rows. */
+    snprintf(s_app_url, sizeof s_app_url, "%s user=beacon_app", s_url);
+    bc_db_t *db = s_owner();
+    bc_error_t err;
+    if (bc_migrate_apply(db, "common", "common/migrations", &err) < 0) {
+        fprintf(stderr, "FAILED: migrations: %s (%s)\n", err.message, err.detail);
+        return 1;
+    }
+    bc_db_destroy(&db);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_threads_one_intact_chain),
+        cmocka_unit_test(test_invalid_event_refused_at_submit),
+        cmocka_unit_test(test_dropped_connection_then_refused_rows),
+    };
+    return cmocka_run_group_tests_name("audit_writer", tests, NULL, NULL);
+}
