@@ -45,6 +45,71 @@ bc_code_t bc_call_fail_err(bc_call_t *call, const bc_error_t *err)
     return err->code;
 }
 
+/* Fills who and which request from the call where the handler left them. */
+static void s_audit_actor(bc_call_t *call, bc_audit_event_t *ev)
+{
+    const Beacon__Principal *p = call->principal;
+    if (!ev->request_id)
+        ev->request_id = call->request->request_id;
+    if (!ev->actor_staff_id)
+        ev->actor_staff_id = p->staff_id;
+    if (!ev->actor_api_key_id)
+        ev->actor_api_key_id = p->api_key_id;
+    if (!ev->agency_id)
+        ev->agency_id = p->agency_id;
+    if (!ev->outcome)
+        ev->outcome = BC_AUDIT_OK;
+}
+
+int bc_call_audit_read(bc_call_t *call, bc_audit_event_t *ev)
+{
+    s_audit_actor(call, ev);
+    bc_error_t err;
+    if (!call->audit_writer) {
+        bc_call_fail(call, BC_UNAVAILABLE, "", "audit log unavailable");
+        return -1;
+    }
+    uint64_t ticket = bc_audit_writer_submit(call->audit_writer, ev, &err);
+    if (!ticket) {
+        bc_err("audit record refused: %s", err.message);
+        bc_call_fail(call, BC_UNAVAILABLE, "", "audit log unavailable");
+        return -1;
+    }
+    if (ticket > call->audit_ticket)
+        call->audit_ticket = ticket;
+    return 0;
+}
+
+int bc_call_audit_write(bc_call_t *call, bc_audit_event_t *ev)
+{
+    s_audit_actor(call, ev);
+    bc_error_t err;
+    if (!call->audit_chain) {
+        bc_call_fail(call, BC_UNAVAILABLE, "", "audit log unavailable");
+        return -1;
+    }
+    if (bc_audit_append(call->audit_chain, call->db, ev, &err) < 0) {
+        bc_err("audit record not written: %s (%s)", err.message, err.detail);
+        bc_call_fail(call, BC_UNAVAILABLE, "", "audit log unavailable");
+        return -1;
+    }
+    return 0;
+}
+
+int bc_call_commit(bc_call_t *call)
+{
+    bc_error_t err;
+    if (bc_db_commit(call->db, &err) < 0) {
+        if (call->audit_chain)
+            bc_audit_rollback(call->audit_chain);
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    if (call->audit_chain)
+        bc_audit_commit(call->audit_chain);
+    return 0;
+}
+
 bc_dispatcher_t *bc_dispatcher_new(const bc_service_def_t *def, const bc_config_t *config,
                                    void *state, bc_error_t *err)
 {
@@ -214,6 +279,16 @@ static int s_apply_scope(bc_db_t *db, const Beacon__Principal *p, bc_error_t *er
 size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const uint8_t *data,
                    size_t len, int64_t now_ms, uint8_t **reply)
 {
+    bc_worker_ctx_t ctx = {.db = db, .arena = arena};
+    return bc_dispatch_ctx(self, &ctx, data, len, now_ms, reply);
+}
+
+size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_t *data,
+                       size_t len, int64_t now_ms, uint8_t **reply)
+{
+    bc_db_t *db = ctx->db;
+    bc_arena_t *arena = ctx->arena;
+    ctx->audit_ticket = 0;
     bc_error_t err;
     ProtobufCAllocator *alloc = bc_arena_allocator(arena);
     Beacon__Request *req = (Beacon__Request *)bc_pb_unpack(&beacon__request__descriptor, alloc,
@@ -254,6 +329,8 @@ size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const 
         .alloc = alloc,
         .config = self->config,
         .state = self->state,
+        .audit_chain = ctx->audit_chain,
+        .audit_writer = ctx->audit_writer,
     };
     bc_error_clear(&call.err);
     int64_t t0 = bc_mono_us();
@@ -268,8 +345,12 @@ size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const 
         code = call.err.code;
     else
         code = self->handlers[method_index](&call, in, &out);
-    if (db && bc_db_in_transaction(db))
+    if (db && bc_db_in_transaction(db)) {
         bc_db_rollback(db); /* a handler that forgot to finish must not leak a transaction */
+        if (call.audit_chain)
+            bc_audit_rollback(call.audit_chain);
+    }
+    ctx->audit_ticket = code == BC_OK ? call.audit_ticket : 0;
     int64_t took = bc_mono_us() - t0;
     if (code != BC_OK) {
         bc_log_level_t lvl = (code == BC_INTERNAL || code == BC_DATA_LOSS) ? BC_LOG_ERROR

@@ -43,6 +43,8 @@ const bc_setting_t bc_common_settings[] = {
      "ZMTP heartbeat interval; a peer silent for 3 intervals is dropped (0 = off)"},
     {"db_connect_timeout_ms", BC_CFG_INT, "30000", 0, 600000,
      "how long to keep retrying the first database connection at start"},
+    {"audit_writers", BC_CFG_INT, "1", 1, 64,
+     "group-committing audit writers per service instance (each its own connection and chain)"},
     {"max_queued_requests", BC_CFG_INT, "1024", 1, 1000000,
      "requests waiting for a free worker before new ones are refused as overloaded"},
     {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,

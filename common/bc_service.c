@@ -28,6 +28,8 @@ typedef struct s_job {
     zmq_msg_t body;   /* packed Beacon__Request */
     uint8_t *reply;   /* packed Beacon__Reply, malloc'd by the worker */
     size_t reply_len;
+    uint64_t audit_ticket; /* the reply waits until this audit record is durable */
+    int audit_writer;      /* ... in this writer */
 } s_job_t;
 
 /* The hand-off between the socket thread and the workers: a FIFO of
@@ -39,6 +41,9 @@ typedef struct {
     pthread_cond_t ready;
     s_job_t *in_head, *in_tail;
     s_job_t *out_head, *out_tail;
+    s_job_t *held_head, *held_tail; /* replies waiting for their audit record (socket thread) */
+    bc_audit_writer_t **audit; /* group writers for reads; worker i uses i % naudit */
+    int naudit;
     size_t queued, busy;
     bool closing;
     int wake_fd;
@@ -96,6 +101,9 @@ static void *s_worker_main(void *arg)
         bc_warn("worker %d: database not reachable yet (%s); will retry per request", w->index,
                 err.detail);
     bc_arena_t *arena = bc_arena_new(16384);
+    /* This worker's audit chain for writes (reads go to the group writer).
+     * If the database is down now, it is opened on a later request. */
+    bc_audit_chain_t *chain = bc_audit_chain_new(db, w->def->name, w->index, &err);
     for (;;) {
         pthread_mutex_lock(&q->lock);
         while (!q->in_head && !q->closing)
@@ -112,18 +120,74 @@ static void *s_worker_main(void *arg)
         q->busy++;
         pthread_mutex_unlock(&q->lock);
 
-        job->reply_len = bc_dispatch(w->dispatcher, db, arena, zmq_msg_data(&job->body),
-                                     zmq_msg_size(&job->body), bc_now_ms(), &job->reply);
+        if (!chain)
+            chain = bc_audit_chain_new(db, w->def->name, w->index, &err);
+        int writer = w->index % q->naudit;
+        bc_worker_ctx_t ctx = {.db = db, .arena = arena, .audit_chain = chain,
+                               .audit_writer = q->audit[writer]};
+        job->reply_len = bc_dispatch_ctx(w->dispatcher, &ctx, zmq_msg_data(&job->body),
+                                         zmq_msg_size(&job->body), bc_now_ms(), &job->reply);
+        job->audit_ticket = ctx.audit_ticket;
+        job->audit_writer = writer;
         bc_arena_reset(arena);
 
         s_push_reply(q, job, true);
     }
+    if (chain && bc_db_ok(db) && bc_audit_chain_anchor(chain, db, &err) < 0)
+        bc_warn("worker %d: final audit anchor not written: %s", w->index, err.detail);
+    bc_audit_chain_destroy(&chain);
     bc_arena_destroy(&arena);
     bc_db_destroy(&db);
     return NULL;
 }
 
-/* Sends every finished reply back through the ROUTER. */
+static void s_send_one(void *frontend, s_job_t *job)
+{
+    zmq_msg_t out;
+    zmq_msg_init_size(&out, job->reply_len);
+    memcpy(zmq_msg_data(&out), job->reply, job->reply_len);
+    /* A caller that went away makes the ROUTER drop the reply: fine. */
+    if (zmq_msg_send(&job->client, frontend, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(frontend, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&out, frontend, ZMQ_DONTWAIT) < 0)
+        zmq_msg_close(&out);
+    s_job_free(job);
+}
+
+static void s_hold(s_queue_t *q, s_job_t *job)
+{
+    job->next = NULL;
+    if (q->held_tail)
+        q->held_tail->next = job;
+    else
+        q->held_head = job;
+    q->held_tail = job;
+}
+
+/* Sends a reply whose audit record is durable; holds one still pending;
+ * replaces one whose record could not be written by UNAVAILABLE (the data
+ * is never sent unaudited). */
+static void s_release(s_queue_t *q, void *frontend, s_job_t *job)
+{
+    bc_audit_state_t st = job->audit_ticket
+                              ? bc_audit_writer_state(q->audit[job->audit_writer], job->audit_ticket)
+                              : BC_AUDIT_DURABLE;
+    if (st == BC_AUDIT_PENDING) {
+        s_hold(q, job);
+        return;
+    }
+    if (st == BC_AUDIT_FAILED) {
+        free(job->reply);
+        job->reply = NULL;
+        job->reply_len = bc_dispatch_reject(zmq_msg_data(&job->body), zmq_msg_size(&job->body),
+                                            BC_UNAVAILABLE, "audit log unavailable, try again",
+                                            &job->reply);
+    }
+    s_send_one(frontend, job);
+}
+
+/* Sends every finished reply back through the ROUTER (in order: held ones
+ * first, then new ones). */
 static void s_send_replies(s_queue_t *q, void *frontend)
 {
     uint64_t n;
@@ -133,19 +197,28 @@ static void s_send_replies(s_queue_t *q, void *frontend)
     s_job_t *job = q->out_head;
     q->out_head = q->out_tail = NULL;
     pthread_mutex_unlock(&q->lock);
+    s_job_t *held = q->held_head;
+    q->held_head = q->held_tail = NULL;
+    while (held) {
+        s_job_t *next = held->next;
+        s_release(q, frontend, held);
+        held = next;
+    }
     while (job) {
         s_job_t *next = job->next;
-        zmq_msg_t out;
-        zmq_msg_init_size(&out, job->reply_len);
-        memcpy(zmq_msg_data(&out), job->reply, job->reply_len);
-        /* A caller that went away makes the ROUTER drop the reply: fine. */
-        if (zmq_msg_send(&job->client, frontend, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-            zmq_send(frontend, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-            zmq_msg_send(&out, frontend, ZMQ_DONTWAIT) < 0)
-            zmq_msg_close(&out);
-        s_job_free(job);
+        s_release(q, frontend, job);
         job = next;
     }
+}
+
+/* The audit writer settled a batch: wake the socket thread to release the
+ * replies that waited for it. */
+static void s_on_audit_settled(void *arg)
+{
+    s_queue_t *q = arg;
+    uint64_t one = 1;
+    ssize_t rc = write(q->wake_fd, &one, sizeof one);
+    (void)rc;
 }
 
 /* Takes every waiting request off the ROUTER into the queue. Requests past
@@ -229,7 +302,7 @@ static void s_serve(s_queue_t *q, void *frontend, const char *endpoint, size_t m
         }
         if (stop_deadline) {
             pthread_mutex_lock(&q->lock);
-            bool idle = q->queued == 0 && q->busy == 0 && !q->out_head;
+            bool idle = q->queued == 0 && q->busy == 0 && !q->out_head && !q->held_head;
             pthread_mutex_unlock(&q->lock);
             if ((idle && now - last_request >= 100) || now > stop_deadline)
                 return;
@@ -249,6 +322,9 @@ static void s_serve(s_queue_t *q, void *frontend, const char *endpoint, size_t m
             last_request = bc_mono_ms();
     }
 }
+
+/* The audit writer's number in its chain id (workers are 0..N-1). */
+#define S_AUDIT_WRITER_INDEX 1000
 
 struct bc_service {
     const bc_service_def_t *def;
@@ -318,6 +394,18 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
         goto fail;
     }
     self->queue.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    /* Group-committing audit writers for reads. Several, so that one's
+     * COMMIT (an fsync) overlaps the others' inserts and PostgreSQL groups
+     * their flushes; each owns a chain, so they never contend. */
+    self->queue.naudit = (int)bc_config_int(config, "audit_writers");
+    self->queue.audit = bc_calloc((size_t)self->queue.naudit, sizeof *self->queue.audit);
+    for (int i = 0; i < self->queue.naudit; i++) {
+        self->queue.audit[i] = bc_audit_writer_new(bc_config_str(config, "database_url"),
+                                                   def->name, S_AUDIT_WRITER_INDEX + i,
+                                                   s_on_audit_settled, &self->queue, err);
+        if (!self->queue.audit[i])
+            goto fail;
+    }
     int nworkers = (int)bc_config_int(config, "workers");
     self->workers = bc_calloc((size_t)nworkers, sizeof *self->workers);
     for (; self->started < nworkers; self->started++) {
@@ -371,6 +459,14 @@ void bc_service_destroy(bc_service_t **self_p)
         s_job_free(q->out_head);
         q->out_head = next;
     }
+    while (q->held_head) {
+        s_job_t *next = q->held_head->next;
+        s_job_free(q->held_head);
+        q->held_head = next;
+    }
+    for (int i = 0; i < q->naudit; i++)
+        bc_audit_writer_destroy(&q->audit[i]);
+    free(q->audit);
     if (q->wake_fd >= 0)
         close(q->wake_fd);
     pthread_mutex_destroy(&q->lock);

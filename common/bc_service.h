@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 #include "beacon.pb-c.h"
+#include "bc_audit.h"
+#include "bc_audit_writer.h"
 #include "bc_config.h"
 #include "bc_db.h"
 #include "bc_error.h"
@@ -44,7 +46,24 @@ typedef struct {
     const bc_config_t *config;
     void *state;                        /* the service's own state (from start) */
     bc_error_t err;                     /* filled by bc_call_fail */
+    bc_audit_chain_t *audit_chain;      /* this worker's chain, for writes (may be NULL) */
+    bc_audit_writer_t *audit_writer;    /* the service's group writer, for reads (may be NULL) */
+    uint64_t audit_ticket;              /* the reply waits until this record is durable */
 } bc_call_t;
+
+/* Audits a read of PHI: the event (actor, agency and request id filled in
+ * from the call) goes to the group writer, and the reply is held until the
+ * record is durable, or replaced by UNAVAILABLE if it cannot be written. A
+ * handler calls it before returning the data; -1 (with call->err set) means
+ * the data must not be returned. */
+int bc_call_audit_read(bc_call_t *call, bc_audit_event_t *ev);
+/* Audits a change inside the handler's open transaction (bc_db_begin): the
+ * record commits or vanishes with the change. After the handler's COMMIT,
+ * bc_call_commit() reports it to the chain. -1 (call->err set): roll back. */
+int bc_call_audit_write(bc_call_t *call, bc_audit_event_t *ev);
+/* Commits the handler's transaction and tells the audit chain; on failure
+ * rolls back and returns -1 with call->err set. */
+int bc_call_commit(bc_call_t *call);
 
 /* A handler reads in (already unpacked) and sets *out to a message it built
  * (from call->arena) on BC_OK, or returns bc_call_fail(...). */
@@ -102,9 +121,20 @@ typedef struct bc_dispatcher bc_dispatcher_t;
 bc_dispatcher_t *bc_dispatcher_new(const bc_service_def_t *def, const bc_config_t *config,
                                    void *state, bc_error_t *err);
 void bc_dispatcher_destroy(bc_dispatcher_t **self);
+/* What one worker brings to a request. */
+typedef struct {
+    bc_db_t *db;                     /* may be NULL (Health then reports the database down) */
+    bc_arena_t *arena;
+    bc_audit_chain_t *audit_chain;   /* may be NULL: audited writes then fail closed */
+    bc_audit_writer_t *audit_writer; /* may be NULL: audited reads then fail closed */
+    uint64_t audit_ticket;           /* out: the audit record the reply depends on, or 0 */
+} bc_worker_ctx_t;
+
 /* Handles one packed Beacon__Request and returns the packed Beacon__Reply in
- * *reply (malloc'd, caller frees) and its length. db may be NULL (Health then
- * reports the database as down). */
+ * *reply (malloc'd, caller frees) and its length. */
+size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_t *data,
+                       size_t len, int64_t now_ms, uint8_t **reply);
+/* The same without audit facilities (tests, fuzzing). */
 size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const uint8_t *data,
                    size_t len, int64_t now_ms, uint8_t **reply);
 
