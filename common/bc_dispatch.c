@@ -395,7 +395,7 @@ static bc_code_t s_health(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
     bc_error_t err;
     PGresult *res = NULL;
     if (call->db) {
-        const char *params[1] = {self->def->name};
+        const char *params[1] = {self->def->home ? self->def->home : self->def->name};
         res = bc_db_prepared(call->db, "bc_health_migrations",
                              "SELECT name FROM public.beacon_schema_migrations WHERE service = $1 "
                              "ORDER BY version",

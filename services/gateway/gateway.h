@@ -10,6 +10,8 @@
 #ifndef GATEWAY_H
 #define GATEWAY_H
 
+#include <signal.h>
+
 #define H2O_USE_EPOLL 1
 #include <h2o.h>
 #include <jansson.h>
@@ -56,7 +58,7 @@ struct gw_thread {
 /* server.c */
 /* Runs one gateway thread until the stop flag is set. */
 void *gw_thread_main(void *arg);
-extern volatile int gw_stop;
+extern volatile sig_atomic_t gw_stop;
 /* The client for a service name, or NULL. */
 bc_rpc_client_t *gw_client(gw_thread_t *t, const char *service);
 

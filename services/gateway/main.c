@@ -11,6 +11,7 @@
 #include "bc_log.h"
 #include "bc_service.h"
 #include "gateway.h"
+#include "identity.h"
 
 static const bc_setting_t s_settings[] = {
     {"listen_address", BC_CFG_STRING, "127.0.0.1", 0, 0, "IP address the HTTPS listener binds"},
@@ -27,6 +28,16 @@ static const bc_setting_t s_settings[] = {
      "close a keep-alive connection idle this long"},
     BC_SETTINGS_END,
 };
+
+/* Identity runs inside the gateway process: the same service host as the
+ * back-end services, reached by the gateway threads over inproc. */
+#define S_IDENTITY_ENDPOINT "inproc://identity"
+
+static void *s_identity_main(void *arg)
+{
+    bc_service_run(arg, &gw_stop);
+    return NULL;
+}
 
 static void s_on_signal(int sig)
 {
@@ -70,6 +81,27 @@ int main(int argc, char **argv)
 
     int nthreads = (int)bc_config_int(config, "gateway_threads");
     void *zctx = zmq_ctx_new();
+    bc_service_t *identity = bc_service_new(&identity_service, config, zctx, S_IDENTITY_ENDPOINT,
+                                            &err);
+    if (!identity) {
+        bc_err("identity did not start: %s (%s)", err.message, err.detail);
+        zmq_ctx_term(zctx);
+        SSL_CTX_free(ssl);
+        h2o_config_dispose(&globalconf);
+        bc_config_destroy(&config);
+        return 1;
+    }
+    pthread_t identity_thread;
+    if (pthread_create(&identity_thread, NULL, s_identity_main, identity) != 0) {
+        bc_err("cannot start the identity thread");
+        gw_stop = 1;
+        bc_service_destroy(&identity);
+        zmq_ctx_term(zctx);
+        SSL_CTX_free(ssl);
+        h2o_config_dispose(&globalconf);
+        bc_config_destroy(&config);
+        return 1;
+    }
     gw_thread_t *threads = calloc((size_t)nthreads, sizeof *threads);
     int started = 0;
     for (; started < nthreads; started++) {
@@ -104,6 +136,9 @@ int main(int argc, char **argv)
         h2o_evloop_destroy(loop);
     }
     free(threads);
+    gw_stop = 1; /* also when the threads ended on an error */
+    pthread_join(identity_thread, NULL);
+    bc_service_destroy(&identity);
     zmq_ctx_term(zctx);
     SSL_CTX_free(ssl);
     h2o_config_dispose(&globalconf);

@@ -18,7 +18,7 @@
 #include "bc_util.h"
 #include "gateway.h"
 
-volatile int gw_stop;
+volatile sig_atomic_t gw_stop;
 
 bc_rpc_client_t *gw_client(gw_thread_t *t, const char *service)
 {
