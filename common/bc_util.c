@@ -1,6 +1,7 @@
 /*  bc_util: clocks, random identifiers and small string checks. */
 #include "bc_util.h"
 
+#include <ctype.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,4 +129,28 @@ void bc_format_time_ms(int64_t t_ms, char out[32])
     gmtime_r(&secs, &tm);
     size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out + n, 32 - n, ".%03dZ", ms);
+}
+
+const char *bc_text_problem(const char *value, bool required, size_t max_chars)
+{
+    size_t len = strlen(value);
+    if (len == 0)
+        return required ? "is required" : NULL;
+    if (len > max_chars * 4 || !bc_utf8_valid(value, len))
+        return "is too long or not valid UTF-8";
+    size_t chars = 0;
+    bool blank = true;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return "must not contain control characters";
+        if ((*p & 0xc0) != 0x80)
+            chars++;
+        if (!isspace(*p))
+            blank = false;
+    }
+    if (chars > max_chars)
+        return "is too long";
+    if (blank)
+        return required ? "is required" : "must not be blank";
+    return NULL;
 }

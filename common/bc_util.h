@@ -23,6 +23,11 @@ bool bc_is_uuid(const char *s);
 void bc_hex(const void *in, size_t n, char *out);
 /* True when s (len bytes) is valid UTF-8 without NUL bytes. */
 bool bc_utf8_valid(const char *s, size_t len);
+/* Checks a short human-entered text field (a name, a title): "" is allowed
+ * unless required; otherwise valid UTF-8, no control characters, not only
+ * whitespace, at most max_chars code points. Returns NULL when valid, else
+ * the problem as a phrase to follow the field name ("is too long"). */
+const char *bc_text_problem(const char *value, bool required, size_t max_chars);
 /* RFC 3339 UTC timestamp with milliseconds for t_ms ("2026-01-02T03:04:05.678Z"). */
 void bc_format_time_ms(int64_t t_ms, char out[32]);
 

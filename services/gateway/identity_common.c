@@ -101,26 +101,7 @@ bc_code_t identity_require_admin(bc_call_t *call, identity_scope_t *scope)
 
 const char *identity_check_text(const char *value, bool required, size_t max_chars)
 {
-    size_t len = strlen(value);
-    if (len == 0)
-        return required ? "is required" : NULL;
-    if (len > max_chars * 4 || !bc_utf8_valid(value, len))
-        return "is too long or not valid UTF-8";
-    size_t chars = 0;
-    bool blank = true;
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f)
-            return "must not contain control characters";
-        if ((*p & 0xc0) != 0x80)
-            chars++;
-        if (!isspace(*p))
-            blank = false;
-    }
-    if (chars > max_chars)
-        return "is too long";
-    if (blank)
-        return required ? "is required" : "must not be blank";
-    return NULL;
+    return bc_text_problem(value, required, max_chars);
 }
 
 const char *identity_check_email(const char *value)

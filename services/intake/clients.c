@@ -27,31 +27,6 @@ static Beacon__Intake__Client *s_client_from_row(bc_call_t *call, PGresult *res)
     return c;
 }
 
-/* A person's name: required or optional, at most max characters of
- * printable text. Returns NULL when valid, else the problem. */
-static const char *s_check_text(const char *value, bool required, size_t max)
-{
-    size_t len = strlen(value);
-    if (len == 0)
-        return required ? "is required" : NULL;
-    if (len > max * 4)
-        return "is too long";
-    size_t chars = 0;
-    bool blank = true;
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f)
-            return "must not contain control characters";
-        if ((*p & 0xc0) != 0x80)
-            chars++;
-        if (!isspace(*p))
-            blank = false;
-    }
-    if (chars > max)
-        return "is too long";
-    if (blank)
-        return required ? "is required" : "must not be blank";
-    return NULL;
-}
 
 /* YYYY-MM-DD, a real calendar date, not before 1900 and not in the future. */
 static const char *s_check_birth_date(const char *value)
@@ -94,11 +69,11 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
     struct {
         const char *field, *problem;
     } checks[] = {
-        {"given_name", s_check_text(req->given_name, true, 200)},
-        {"family_name", s_check_text(req->family_name, true, 200)},
+        {"given_name", bc_text_problem(req->given_name, true, 200)},
+        {"family_name", bc_text_problem(req->family_name, true, 200)},
         {"date_of_birth", s_check_birth_date(req->date_of_birth)},
-        {"preferred_name", s_check_text(req->preferred_name, false, 200)},
-        {"pronouns", s_check_text(req->pronouns, false, 50)},
+        {"preferred_name", bc_text_problem(req->preferred_name, false, 200)},
+        {"pronouns", bc_text_problem(req->pronouns, false, 50)},
         {"preferred_language", s_check_language(req->preferred_language)},
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)

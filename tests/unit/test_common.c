@@ -135,6 +135,20 @@ static void test_utf8(void **state)
     assert_false(bc_utf8_valid("\xff", 1));
 }
 
+static void test_text_problem(void **state)
+{
+    (void)state;
+    assert_null(bc_text_problem("Ada", true, 200));
+    assert_null(bc_text_problem("", false, 200));
+    assert_string_equal(bc_text_problem("", true, 200), "is required");
+    assert_string_equal(bc_text_problem("   ", true, 200), "is required");
+    assert_string_equal(bc_text_problem("  ", false, 200), "must not be blank");
+    assert_string_equal(bc_text_problem("a\tb", true, 200), "must not contain control characters");
+    assert_string_equal(bc_text_problem("abcdef", true, 5), "is too long");
+    assert_null(bc_text_problem("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", true, 5)); /* 5 code points */
+    assert_string_equal(bc_text_problem("\xc3\x28", true, 5), "is too long or not valid UTF-8");
+}
+
 static void test_time_format(void **state)
 {
     (void)state;
@@ -305,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_sqlstate_mapping),  cmocka_unit_test(test_error_set_and_detail),
         cmocka_unit_test(test_arena),             cmocka_unit_test(test_uuid),
         cmocka_unit_test(test_utf8),              cmocka_unit_test(test_time_format),
+        cmocka_unit_test(test_text_problem),
         cmocka_unit_test(test_route_match),       cmocka_unit_test(test_route_misses),
         cmocka_unit_test(test_config_precedence), cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_help),
