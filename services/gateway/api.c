@@ -4,8 +4,10 @@
  *  the deadline arrives. If the client goes away first, the pending call is
  *  cancelled when h2o frees the request's pool.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "bc_json.h"
 #include "bc_log.h"
@@ -68,6 +70,37 @@ static void s_request_id(h2o_req_t *req, char *out, size_t len)
     char uuid[37];
     bc_uuid_v4(uuid);
     snprintf(out, len, "%s", uuid);
+}
+
+/* The peer's address as text ("" when unknown). */
+static void s_peer(h2o_req_t *req, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    out[0] = '\0';
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (sl == 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)len);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)len);
+}
+
+/* The token of "Authorization: Bearer <token>" (pool memory), or NULL. */
+static const char *s_bearer(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        return NULL;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len <= 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")))
+        return NULL;
+    size_t start = 7;
+    while (start < v.len && v.base[start] == ' ')
+        start++;
+    if (start == v.len || v.len - start > 256)
+        return NULL;
+    return h2o_strdup(&req->pool, v.base + start, v.len - start).base;
 }
 
 static int s_hexval(char c)
@@ -208,6 +241,16 @@ static int s_build_payload(s_call_t *c, const bc_route_param_t *params, int npar
         }
         json_object_set_new(url, name, v);
     }
+    if (c->route->bearer_field) {
+        const char *token = s_bearer(req);
+        json_t *v = token ? json_string(token) : NULL;
+        if (!v) {
+            json_decref(url);
+            return bc_error_set(err, BC_UNAUTHENTICATED, "",
+                                "send the session token as Authorization: Bearer <token>");
+        }
+        json_object_set_new(url, c->route->bearer_field, v);
+    }
     if (req->query_at != SIZE_MAX &&
         s_parse_query(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, url,
                       err) < 0) {
@@ -303,6 +346,10 @@ int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
         }
         return 0;
     }
+    if ((gw_routes[r].flags & GW_ROUTE_BOOTSTRAP) && !t->allow_bootstrap) {
+        s_problem(c, BC_NOT_FOUND, "no such resource", NULL);
+        return 0;
+    }
     c->route = &gw_routes[r];
     c->method = protobuf_c_service_descriptor_get_method_by_name(c->route->descriptor,
                                                                  c->route->rpc);
@@ -331,7 +378,14 @@ int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
         h2o_iovec_t v = req->headers.entries[ik].value;
         snprintf(idem, sizeof idem, "%.*s", (int)(v.len < 255 ? v.len : 255), v.base);
     }
+    /* Every call says where it came from (identity throttles logins by it;
+     * the audit log records it). Authentication fills in the rest. */
+    Beacon__Principal principal = BEACON__PRINCIPAL__INIT;
+    char peer[64];
+    s_peer(req, peer, sizeof peer);
+    principal.remote_addr = peer;
     bc_rpc_call_t call = {
+        .principal = &principal,
         .method = c->route->rpc,
         .payload_bytes = payload,
         .payload_len = len,

@@ -22,7 +22,10 @@
 #include "bc_route.h"
 #include "bc_rpc.h"
 
-#define GW_NSERVICES 5
+#define GW_NSERVICES 5               /* back-end services, as in bc_service_names */
+#define GW_NCLIENTS (GW_NSERVICES + 1) /* ... and identity, in this process */
+#define GW_IDENTITY "identity"
+#define GW_IDENTITY_ENDPOINT "inproc://identity"
 
 typedef struct {
     bc_route_key_t key;                           /* method + pattern */
@@ -31,7 +34,12 @@ typedef struct {
     const char *rpc;                              /* "CreateClient" */
     int success_status;                           /* 200, 201, 204 */
     const char *summary;                          /* one line, for the API listing */
+    const char *bearer_field; /* request field filled from "Authorization: Bearer", or NULL */
+    int flags;                /* GW_ROUTE_* */
 } gw_route_t;
+
+/* Served only when the allow_bootstrap setting is on (first start). */
+#define GW_ROUTE_BOOTSTRAP 1
 
 extern const gw_route_t gw_routes[];
 extern const size_t gw_nroutes;
@@ -45,14 +53,15 @@ struct gw_thread {
     int index;
     pthread_t thread;
     void *zctx;
-    bc_rpc_client_t *clients[GW_NSERVICES];
-    h2o_socket_t *zsocks[GW_NSERVICES];
+    bc_rpc_client_t *clients[GW_NCLIENTS]; /* back-end services, then identity */
+    h2o_socket_t *zsocks[GW_NCLIENTS];
     h2o_socket_t *listener;
     h2o_timeout_t sniff_timeout; /* first bytes of a connection */
     size_t max_body;
     int64_t request_timeout_ms;
     int64_t health_timeout_ms;
     size_t inflight; /* HTTP requests waiting on a service */
+    bool allow_bootstrap;
 };
 
 /* server.c */

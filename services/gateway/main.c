@@ -24,6 +24,9 @@ static const bc_setting_t s_settings[] = {
      "how long a request may wait for a service before 503"},
     {"health_timeout_ms", BC_CFG_INT, "2000", 50, 60000, "deadline of each /healthz probe"},
     {"gateway_threads", BC_CFG_INT, "1", 1, 64, "event-loop threads (each its own listener)"},
+    {"allow_bootstrap", BC_CFG_BOOL, "false", 0, 0,
+     "serve POST /api/v1/bootstrap, which creates the first agency, site and agency_admin "
+     "while no staff account exists; turn it off once that is done"},
     {"idle_timeout_ms", BC_CFG_INT, "30000", 1000, 3600000,
      "close a keep-alive connection idle this long"},
     BC_SETTINGS_END,
@@ -31,8 +34,6 @@ static const bc_setting_t s_settings[] = {
 
 /* Identity runs inside the gateway process: the same service host as the
  * back-end services, reached by the gateway threads over inproc. */
-#define S_IDENTITY_ENDPOINT "inproc://identity"
-
 static void *s_identity_main(void *arg)
 {
     bc_service_run(arg, &gw_stop);
@@ -81,7 +82,7 @@ int main(int argc, char **argv)
 
     int nthreads = (int)bc_config_int(config, "gateway_threads");
     void *zctx = zmq_ctx_new();
-    bc_service_t *identity = bc_service_new(&identity_service, config, zctx, S_IDENTITY_ENDPOINT,
+    bc_service_t *identity = bc_service_new(&identity_service, config, zctx, GW_IDENTITY_ENDPOINT,
                                             &err);
     if (!identity) {
         bc_err("identity did not start: %s (%s)", err.message, err.detail);
@@ -112,6 +113,7 @@ int main(int argc, char **argv)
         t->max_body = max_body;
         t->request_timeout_ms = bc_config_int(config, "request_timeout_ms");
         t->health_timeout_ms = bc_config_int(config, "health_timeout_ms");
+        t->allow_bootstrap = bc_config_bool(config, "allow_bootstrap");
         h2o_context_init(&t->ctx, h2o_evloop_create(), &globalconf);
         t->accept_ctx.ctx = &t->ctx;
         t->accept_ctx.hosts = globalconf.hosts;

@@ -75,6 +75,9 @@ void gw_send_http_problem(h2o_req_t *req, const char *request_id, int status, co
 void gw_send_problem(h2o_req_t *req, const char *request_id, bc_code_t code, const char *detail,
                      const char *field)
 {
+    if (code == BC_UNAUTHENTICATED)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                       H2O_STRLIT("Bearer realm=\"beacon\""));
     if (code == BC_UNAVAILABLE || code == BC_DEADLINE_EXCEEDED)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
                        H2O_STRLIT("1"));

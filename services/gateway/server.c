@@ -22,8 +22,8 @@ volatile sig_atomic_t gw_stop;
 
 bc_rpc_client_t *gw_client(gw_thread_t *t, const char *service)
 {
-    for (int i = 0; i < GW_NSERVICES; i++)
-        if (!strcmp(bc_service_names[i], service))
+    for (int i = 0; i < GW_NCLIENTS; i++)
+        if (!strcmp(bc_rpc_client_service(t->clients[i]), service))
             return t->clients[i];
     return NULL;
 }
@@ -154,7 +154,7 @@ static void s_on_zmq(h2o_socket_t *sock, const char *err)
     (void)err;
     gw_thread_t *t = sock->data;
     int64_t now = bc_now_ms();
-    for (int i = 0; i < GW_NSERVICES; i++)
+    for (int i = 0; i < GW_NCLIENTS; i++)
         if (t->zsocks[i] == sock)
             bc_rpc_client_process(t->clients[i], now);
 }
@@ -163,12 +163,14 @@ static int s_connect_services(gw_thread_t *t)
 {
     int maxmsg = (int)bc_config_int(t->config, "rpc_max_message_bytes");
     int hb = (int)bc_config_int(t->config, "rpc_heartbeat_ms");
-    for (int i = 0; i < GW_NSERVICES; i++) {
+    for (int i = 0; i < GW_NCLIENTS; i++) {
         char key[64];
-        snprintf(key, sizeof key, "endpoint_%s", bc_service_names[i]);
+        const char *name = i < GW_NSERVICES ? bc_service_names[i] : GW_IDENTITY;
+        snprintf(key, sizeof key, "endpoint_%s", name);
+        const char *endpoint =
+            i < GW_NSERVICES ? bc_config_str(t->config, key) : GW_IDENTITY_ENDPOINT;
         bc_error_t err;
-        t->clients[i] = bc_rpc_client_new(t->zctx, bc_service_names[i],
-                                          bc_config_str(t->config, key), maxmsg, hb, &err);
+        t->clients[i] = bc_rpc_client_new(t->zctx, name, endpoint, maxmsg, hb, &err);
         if (!t->clients[i]) {
             bc_err("%s (%s)", err.message, err.detail);
             return -1;
@@ -196,7 +198,7 @@ void *gw_thread_main(void *arg)
     for (;;) {
         int64_t now = bc_now_ms();
         int64_t wait = 100;
-        for (int i = 0; i < GW_NSERVICES; i++) {
+        for (int i = 0; i < GW_NCLIENTS; i++) {
             /* Sends made during the last turn may have consumed the edge on
              * ZMQ_FD: drain before sleeping. A client with nothing pending
              * can have no reply to take; skipping it saves the syscalls a
@@ -225,7 +227,7 @@ void *gw_thread_main(void *arg)
     }
     h2o_socket_close(t->listener);
     t->listener = NULL;
-    for (int i = 0; i < GW_NSERVICES; i++) {
+    for (int i = 0; i < GW_NCLIENTS; i++) {
         if (t->zsocks[i])
             h2o_socket_close(t->zsocks[i]);
         bc_rpc_client_destroy(&t->clients[i]);

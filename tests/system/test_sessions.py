@@ -1,0 +1,87 @@
+"""Sign-in over HTTPS: first-start bootstrap, login, wrong credentials,
+logout, and the bootstrap route staying closed once used or when disabled.
+Identity runs inside the gateway process; these tests drive it exactly as a
+browser or integration would."""
+
+import uuid
+
+from harness import StackTestCase
+
+PASSWORD = "correct horse battery staple"
+
+
+class SessionTests(StackTestCase):
+    settings = {"allow_bootstrap": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.email = "admin-%s@example.org" % uuid.uuid4().hex[:8]
+        r = cls.stack.request("POST", "/api/v1/bootstrap", body={
+            "agency_name": "Harbor Recovery Network", "site_name": "Eastside Center",
+            "time_zone": "America/New_York", "admin_email": cls.email,
+            "admin_given_name": "Robin", "admin_family_name": "Admin",
+            "admin_password": PASSWORD})
+        if r.status != 201:
+            raise AssertionError("bootstrap: %d %s" % (r.status, r.body[:300]))
+
+    def login(self, email=None, password=PASSWORD):
+        return self.req("POST", "/api/v1/sessions",
+                        body={"email": email or self.email, "password": password})
+
+    def test_bootstrap_works_only_once(self):
+        r = self.req("POST", "/api/v1/bootstrap", body={
+            "agency_name": "Second", "site_name": "Other", "time_zone": "UTC",
+            "admin_email": "second-%s@example.org" % uuid.uuid4().hex[:8],
+            "admin_given_name": "A", "admin_family_name": "B", "admin_password": PASSWORD})
+        self.assertEqual(r.status, 422, r.body)
+        self.assertEqual(r.content_type, "application/problem+json")
+
+    def test_login_gives_a_session_token(self):
+        r = self.login()
+        self.assertEqual(r.status, 201, r.body)
+        doc = r.json()
+        self.assertTrue(doc["token"].startswith("bst_"), doc)
+        # An agency_admin without a second factor must enrol one first.
+        self.assertTrue(doc["totp_enrollment_required"], doc)
+        self.assertNotIn("password", r.body.decode())
+        self.assertEqual(r.header("Cache-Control"), "no-store")
+
+    def test_wrong_password_and_unknown_email_look_the_same(self):
+        wrong = self.login(password="not the password at all")
+        unknown = self.login(email="nobody-%s@example.org" % uuid.uuid4().hex[:8])
+        for r in (wrong, unknown):
+            self.assertEqual(r.status, 401, r.body)
+            self.assertEqual(r.content_type, "application/problem+json")
+            self.assertIn("Bearer", r.header("WWW-Authenticate", ""))
+        self.assertEqual(wrong.json()["detail"], unknown.json()["detail"])
+
+    def test_logout_needs_a_token_and_revokes_it(self):
+        r = self.req("DELETE", "/api/v1/sessions/current")
+        self.assertEqual(r.status, 401, r.body)
+        token = self.login().json()["token"]
+        r = self.req("DELETE", "/api/v1/sessions/current",
+                     headers={"Authorization": "Bearer " + token})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(r.json()["session_id"], r.body)
+        # The same token again revokes nothing.
+        r = self.req("DELETE", "/api/v1/sessions/current",
+                     headers={"Authorization": "Bearer " + token})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["session_id"], "", r.body)
+
+    def test_malformed_login_bodies(self):
+        r = self.req("POST", "/api/v1/sessions", body={"email": 5})
+        self.assertEqual(r.status, 400, r.body)
+        r = self.req("POST", "/api/v1/sessions", body={"email": "a@b.c", "role": "operator"})
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual(r.json()["errors"][0]["field"], "role")
+
+
+class BootstrapClosedTests(StackTestCase):
+    """Without allow_bootstrap the route does not exist."""
+
+    def test_bootstrap_route_is_absent(self):
+        r = self.req("POST", "/api/v1/bootstrap", body={"agency_name": "x"})
+        self.assertEqual(r.status, 404, r.body)
+        self.assertEqual(r.content_type, "application/problem+json")
