@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -13,6 +14,7 @@
 #include "bc_log.h"
 #include "bc_util.h"
 #include "gateway.h"
+#include "identity.pb-c.h"
 
 typedef struct {
     h2o_req_t *req;
@@ -23,6 +25,11 @@ typedef struct {
     uint64_t handle; /* nonzero while the call is pending */
     int64_t started_us;
     char request_id[72];
+    char peer[64];
+    char idem[256];
+    uint8_t *payload; /* the method's request, packed (request pool) */
+    size_t payload_len;
+    int64_t deadline_ms;
 } s_call_t;
 
 /* Runs when the request's pool is freed (response done or client gone). */
@@ -307,6 +314,116 @@ static int s_build_payload(s_call_t *c, const bc_route_param_t *params, int npar
     return 0;
 }
 
+/* Sends the route's call as principal, with the peer address as seen here
+ * (never one the caller or identity supplied). */
+static void s_send(s_call_t *c, const Beacon__Principal *principal)
+{
+    Beacon__Principal who = *principal; /* shallow: principal stays its owner's */
+    who.remote_addr = c->peer;
+    bc_rpc_call_t call = {
+        .principal = &who,
+        .method = c->route->rpc,
+        .payload_bytes = c->payload,
+        .payload_len = c->payload_len,
+        .deadline_ms = c->deadline_ms,
+        .idempotency_key = c->idem,
+        .request_id = c->request_id,
+    };
+    bc_error_t err;
+    c->client = gw_client(c->thread, c->route->service);
+    c->handle = bc_rpc_client_send(c->client, &call, s_on_reply, c, &err);
+    if (!c->handle) {
+        s_problem(c, err.code, err.message, NULL);
+        return;
+    }
+    c->thread->inflight++;
+}
+
+/* True when one of the principal's roles is in the comma-separated list
+ * ("*": any signed-in caller). */
+static bool s_role_allowed(const char *list, const Beacon__Principal *p)
+{
+    if (!list)
+        return false;
+    if (!strcmp(list, "*"))
+        return true;
+    for (size_t i = 0; i < p->n_roles; i++) {
+        size_t n = strlen(p->roles[i]);
+        for (const char *s = list; *s;) {
+            const char *e = strchr(s, ',');
+            size_t len = e ? (size_t)(e - s) : strlen(s);
+            if (len == n && !memcmp(s, p->roles[i], n))
+                return true;
+            s += len + (e ? 1 : 0);
+        }
+    }
+    return false;
+}
+
+static void s_on_authenticated(void *arg, const Beacon__Reply *reply, const bc_error_t *err)
+{
+    s_call_t *c = arg;
+    c->handle = 0;
+    c->thread->inflight--;
+    if (err) {
+        /* A refused token is 401 whatever identity's reason; anything else
+         * (identity unavailable) keeps its own status. */
+        s_problem(c, err->code == BC_UNAUTHENTICATED || err->code == BC_NOT_FOUND
+                         ? BC_UNAUTHENTICATED
+                         : err->code,
+                  err->code == BC_UNAUTHENTICATED || err->code == BC_NOT_FOUND
+                      ? "the session token is not valid (signed out, expired or unknown)"
+                      : err->message,
+                  NULL);
+        return;
+    }
+    bc_error_t e;
+    Beacon__Identity__AuthenticateReply *a = (Beacon__Identity__AuthenticateReply *)bc_pb_unpack(
+        &beacon__identity__authenticate_reply__descriptor, NULL, reply->payload.data,
+        reply->payload.len, BC_PB_MAX_DEPTH, &e);
+    if (!a || !a->principal) {
+        if (a)
+            protobuf_c_message_free_unpacked(&a->base, NULL);
+        s_problem(c, BC_INTERNAL, "identity sent an unreadable reply", NULL);
+        return;
+    }
+    if (!s_role_allowed(c->route->roles, a->principal))
+        s_problem(c, BC_PERMISSION_DENIED, "your role does not allow this", NULL);
+    else
+        s_send(c, a->principal);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+}
+
+/* Checks the bearer token with identity, then (s_on_authenticated) sends
+ * the route's call as the authenticated principal. */
+static void s_authenticate(s_call_t *c)
+{
+    const char *token = s_bearer(c->req);
+    if (!token) {
+        s_problem(c, BC_UNAUTHENTICATED, "sign in and send Authorization: Bearer <token>", NULL);
+        return;
+    }
+    Beacon__Identity__AuthenticateRequest in = BEACON__IDENTITY__AUTHENTICATE_REQUEST__INIT;
+    in.token = (char *)token;
+    Beacon__Principal anonymous = BEACON__PRINCIPAL__INIT;
+    anonymous.remote_addr = c->peer;
+    bc_rpc_call_t call = {
+        .principal = &anonymous,
+        .method = "Authenticate",
+        .payload = &in.base,
+        .deadline_ms = c->deadline_ms,
+        .request_id = c->request_id,
+    };
+    bc_error_t err;
+    c->client = gw_client(c->thread, GW_IDENTITY);
+    c->handle = bc_rpc_client_send(c->client, &call, s_on_authenticated, c, &err);
+    if (!c->handle) {
+        s_problem(c, err.code, err.message, NULL);
+        return;
+    }
+    c->thread->inflight++;
+}
+
 int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
 {
     (void)handler;
@@ -371,34 +488,25 @@ int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
         s_problem(c, err.code, err.message, err.field);
         return 0;
     }
-    c->client = gw_client(t, c->route->service);
     ssize_t ik = h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), -1);
-    char idem[256] = "";
     if (ik >= 0) {
         h2o_iovec_t v = req->headers.entries[ik].value;
-        snprintf(idem, sizeof idem, "%.*s", (int)(v.len < 255 ? v.len : 255), v.base);
+        snprintf(c->idem, sizeof c->idem, "%.*s", (int)(v.len < 255 ? v.len : 255), v.base);
     }
-    /* Every call says where it came from (identity throttles logins by it;
-     * the audit log records it). Authentication fills in the rest. */
-    Beacon__Principal principal = BEACON__PRINCIPAL__INIT;
-    char peer[64];
-    s_peer(req, peer, sizeof peer);
-    principal.remote_addr = peer;
-    bc_rpc_call_t call = {
-        .principal = &principal,
-        .method = c->route->rpc,
-        .payload_bytes = payload,
-        .payload_len = len,
-        .deadline_ms = bc_now_ms() + t->request_timeout_ms,
-        .idempotency_key = idem,
-        .request_id = c->request_id,
-    };
-    c->handle = bc_rpc_client_send(c->client, &call, s_on_reply, c, &err);
+    s_peer(req, c->peer, sizeof c->peer);
+    c->payload = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
+    if (len)
+        memcpy(c->payload, payload, len);
+    c->payload_len = len;
     free(payload);
-    if (!c->handle) {
-        s_problem(c, err.code, err.message, NULL);
+    c->deadline_ms = bc_now_ms() + t->request_timeout_ms;
+    if (c->route->flags & GW_ROUTE_AUTH) {
+        s_authenticate(c);
         return 0;
     }
-    t->inflight++;
+    /* Unauthenticated routes still say where the call came from (identity
+     * throttles logins by it; the audit log records it). */
+    Beacon__Principal anonymous = BEACON__PRINCIPAL__INIT;
+    s_send(c, &anonymous);
     return 0;
 }

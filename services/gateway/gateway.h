@@ -36,10 +36,17 @@ typedef struct {
     const char *summary;                          /* one line, for the API listing */
     const char *bearer_field; /* request field filled from "Authorization: Bearer", or NULL */
     int flags;                /* GW_ROUTE_* */
+    /* With GW_ROUTE_AUTH: roles allowed, comma-separated, or "*" for any
+     * signed-in caller. Deny by default: an auth route without roles
+     * admits nobody. */
+    const char *roles;
 } gw_route_t;
 
 /* Served only when the allow_bootstrap setting is on (first start). */
 #define GW_ROUTE_BOOTSTRAP 1
+/* Needs "Authorization: Bearer <token>", checked by identity.Authenticate;
+ * the caller's principal then travels in the envelope. */
+#define GW_ROUTE_AUTH 2
 
 extern const gw_route_t gw_routes[];
 extern const size_t gw_nroutes;

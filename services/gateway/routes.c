@@ -20,6 +20,19 @@ const gw_route_t gw_routes[] = {
      "Sign out: the session token stops working at once", "token", 0},
     {{"POST", "/api/v1/bootstrap"}, S_IDENTITY, "Bootstrap", 201,
      "First start: create the first agency, site and agency_admin", NULL, GW_ROUTE_BOOTSTRAP},
+    {{"POST", "/api/v1/me/totp"}, S_IDENTITY, "EnrollTotp", 201,
+     "Start enrolling a TOTP second factor (returns the otpauth URI once)", NULL, GW_ROUTE_AUTH,
+     "*"},
+    {{"POST", "/api/v1/me/totp/confirm"}, S_IDENTITY, "ConfirmTotp", 200,
+     "Confirm the second factor with a first code", NULL, GW_ROUTE_AUTH, "*"},
+    {{"GET", "/api/v1/sites"}, S_IDENTITY, "ListSites", 200, "Sites of the caller's agency", NULL,
+     GW_ROUTE_AUTH, "agency_admin,site_admin,supervisor,peer_specialist"},
+    {{"POST", "/api/v1/sites"}, S_IDENTITY, "CreateSite", 201, "Add a site", NULL, GW_ROUTE_AUTH,
+     "agency_admin"},
+    {{"POST", "/api/v1/staff"}, S_IDENTITY, "CreateStaff", 201, "Add a staff account", NULL,
+     GW_ROUTE_AUTH, "agency_admin,site_admin"},
+    {{"GET", "/api/v1/staff/{id}"}, S_IDENTITY, "GetStaff", 200, "Read a staff account", NULL,
+     GW_ROUTE_AUTH, "agency_admin,site_admin"},
 };
 
 const size_t gw_nroutes = sizeof gw_routes / sizeof gw_routes[0];

@@ -3,6 +3,11 @@ logout, and the bootstrap route staying closed once used or when disabled.
 Identity runs inside the gateway process; these tests drive it exactly as a
 browser or integration would."""
 
+import base64
+import hmac
+import struct
+import time
+import urllib.parse
 import uuid
 
 from harness import StackTestCase
@@ -85,3 +90,98 @@ class BootstrapClosedTests(StackTestCase):
         r = self.req("POST", "/api/v1/bootstrap", body={"agency_name": "x"})
         self.assertEqual(r.status, 404, r.body)
         self.assertEqual(r.content_type, "application/problem+json")
+
+
+def totp(uri, step_offset=0):
+    """The RFC 6238 code (SHA-1, 6 digits, 30 s) for the secret in an
+    otpauth:// URI, at the current step plus step_offset."""
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)
+    secret = query["secret"][0]
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
+    counter = int(time.time() // 30) + step_offset
+    mac = hmac.new(key, struct.pack(">Q", counter), "sha1").digest()
+    offset = mac[-1] & 15
+    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
+    return "%06d" % (value % 1000000)
+
+
+class AccessTests(StackTestCase):
+    """Signed-in routes: an admin enrols a second factor, then manages staff;
+    tokens and roles are checked by the gateway through identity."""
+    settings = {"allow_bootstrap": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        req = cls.stack.request
+        cls.admin_email = "admin-%s@example.org" % uuid.uuid4().hex[:8]
+        r = req("POST", "/api/v1/bootstrap", body={
+            "agency_name": "Harbor Recovery Network", "site_name": "Eastside Center",
+            "time_zone": "America/New_York", "admin_email": cls.admin_email,
+            "admin_given_name": "Robin", "admin_family_name": "Admin",
+            "admin_password": PASSWORD})
+        assert r.status == 201, r.body
+        cls.site_id = r.json()["site"]["id"]
+        # First login: no roles until a second factor is enrolled.
+        cls.enrolling = req("POST", "/api/v1/sessions", body={
+            "email": cls.admin_email, "password": PASSWORD}).json()["token"]
+        r = req("POST", "/api/v1/me/totp", body={},
+                headers={"Authorization": "Bearer " + cls.enrolling})
+        assert r.status == 201, r.body
+        cls.otpauth = r.json()["otpauth_uri"]
+        r = req("POST", "/api/v1/me/totp/confirm", body={"code": totp(cls.otpauth)},
+                headers={"Authorization": "Bearer " + cls.enrolling})
+        assert r.status == 200, r.body
+        # A code is good once: sign in with the next step's code.
+        r = req("POST", "/api/v1/sessions", body={
+            "email": cls.admin_email, "password": PASSWORD, "totp_code": totp(cls.otpauth, 1)})
+        assert r.status == 201, r.body
+        cls.admin = {"Authorization": "Bearer " + r.json()["token"]}
+        cls.peer_email = "peer-%s@example.org" % uuid.uuid4().hex[:8]
+        r = req("POST", "/api/v1/staff", headers=cls.admin, body={
+            "given_name": "Sam", "family_name": "Peer", "email": cls.peer_email,
+            "roles": ["peer_specialist"], "site_ids": [cls.site_id], "password": PASSWORD})
+        assert r.status == 201, r.body
+        cls.peer_id = r.json()["id"]
+        r = req("POST", "/api/v1/sessions", body={"email": cls.peer_email, "password": PASSWORD})
+        assert r.status == 201, r.body
+        cls.peer = {"Authorization": "Bearer " + r.json()["token"]}
+
+    def test_no_token_or_a_bad_one_is_401(self):
+        for headers in ({}, {"Authorization": "Bearer bst_not-a-real-token"},
+                        {"Authorization": "Basic dXNlcjpwYXNz"}):
+            r = self.req("GET", "/api/v1/sites", headers=headers)
+            self.assertEqual(r.status, 401, (headers, r.body))
+            self.assertEqual(r.content_type, "application/problem+json")
+            self.assertIn("Bearer", r.header("WWW-Authenticate", ""))
+
+    def test_session_awaiting_second_factor_has_no_roles(self):
+        r = self.req("GET", "/api/v1/sites",
+                     headers={"Authorization": "Bearer " + self.enrolling})
+        self.assertEqual(r.status, 403, r.body)
+
+    def test_admin_manages_and_peer_reads(self):
+        r = self.req("GET", "/api/v1/sites", headers=self.admin)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual([s["id"] for s in r.json()["sites"]], [self.site_id])
+        r = self.req("GET", "/api/v1/staff/" + self.peer_id, headers=self.admin)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["email"], self.peer_email)
+        self.assertNotIn("password", r.body.decode())
+        # A peer specialist may list sites but not add one or read staff.
+        self.assertEqual(self.req("GET", "/api/v1/sites", headers=self.peer).status, 200)
+        r = self.req("POST", "/api/v1/sites", headers=self.peer,
+                     body={"name": "Westside", "time_zone": "America/New_York"})
+        self.assertEqual(r.status, 403, r.body)
+        r = self.req("GET", "/api/v1/staff/" + self.peer_id, headers=self.peer)
+        self.assertEqual(r.status, 403, r.body)
+
+    def test_logout_revokes_at_once(self):
+        token = self.req("POST", "/api/v1/sessions", body={
+            "email": self.peer_email, "password": PASSWORD}).json()["token"]
+        headers = {"Authorization": "Bearer " + token}
+        self.assertEqual(self.req("GET", "/api/v1/sites", headers=headers).status, 200)
+        self.assertEqual(self.req("DELETE", "/api/v1/sessions/current", headers=headers).status,
+                         200)
+        r = self.req("GET", "/api/v1/sites", headers=headers)
+        self.assertEqual(r.status, 401, r.body)
