@@ -29,19 +29,24 @@ socket; the certificate comes from deploy/gen-cert.sh.
 """
 
 import argparse
+import base64
 import contextlib
 import ctypes
 import errno
 import fcntl
+import hmac
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -712,6 +717,74 @@ def _load_demo_data(stack, state_dir, demo_file):
     return "loaded %d demo clients" % len(ids)
 
 
+def totp(otpauth_uri, step_offset=0, now=None):
+    """The RFC 6238 code (SHA-1, 6 digits, 30 s steps) for the secret in an
+    otpauth:// URI, at the current step plus step_offset."""
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(otpauth_uri).query)
+    secret = query["secret"][0]
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
+    counter = int((now if now is not None else time.time()) // 30) + step_offset
+    mac = hmac.new(key, struct.pack(">Q", counter), "sha1").digest()
+    offset = mac[-1] & 15
+    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
+    return "%06d" % (value % 1000000)
+
+
+def _load_demo_logins(stack, state_dir):
+    """On the first run, creates a demo agency, site and agency_admin through
+    POST /api/v1/bootstrap, enrols the admin's second factor and adds a peer
+    specialist; records the logins (random passwords) in state_dir, readable
+    by the owner only. Returns the lines to print."""
+    record_path = os.path.join(state_dir, "demo-logins.json")
+    try:
+        with open(record_path) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        rec = None
+    if rec is None:
+        req = stack.request
+        rec = {"admin_email": "admin@demo.beacon.test", "admin_password": secrets.token_urlsafe(12),
+               "peer_email": "peer@demo.beacon.test", "peer_password": secrets.token_urlsafe(12)}
+        r = req("POST", "/api/v1/bootstrap", body={
+            "agency_name": "Demo Recovery Network", "site_name": "Demo Community Center",
+            "time_zone": "America/New_York", "admin_email": rec["admin_email"],
+            "admin_given_name": "Demo", "admin_family_name": "Admin",
+            "admin_password": rec["admin_password"]})
+        if r.status != 201:
+            return ["demo logins not created: bootstrap answered %d (%s)" % (
+                r.status, r.body[:200].decode("utf-8", "replace"))]
+        site = r.json()["site"]["id"]
+        token = req("POST", "/api/v1/sessions", body={
+            "email": rec["admin_email"], "password": rec["admin_password"]}).json()["token"]
+        auth = {"Authorization": "Bearer " + token}
+        rec["admin_otpauth"] = req("POST", "/api/v1/me/totp", body={},
+                                   headers=auth).json()["otpauth_uri"]
+        req("POST", "/api/v1/me/totp/confirm", body={"code": totp(rec["admin_otpauth"])},
+            headers=auth)
+        r = req("POST", "/api/v1/sessions", body={
+            "email": rec["admin_email"], "password": rec["admin_password"],
+            "totp_code": totp(rec["admin_otpauth"], 1)})
+        if r.status != 201:
+            return ["demo logins incomplete: admin sign-in with TOTP answered %d" % r.status]
+        auth = {"Authorization": "Bearer " + r.json()["token"]}
+        r = req("POST", "/api/v1/staff", headers=auth, body={
+            "given_name": "Demo", "family_name": "Peer", "email": rec["peer_email"],
+            "roles": ["peer_specialist"], "site_ids": [site], "password": rec["peer_password"]})
+        if r.status != 201:
+            return ["demo peer specialist not created: %d" % r.status]
+        tmp = record_path + ".tmp"
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            json.dump(rec, f, indent=2)
+        os.replace(tmp, record_path)
+    return ["agency_admin     %s / %s" % (rec["admin_email"], rec["admin_password"]),
+            "                 second factor: %s" % rec["admin_otpauth"],
+            "                 (add it to an authenticator app; codes also from deploy/launch.py totp())",
+            "peer_specialist  %s / %s" % (rec["peer_email"], rec["peer_password"]),
+            "(kept in %s; sign in with POST /api/v1/sessions)" % (
+                record_path if os.path.relpath(record_path).startswith("..")
+                else os.path.relpath(record_path))]
+
+
 def _rotate_logs(log_dir):
     if not os.path.isdir(log_dir):
         return
@@ -747,6 +820,9 @@ def cmd_run(args):
             print("launch: --set wants name=value, got %r" % item, file=sys.stderr)
             return 2
         settings[key.strip()] = value.strip()
+    # The first run creates the demo agency and its admin through the
+    # bootstrap route, which refuses once any staff account exists.
+    settings.setdefault("allow_bootstrap", "true")
 
     _rotate_logs(os.path.join(state, "log"))
     signal.signal(signal.SIGINT, _on_signal)
@@ -763,8 +839,10 @@ def cmd_run(args):
               flush=True)
         stack.start()
         demo = "demo data skipped (--no-demo)"
+        logins = ["none (--no-demo): create the first admin with POST /api/v1/bootstrap"]
         if not args.no_demo:
             demo = _load_demo_data(stack, state, args.demo_data)
+            logins = _load_demo_logins(stack, state)
         def show(path):
             rel = os.path.relpath(path)
             return path if rel.startswith("..") else rel
@@ -779,14 +857,15 @@ Beacon is running.
   Logs:   %(logs)s/<process>.log (JSON lines)
   Data:   %(data)s
   Demo:   %(demo)s
-  Logins: authentication is not yet enabled (staff logins come with the identity issue);
-          do not put real client data in this instance.
+  Logins: %(logins)s
+  Note:   the client routes do not require sign-in yet (next step of the identity
+          issue); do not put real client data in this instance.
 Press Ctrl-C to stop.""" % {
             "url": stack.url, "port": stack.port, "cert": rel_cert,
             "logs": show(stack.log_dir),
             "data": stack.database_url if args.database_url else show(
                 os.path.join(state, "pg")) + " (reused by the next run)",
-            "demo": demo}, flush=True)
+            "demo": demo, "logins": "\n          ".join(logins)}, flush=True)
         while True:
             for name, proc in stack.procs.items():
                 if not proc.running():

@@ -3,14 +3,11 @@ logout, and the bootstrap route staying closed once used or when disabled.
 Identity runs inside the gateway process; these tests drive it exactly as a
 browser or integration would."""
 
-import base64
-import hmac
-import struct
-import time
-import urllib.parse
 import uuid
 
-from harness import StackTestCase
+from harness import StackTestCase, launch
+
+totp = launch.totp
 
 PASSWORD = "correct horse battery staple"
 
@@ -90,19 +87,6 @@ class BootstrapClosedTests(StackTestCase):
         r = self.req("POST", "/api/v1/bootstrap", body={"agency_name": "x"})
         self.assertEqual(r.status, 404, r.body)
         self.assertEqual(r.content_type, "application/problem+json")
-
-
-def totp(uri, step_offset=0):
-    """The RFC 6238 code (SHA-1, 6 digits, 30 s) for the secret in an
-    otpauth:// URI, at the current step plus step_offset."""
-    query = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)
-    secret = query["secret"][0]
-    key = base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
-    counter = int(time.time() // 30) + step_offset
-    mac = hmac.new(key, struct.pack(">Q", counter), "sha1").digest()
-    offset = mac[-1] & 15
-    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
-    return "%06d" % (value % 1000000)
 
 
 class AccessTests(StackTestCase):
