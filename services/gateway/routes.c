@@ -33,6 +33,17 @@ const gw_route_t gw_routes[] = {
      GW_ROUTE_AUTH, "agency_admin,site_admin"},
     {{"GET", "/api/v1/staff/{id}"}, S_IDENTITY, "GetStaff", 200, "Read a staff account", NULL,
      GW_ROUTE_AUTH, "agency_admin,site_admin"},
+    {{"PATCH", "/api/v1/staff/{id}"}, S_IDENTITY, "UpdateStaff", 200,
+     "Change a staff account's name, roles, sites or credentials", NULL, GW_ROUTE_AUTH,
+     "agency_admin,site_admin"},
+    {{"POST", "/api/v1/staff/{id}/disable"}, S_IDENTITY, "DisableStaff", 200,
+     "Disable a staff account: its sessions stop working at once", NULL, GW_ROUTE_AUTH,
+     "agency_admin,site_admin"},
+    {{"POST", "/api/v1/api-keys"}, S_IDENTITY, "CreateApiKey", 201,
+     "Create an API key for an integration (the token is shown once)", NULL, GW_ROUTE_AUTH,
+     "agency_admin"},
+    {{"POST", "/api/v1/api-keys/{id}/revoke"}, S_IDENTITY, "RevokeApiKey", 200,
+     "Revoke an API key at once", NULL, GW_ROUTE_AUTH, "agency_admin"},
 };
 
 const size_t gw_nroutes = sizeof gw_routes / sizeof gw_routes[0];

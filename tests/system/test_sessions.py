@@ -169,3 +169,43 @@ class AccessTests(StackTestCase):
                          200)
         r = self.req("GET", "/api/v1/sites", headers=headers)
         self.assertEqual(r.status, 401, r.body)
+
+    def test_disabled_staff_lose_their_sessions(self):
+        email = "leaver-%s@example.org" % uuid.uuid4().hex[:8]
+        r = self.req("POST", "/api/v1/staff", headers=self.admin, body={
+            "given_name": "Lee", "family_name": "Leaver", "email": email,
+            "roles": ["peer_specialist"], "site_ids": [self.site_id], "password": PASSWORD})
+        self.assertEqual(r.status, 201, r.body)
+        staff_id = r.json()["id"]
+        token = self.req("POST", "/api/v1/sessions",
+                         body={"email": email, "password": PASSWORD}).json()["token"]
+        headers = {"Authorization": "Bearer " + token}
+        self.assertEqual(self.req("GET", "/api/v1/sites", headers=headers).status, 200)
+        # A peer may not disable anyone; an admin may.
+        r = self.req("POST", "/api/v1/staff/%s/disable" % staff_id, headers=self.peer,
+                     body={"reason": "left"})
+        self.assertEqual(r.status, 403, r.body)
+        r = self.req("POST", "/api/v1/staff/%s/disable" % staff_id, headers=self.admin,
+                     body={"reason": "left the agency"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.req("GET", "/api/v1/sites", headers=headers).status, 401)
+        r = self.req("POST", "/api/v1/sessions", body={"email": email, "password": PASSWORD})
+        self.assertEqual(r.status, 401, r.body)
+
+    def test_api_keys_are_scoped_and_revocable(self):
+        r = self.req("POST", "/api/v1/api-keys", headers=self.admin, body={
+            "name": "billing export", "role": "billing", "site_ids": [self.site_id]})
+        self.assertEqual(r.status, 201, r.body)
+        doc = r.json()
+        self.assertTrue(doc["token"].startswith("bak_"), doc)
+        key = {"Authorization": "Bearer " + doc["token"]}
+        # The key signs in, but billing is not a role that lists sites.
+        self.assertEqual(self.req("GET", "/api/v1/sites", headers=key).status, 403)
+        r = self.req("POST", "/api/v1/api-keys", headers=self.peer, body={
+            "name": "x", "role": "billing", "site_ids": [self.site_id]})
+        self.assertEqual(r.status, 403, r.body)
+        r = self.req("POST", "/api/v1/api-keys/%s/revoke" % doc["api_key"]["id"],
+                     headers=self.admin, body={})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(r.json()["revoked_at"], r.body)
+        self.assertEqual(self.req("GET", "/api/v1/sites", headers=key).status, 401)
