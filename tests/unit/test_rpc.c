@@ -367,6 +367,7 @@ static void test_client_roundtrip(void **state)
     srv.stop = 1;
     pthread_join(th, NULL);
     zmq_ctx_term(srv.zctx);
+    unlink(srv.endpoint + strlen("ipc://")); /* the socket file the bind left */
 }
 
 static void test_client_no_peer(void **state)
