@@ -25,25 +25,36 @@ static const char s_b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 static const char s_b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 static const char s_b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-/* Unpadded base64 of n bytes with the given alphabet; out holds
- * (4n + 2) / 3 + 1 bytes. Returns the text length. */
-static size_t s_base64_encode(const uint8_t *in, size_t n, const char *alphabet, char *out)
+/* Unpadded base-2^width text (width 6: base64, 5: base32) of n bytes with
+ * the given alphabet, most significant bits first, the last character
+ * zero-filled. out holds (8n + width - 1) / width + 1 bytes. Returns the text
+ * length. */
+static size_t s_encode_bits(const uint8_t *in, size_t n, const char *alphabet, int width,
+                            char *out)
 {
+    const uint32_t mask = (1u << width) - 1;
     size_t o = 0;
     uint32_t acc = 0;
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
         acc = (acc << 8) | in[i];
         bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = alphabet[(acc >> bits) & 63];
+        while (bits >= width) {
+            bits -= width;
+            out[o++] = alphabet[(acc >> bits) & mask];
         }
     }
     if (bits > 0)
-        out[o++] = alphabet[(acc << (6 - bits)) & 63];
+        out[o++] = alphabet[(acc << (width - bits)) & mask];
     out[o] = '\0';
     return o;
+}
+
+/* Unpadded base64 of n bytes with the given alphabet; out holds
+ * (4n + 2) / 3 + 1 bytes. Returns the text length. */
+static size_t s_base64_encode(const uint8_t *in, size_t n, const char *alphabet, char *out)
+{
+    return s_encode_bits(in, n, alphabet, 6, out);
 }
 
 static bool s_is_b64_std(char c)
@@ -77,21 +88,7 @@ int bc_base32_encode(const uint8_t *in, size_t n, char *out, size_t out_size)
             out[0] = '\0';
         return -1;
     }
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 5) {
-            bits -= 5;
-            out[o++] = s_b32[(acc >> bits) & 31];
-        }
-    }
-    if (bits > 0)
-        out[o++] = s_b32[(acc << (5 - bits)) & 31];
-    out[o] = '\0';
-    return (int)o;
+    return (int)s_encode_bits(in, n, s_b32, 5, out);
 }
 
 int bc_base32_decode(const char *in, uint8_t *out, size_t out_size, size_t *out_len,
