@@ -61,6 +61,24 @@ static void s_audit_actor(bc_call_t *call, bc_audit_event_t *ev)
         ev->outcome = BC_AUDIT_OK;
 }
 
+static bool s_in(char *const *items, size_t n, const char *value)
+{
+    for (size_t i = 0; value && i < n; i++)
+        if (!strcmp(items[i], value))
+            return true;
+    return false;
+}
+
+bool bc_call_has_role(const bc_call_t *call, const char *role)
+{
+    return s_in(call->principal->roles, call->principal->n_roles, role);
+}
+
+bool bc_call_has_site(const bc_call_t *call, const char *site_id)
+{
+    return s_in(call->principal->site_ids, call->principal->n_site_ids, site_id);
+}
+
 int bc_call_audit_read(bc_call_t *call, bc_audit_event_t *ev)
 {
     s_audit_actor(call, ev);
@@ -188,8 +206,8 @@ size_t bc_dispatch_reject(const uint8_t *data, size_t len, bc_code_t code, const
                           uint8_t **reply)
 {
     bc_error_t err;
-    Beacon__Request *req = (Beacon__Request *)bc_pb_unpack(&beacon__request__descriptor, NULL,
-                                                           data, len, BC_PB_MAX_DEPTH, &err);
+    Beacon__Request *req = (Beacon__Request *)bc_pb_unpack(&beacon__request__descriptor, NULL, data,
+                                                           len, BC_PB_MAX_DEPTH, &err);
     bc_error_set(&err, code, "", "%s", message);
     size_t n = s_reply(req ? req->id : NULL, code, &err, NULL, reply);
     if (req)
@@ -203,27 +221,34 @@ static const Beacon__Principal s_no_principal = BEACON__PRINCIPAL__INIT;
  * its connection (bc_db_connections changes on every reconnect, and a new
  * session starts without the settings). */
 typedef struct {
-    char sites[1024], roles[512];
-    const char *params[5]; /* staff, agency, sites, roles, api key */
-    char key[2048];        /* all of them, to compare */
+    char sites[4096], roles[512], caseload[4096];
+    const char *params[6]; /* staff, agency, sites, roles, api key, caseload sites */
+    char key[9216];        /* all of them, to compare */
 } s_scope_t;
 
 static _Thread_local s_scope_t s_scope;
-static _Thread_local char s_scope_set[2048];
+static _Thread_local char s_scope_set[9216];
 static _Thread_local const bc_db_t *s_scope_db;
 static _Thread_local unsigned long s_scope_conn;
 
-#define S_SCOPE_SQL                                                                           \
+#define S_SCOPE_SQL                                                                                \
     "SELECT set_config('beacon.staff_id', $1, false), set_config('beacon.agency_id', $2, false), " \
-    "set_config('beacon.site_ids', $3, false), set_config('beacon.roles', $4, false), "         \
-    "set_config('beacon.api_key_id', $5, false)"
+    "set_config('beacon.site_ids', $3, false), set_config('beacon.roles', $4, false), "            \
+    "set_config('beacon.api_key_id', $5, false), "                                                 \
+    "set_config('beacon.caseload_site_ids', $6, false)"
 
-static void s_join(char *out, size_t len, char *const *items, size_t n)
+/* Joins items with commas into out; -1 when they do not fit. */
+static int s_join(char *out, size_t len, char *const *items, size_t n)
 {
     size_t used = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < n && used < len; i++)
-        used += (size_t)snprintf(out + used, len - used, "%s%s", i ? "," : "", items[i]);
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + used, len - used, "%s%s", i ? "," : "", items[i]);
+        if (w < 0 || (size_t)w >= len - used)
+            return -1;
+        used += (size_t)w;
+    }
+    return 0;
 }
 
 /* After a reconnect (which may happen inside a handler's own query), the new
@@ -231,7 +256,7 @@ static void s_join(char *out, size_t len, char *const *items, size_t n)
 static int s_scope_on_connect(PGconn *conn, void *arg)
 {
     (void)arg;
-    PGresult *res = PQexecParams(conn, S_SCOPE_SQL, 5, NULL, s_scope.params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(conn, S_SCOPE_SQL, 6, NULL, s_scope.params, NULL, NULL, 0);
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     PQclear(res);
     if (ok)
@@ -247,10 +272,12 @@ static int s_scope_on_connect(PGconn *conn, void *arg)
 static int s_apply_scope(bc_db_t *db, const Beacon__Principal *p, bc_error_t *err)
 {
     s_scope_t *sc = &s_scope;
-    s_join(sc->sites, sizeof sc->sites, p->site_ids, p->n_site_ids);
-    s_join(sc->roles, sizeof sc->roles, p->roles, p->n_roles);
-    int n = snprintf(sc->key, sizeof sc->key, "%s|%s|%s|%s|%s", p->staff_id, p->agency_id,
-                     sc->sites, sc->roles, p->api_key_id);
+    if (s_join(sc->sites, sizeof sc->sites, p->site_ids, p->n_site_ids) < 0 ||
+        s_join(sc->roles, sizeof sc->roles, p->roles, p->n_roles) < 0 ||
+        s_join(sc->caseload, sizeof sc->caseload, p->caseload_site_ids, p->n_caseload_site_ids) < 0)
+        return bc_error_set(err, BC_INVALID_ARGUMENT, "", "principal too large");
+    int n = snprintf(sc->key, sizeof sc->key, "%s|%s|%s|%s|%s|%s", p->staff_id, p->agency_id,
+                     sc->sites, sc->roles, p->api_key_id, sc->caseload);
     if (n < 0 || (size_t)n >= sizeof sc->key)
         return bc_error_set(err, BC_INVALID_ARGUMENT, "", "principal too large");
     sc->params[0] = p->staff_id;
@@ -258,6 +285,7 @@ static int s_apply_scope(bc_db_t *db, const Beacon__Principal *p, bc_error_t *er
     sc->params[2] = sc->sites;
     sc->params[3] = sc->roles;
     sc->params[4] = p->api_key_id;
+    sc->params[5] = sc->caseload;
     if (s_scope_db != db) {
         bc_db_on_connect(db, s_scope_on_connect, NULL);
         s_scope_db = db;
@@ -265,7 +293,7 @@ static int s_apply_scope(bc_db_t *db, const Beacon__Principal *p, bc_error_t *er
     }
     if (bc_db_ok(db) && s_scope_conn == bc_db_connections(db) && !strcmp(sc->key, s_scope_set))
         return 0;
-    PGresult *res = bc_db_prepared(db, "bc_scope", S_SCOPE_SQL, 5, sc->params, err);
+    PGresult *res = bc_db_prepared(db, "bc_scope", S_SCOPE_SQL, 6, sc->params, err);
     if (!res) {
         s_scope_set[0] = '\0';
         return -1;
@@ -283,8 +311,8 @@ size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const 
     return bc_dispatch_ctx(self, &ctx, data, len, now_ms, reply);
 }
 
-size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_t *data,
-                       size_t len, int64_t now_ms, uint8_t **reply)
+size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_t *data, size_t len,
+                       int64_t now_ms, uint8_t **reply)
 {
     bc_db_t *db = ctx->db;
     bc_arena_t *arena = ctx->arena;
@@ -316,8 +344,8 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
         bc_error_set(&err, BC_DEADLINE_EXCEEDED, "", "deadline passed before work started");
         return s_reply(req->id, err.code, &err, NULL, reply);
     }
-    ProtobufCMessage *in = bc_pb_unpack(md->input, alloc, req->payload.data, req->payload.len,
-                                        BC_PB_MAX_DEPTH, &err);
+    ProtobufCMessage *in =
+        bc_pb_unpack(md->input, alloc, req->payload.data, req->payload.len, BC_PB_MAX_DEPTH, &err);
     if (!in)
         return s_reply(req->id, err.code, &err, NULL, reply);
 
@@ -354,8 +382,8 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
     int64_t took = bc_mono_us() - t0;
     if (code != BC_OK) {
         bc_log_level_t lvl = (code == BC_INTERNAL || code == BC_DATA_LOSS) ? BC_LOG_ERROR
-                             : code == BC_UNAVAILABLE                       ? BC_LOG_WARN
-                                                                            : BC_LOG_DEBUG;
+                             : code == BC_UNAVAILABLE                      ? BC_LOG_WARN
+                                                                           : BC_LOG_DEBUG;
         if (bc_log_enabled(lvl))
             bc_log_fields(lvl,
                           json_pack("{s:s, s:s, s:s, s:I}", "method", req->method, "code",

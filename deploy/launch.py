@@ -685,38 +685,6 @@ def _on_signal(signum, frame):
     raise _Stop(signum)
 
 
-def _load_demo_data(stack, state_dir, demo_file):
-    """Creates the demo clients once; records their ids in state_dir so a
-    second run (same database) does not duplicate them."""
-    record_path = os.path.join(state_dir, "demo-data.json")
-    try:
-        with open(record_path) as f:
-            record = json.load(f)
-        ids = record.get("clients", [])
-        if ids and stack.request("GET", "/api/v1/clients/" + ids[0]).status == 200:
-            return "demo data already loaded (%d clients)" % len(ids)
-    except (OSError, ValueError):
-        pass
-    try:
-        with open(demo_file) as f:
-            demo = json.load(f)
-    except (OSError, ValueError) as e:
-        return "no demo data (%s)" % e
-    ids = []
-    for client in demo.get("clients", []):
-        resp = stack.request("POST", "/api/v1/clients", client)
-        if resp.status != 201:
-            return "demo data not loaded: POST /api/v1/clients answered %d: %s" % (
-                resp.status, resp.body[:300].decode("utf-8", "replace"))
-        ids.append(resp.json()["id"])
-    tmp = record_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "clients": ids}, f, indent=2)
-    os.replace(tmp, record_path)
-    return "loaded %d demo clients" % len(ids)
-
-
 def totp(otpauth_uri, step_offset=0, now=None):
     """The RFC 6238 code (SHA-1, 6 digits, 30 s steps) for the secret in an
     otpauth:// URI, at the current step plus step_offset."""
@@ -730,11 +698,113 @@ def totp(otpauth_uri, step_offset=0, now=None):
     return "%06d" % (value % 1000000)
 
 
+# Roles whose sessions carry their roles only after a second factor.
+MFA_ROLES = ("agency_admin", "site_admin")
+
+
+class OrgError(LaunchError):
+    pass
+
+
+class Org:
+    """An agency built through the HTTPS API the way its administrators
+    would: POST /api/v1/bootstrap (the first agency, site and agency_admin),
+    the admin's TOTP enrolment, then sites and staff. Used by `make run` (the
+    demo logins), the system tests and the benchmarks.
+
+        org = Org(stack).bootstrap()
+        site = org.add_site("Westside")
+        peer = org.add_staff(["peer_specialist"], [site])
+        stack.request("GET", "/api/v1/clients/...", headers=peer.auth)
+    """
+
+    class Staff:
+        def __init__(self, staff_id, email, password, roles, site_ids, token, otpauth=None):
+            self.id, self.email, self.password = staff_id, email, password
+            self.roles, self.site_ids = list(roles), list(site_ids)
+            self.token, self.otpauth = token, otpauth
+
+        @property
+        def auth(self):
+            return {"Authorization": "Bearer " + self.token}
+
+    def __init__(self, stack, agency_name="Harbor Recovery Network", domain=None):
+        self.stack = stack
+        self.agency_name = agency_name
+        self.domain = domain or "%s.beacon.test" % secrets.token_hex(4)
+        self.site_id = None
+        self.admin = None
+        self._steps = 1  # TOTP codes are good once: each sign-in takes a later step
+
+    def _req(self, method, path, body=None, headers=None, expect=200):
+        r = self.stack.request(method, path, body=body, headers=headers)
+        if r.status != expect:
+            raise OrgError("%s %s answered %d, not %d: %s" % (
+                method, path, r.status, expect, r.body[:300].decode("utf-8", "replace")))
+        return r.json()
+
+    def _email(self, who):
+        return "%s-%s@%s" % (who, secrets.token_hex(3), self.domain)
+
+    def bootstrap(self, site_name="Eastside Center", time_zone="America/New_York",
+                  admin_email=None, admin_password=None):
+        email = admin_email or self._email("admin")
+        password = admin_password or secrets.token_urlsafe(12)
+        doc = self._req("POST", "/api/v1/bootstrap", {
+            "agency_name": self.agency_name, "site_name": site_name, "time_zone": time_zone,
+            "admin_email": email, "admin_given_name": "Robin", "admin_family_name": "Admin",
+            "admin_password": password}, expect=201)
+        self.site_id = doc["site"]["id"]
+        admin_id = doc.get("admin", {}).get("id", "")
+        self.admin = self._sign_in_new(admin_id, email, password, ["agency_admin"],
+                                       [self.site_id])
+        return self
+
+    def _sign_in_new(self, staff_id, email, password, roles, site_ids):
+        """First sign-in of a new account, enrolling TOTP when a role needs it."""
+        token = self._req("POST", "/api/v1/sessions", {"email": email, "password": password},
+                          expect=201)["token"]
+        staff = Org.Staff(staff_id, email, password, roles, site_ids, token)
+        if any(r in MFA_ROLES for r in roles):
+            auth = {"Authorization": "Bearer " + token}
+            staff.otpauth = self._req("POST", "/api/v1/me/totp", {}, auth,
+                                      expect=201)["otpauth_uri"]
+            self._req("POST", "/api/v1/me/totp/confirm", {"code": totp(staff.otpauth)}, auth)
+            self.sign_in(staff)
+        return staff
+
+    def sign_in(self, staff):
+        """A new session for staff (its token replaces staff.token)."""
+        body = {"email": staff.email, "password": staff.password}
+        if staff.otpauth:
+            body["totp_code"] = totp(staff.otpauth, self._steps)
+            self._steps += 1
+        staff.token = self._req("POST", "/api/v1/sessions", body, expect=201)["token"]
+        return staff
+
+    def add_site(self, name=None, allow_site_caseload=False, time_zone="America/Chicago"):
+        return self._req("POST", "/api/v1/sites", {
+            "name": name or "Site %s" % secrets.token_hex(3), "time_zone": time_zone,
+            "allow_site_caseload": allow_site_caseload}, self.admin.auth, expect=201)["id"]
+
+    def add_staff(self, roles, site_ids=None, email=None, password=None, given_name="Sam",
+                  family_name=None):
+        email = email or self._email(roles[0].replace("_", "-") if roles else "staff")
+        password = password or secrets.token_urlsafe(12)
+        site_ids = list(site_ids if site_ids is not None else [self.site_id])
+        doc = self._req("POST", "/api/v1/staff", {
+            "given_name": given_name, "family_name": family_name or "Staff-" + secrets.token_hex(3),
+            "email": email, "roles": list(roles), "site_ids": site_ids, "password": password},
+            self.admin.auth, expect=201)
+        return self._sign_in_new(doc["id"], email, password, roles, site_ids)
+
+
 def _load_demo_logins(stack, state_dir):
     """On the first run, creates a demo agency, site and agency_admin through
-    POST /api/v1/bootstrap, enrols the admin's second factor and adds a peer
-    specialist; records the logins (random passwords) in state_dir, readable
-    by the owner only. Returns the lines to print."""
+    POST /api/v1/bootstrap, enrols the admin's second factor and adds a
+    supervisor and a peer specialist; records the logins (random passwords)
+    in state_dir, readable by the owner only. Returns (record, lines to
+    print); record is None when the logins could not be made."""
     record_path = os.path.join(state_dir, "demo-logins.json")
     try:
         with open(record_path) as f:
@@ -742,47 +812,77 @@ def _load_demo_logins(stack, state_dir):
     except (OSError, ValueError):
         rec = None
     if rec is None:
-        req = stack.request
-        rec = {"admin_email": "admin@demo.beacon.test", "admin_password": secrets.token_urlsafe(12),
-               "peer_email": "peer@demo.beacon.test", "peer_password": secrets.token_urlsafe(12)}
-        r = req("POST", "/api/v1/bootstrap", body={
-            "agency_name": "Demo Recovery Network", "site_name": "Demo Community Center",
-            "time_zone": "America/New_York", "admin_email": rec["admin_email"],
-            "admin_given_name": "Demo", "admin_family_name": "Admin",
-            "admin_password": rec["admin_password"]})
-        if r.status != 201:
-            return ["demo logins not created: bootstrap answered %d (%s)" % (
-                r.status, r.body[:200].decode("utf-8", "replace"))]
-        site = r.json()["site"]["id"]
-        token = req("POST", "/api/v1/sessions", body={
-            "email": rec["admin_email"], "password": rec["admin_password"]}).json()["token"]
-        auth = {"Authorization": "Bearer " + token}
-        rec["admin_otpauth"] = req("POST", "/api/v1/me/totp", body={},
-                                   headers=auth).json()["otpauth_uri"]
-        req("POST", "/api/v1/me/totp/confirm", body={"code": totp(rec["admin_otpauth"])},
-            headers=auth)
-        r = req("POST", "/api/v1/sessions", body={
-            "email": rec["admin_email"], "password": rec["admin_password"],
-            "totp_code": totp(rec["admin_otpauth"], 1)})
-        if r.status != 201:
-            return ["demo logins incomplete: admin sign-in with TOTP answered %d" % r.status]
-        auth = {"Authorization": "Bearer " + r.json()["token"]}
-        r = req("POST", "/api/v1/staff", headers=auth, body={
-            "given_name": "Demo", "family_name": "Peer", "email": rec["peer_email"],
-            "roles": ["peer_specialist"], "site_ids": [site], "password": rec["peer_password"]})
-        if r.status != 201:
-            return ["demo peer specialist not created: %d" % r.status]
+        org = Org(stack, agency_name="Demo Recovery Network", domain="demo.beacon.test")
+        try:
+            org.bootstrap(site_name="Demo Community Center",
+                          admin_email="admin@demo.beacon.test")
+            sup = org.add_staff(["supervisor"], email="supervisor@demo.beacon.test",
+                                given_name="Demo", family_name="Supervisor")
+            peer = org.add_staff(["peer_specialist"], email="peer@demo.beacon.test",
+                                 given_name="Demo", family_name="Peer")
+        except OrgError as e:
+            return None, ["demo logins not created: %s" % e]
+        rec = {"admin_email": org.admin.email, "admin_password": org.admin.password,
+               "admin_otpauth": org.admin.otpauth,
+               "supervisor_email": sup.email, "supervisor_password": sup.password,
+               "peer_email": peer.email, "peer_password": peer.password,
+               "site_id": org.site_id}
         tmp = record_path + ".tmp"
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             json.dump(rec, f, indent=2)
         os.replace(tmp, record_path)
-    return ["agency_admin     %s / %s" % (rec["admin_email"], rec["admin_password"]),
-            "                 second factor: %s" % rec["admin_otpauth"],
-            "                 (add it to an authenticator app; codes also from deploy/launch.py totp())",
-            "peer_specialist  %s / %s" % (rec["peer_email"], rec["peer_password"]),
-            "(kept in %s; sign in with POST /api/v1/sessions)" % (
-                record_path if os.path.relpath(record_path).startswith("..")
-                else os.path.relpath(record_path))]
+    lines = ["agency_admin     %s / %s" % (rec["admin_email"], rec["admin_password"]),
+             "                 second factor: %s" % rec["admin_otpauth"],
+             "                 (add it to an authenticator app; codes also from deploy/launch.py totp())"]
+    if rec.get("supervisor_email"):
+        lines.append("supervisor       %s / %s" % (rec["supervisor_email"],
+                                                   rec["supervisor_password"]))
+    lines += ["peer_specialist  %s / %s" % (rec["peer_email"], rec["peer_password"]),
+              "(kept in %s; sign in with POST /api/v1/sessions)" % (
+                  record_path if os.path.relpath(record_path).startswith("..")
+                  else os.path.relpath(record_path))]
+    return rec, lines
+
+
+def _load_demo_data(stack, state_dir, demo_file, logins):
+    """Creates the demo clients once, as the demo peer specialist (so they
+    are on the peer's caseload); records their ids in state_dir so a second
+    run (same database) does not duplicate them."""
+    if not logins:
+        return "no demo data (no demo logins)"
+    r = stack.request("POST", "/api/v1/sessions", body={
+        "email": logins["peer_email"], "password": logins["peer_password"]})
+    if r.status != 201:
+        return "no demo data: the demo peer specialist could not sign in (%d)" % r.status
+    auth = {"Authorization": "Bearer " + r.json()["token"]}
+    record_path = os.path.join(state_dir, "demo-data.json")
+    try:
+        with open(record_path) as f:
+            record = json.load(f)
+        ids = record.get("clients", [])
+        if ids and stack.request("GET", "/api/v1/clients/" + ids[0], headers=auth).status == 200:
+            return "demo data already loaded (%d clients)" % len(ids)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(demo_file) as f:
+            demo = json.load(f)
+    except (OSError, ValueError) as e:
+        return "no demo data (%s)" % e
+    ids = []
+    for client in demo.get("clients", []):
+        resp = stack.request("POST", "/api/v1/clients", client, headers=auth)
+        if resp.status != 201:
+            return "demo data not loaded: POST /api/v1/clients answered %d: %s" % (
+                resp.status, resp.body[:300].decode("utf-8", "replace"))
+        ids.append(resp.json()["id"])
+    stack.request("DELETE", "/api/v1/sessions/current", headers=auth)
+    tmp = record_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "clients": ids}, f, indent=2)
+    os.replace(tmp, record_path)
+    return "loaded %d demo clients (on the demo peer specialist's caseload)" % len(ids)
 
 
 def _rotate_logs(log_dir):
@@ -841,8 +941,8 @@ def cmd_run(args):
         demo = "demo data skipped (--no-demo)"
         logins = ["none (--no-demo): create the first admin with POST /api/v1/bootstrap"]
         if not args.no_demo:
-            demo = _load_demo_data(stack, state, args.demo_data)
-            logins = _load_demo_logins(stack, state)
+            rec, logins = _load_demo_logins(stack, state)
+            demo = _load_demo_data(stack, state, args.demo_data, rec)
         def show(path):
             rel = os.path.relpath(path)
             return path if rel.startswith("..") else rel
@@ -852,14 +952,15 @@ Beacon is running.
   URL:    %(url)s   (also https://127.0.0.1:%(port)d; self-signed certificate)
   Try:    curl --cacert %(cert)s %(url)s/healthz
           curl --cacert %(cert)s -H 'Content-Type: application/json' \\
+               -d '{"email":"peer@demo.beacon.test","password":"<below>"}' %(url)s/api/v1/sessions
+          curl --cacert %(cert)s -H 'Authorization: Bearer <token>' \\
+               -H 'Content-Type: application/json' \\
                -d '{"given_name":"Ada","family_name":"Example","date_of_birth":"1990-04-01"}' \\
                %(url)s/api/v1/clients
   Logs:   %(logs)s/<process>.log (JSON lines)
   Data:   %(data)s
   Demo:   %(demo)s
   Logins: %(logins)s
-  Note:   the client routes do not require sign-in yet (next step of the identity
-          issue); do not put real client data in this instance.
 Press Ctrl-C to stop.""" % {
             "url": stack.url, "port": stack.port, "cert": rel_cert,
             "logs": show(stack.log_dir),

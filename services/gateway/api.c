@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "bc_auth.h"
 #include "bc_json.h"
 #include "bc_log.h"
 #include "bc_util.h"
@@ -30,6 +31,8 @@ typedef struct {
     uint8_t *payload; /* the method's request, packed (request pool) */
     size_t payload_len;
     int64_t deadline_ms;
+    char token_hash[BC_TOKEN_HASH_LEN + 1]; /* of the bearer token, for the session cache */
+    uint64_t cache_epoch;                   /* the cache's epoch when identity was asked */
 } s_call_t;
 
 /* Runs when the request's pool is freed (response done or client gone). */
@@ -194,6 +197,8 @@ static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *
     json_t *json = out ? bc_pb_to_json(out, BC_JSON_EMIT_DEFAULTS, &e) : NULL;
     if (out)
         protobuf_c_message_free_unpacked(out, NULL);
+    if (c->route->flags & GW_ROUTE_REVOKES)
+        gw_sessions_flush(c->thread->sessions);
     if (!json) {
         bc_err("cannot convert %s reply: %s", c->route->rpc, e.message);
         s_problem(c, BC_INTERNAL, "the service sent a reply the gateway could not read", NULL);
@@ -360,6 +365,16 @@ static bool s_role_allowed(const char *list, const Beacon__Principal *p)
     return false;
 }
 
+/* The caller is who a (fresh or cached) identity answer says: check the
+ * route's roles, then send the call as them. */
+static void s_authorized(s_call_t *c, const Beacon__Identity__AuthenticateReply *a)
+{
+    if (!s_role_allowed(c->route->roles, a->principal))
+        s_problem(c, BC_PERMISSION_DENIED, "your role does not allow this", NULL);
+    else
+        s_send(c, a->principal);
+}
+
 static void s_on_authenticated(void *arg, const Beacon__Reply *reply, const bc_error_t *err)
 {
     s_call_t *c = arg;
@@ -368,9 +383,9 @@ static void s_on_authenticated(void *arg, const Beacon__Reply *reply, const bc_e
     if (err) {
         /* A refused token is 401 whatever identity's reason; anything else
          * (identity unavailable) keeps its own status. */
-        s_problem(c, err->code == BC_UNAUTHENTICATED || err->code == BC_NOT_FOUND
-                         ? BC_UNAUTHENTICATED
-                         : err->code,
+        s_problem(c,
+                  err->code == BC_UNAUTHENTICATED || err->code == BC_NOT_FOUND ? BC_UNAUTHENTICATED
+                                                                               : err->code,
                   err->code == BC_UNAUTHENTICATED || err->code == BC_NOT_FOUND
                       ? "the session token is not valid (signed out, expired or unknown)"
                       : err->message,
@@ -387,15 +402,14 @@ static void s_on_authenticated(void *arg, const Beacon__Reply *reply, const bc_e
         s_problem(c, BC_INTERNAL, "identity sent an unreadable reply", NULL);
         return;
     }
-    if (!s_role_allowed(c->route->roles, a->principal))
-        s_problem(c, BC_PERMISSION_DENIED, "your role does not allow this", NULL);
-    else
-        s_send(c, a->principal);
+    gw_sessions_put(c->thread->sessions, c->token_hash, c->cache_epoch, a, bc_now_ms());
+    s_authorized(c, a);
     protobuf_c_message_free_unpacked(&a->base, NULL);
 }
 
-/* Checks the bearer token with identity, then (s_on_authenticated) sends
- * the route's call as the authenticated principal. */
+/* Finds who the bearer token belongs to, from the session cache or by
+ * asking identity (s_on_authenticated), then sends the route's call as
+ * them. */
 static void s_authenticate(s_call_t *c)
 {
     const char *token = s_bearer(c->req);
@@ -403,6 +417,14 @@ static void s_authenticate(s_call_t *c)
         s_problem(c, BC_UNAUTHENTICATED, "sign in and send Authorization: Bearer <token>", NULL);
         return;
     }
+    bc_token_hash(token, c->token_hash);
+    Beacon__Identity__AuthenticateReply *cached = NULL;
+    if (gw_sessions_get(c->thread->sessions, c->token_hash, bc_now_ms(), &cached)) {
+        s_authorized(c, cached);
+        protobuf_c_message_free_unpacked(&cached->base, NULL);
+        return;
+    }
+    c->cache_epoch = gw_sessions_epoch(c->thread->sessions);
     Beacon__Identity__AuthenticateRequest in = BEACON__IDENTITY__AUTHENTICATE_REQUEST__INIT;
     in.token = (char *)token;
     Beacon__Principal anonymous = BEACON__PRINCIPAL__INIT;
@@ -468,8 +490,8 @@ int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
         return 0;
     }
     c->route = &gw_routes[r];
-    c->method = protobuf_c_service_descriptor_get_method_by_name(c->route->descriptor,
-                                                                 c->route->rpc);
+    c->method =
+        protobuf_c_service_descriptor_get_method_by_name(c->route->descriptor, c->route->rpc);
     if (req->entity.len > t->max_body) {
         char msg[96];
         snprintf(msg, sizeof msg, "request body exceeds %zu bytes", t->max_body);

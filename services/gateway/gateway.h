@@ -11,6 +11,8 @@
 #define GATEWAY_H
 
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #define H2O_USE_EPOLL 1
 #include <h2o.h>
@@ -22,7 +24,7 @@
 #include "bc_route.h"
 #include "bc_rpc.h"
 
-#define GW_NSERVICES 5               /* back-end services, as in bc_service_names */
+#define GW_NSERVICES 5                 /* back-end services, as in bc_service_names */
 #define GW_NCLIENTS (GW_NSERVICES + 1) /* ... and identity, in this process */
 #define GW_IDENTITY "identity"
 #define GW_IDENTITY_ENDPOINT "inproc://identity"
@@ -47,11 +49,40 @@ typedef struct {
 /* Needs "Authorization: Bearer <token>", checked by identity.Authenticate;
  * the caller's principal then travels in the envelope. */
 #define GW_ROUTE_AUTH 2
+/* A successful reply may have revoked sessions or keys (logout, staff
+ * change, key revocation): this gateway's session cache is flushed before
+ * the reply goes out. */
+#define GW_ROUTE_REVOKES 4
 
 extern const gw_route_t gw_routes[];
 extern const size_t gw_nroutes;
 
 typedef struct gw_thread gw_thread_t;
+
+/* session_cache.c: recently authenticated tokens (see the file header). */
+typedef struct gw_sessions gw_sessions_t;
+struct Beacon__Identity__AuthenticateReply;
+/* ttl_ms 0 turns caching off. conninfo: where to LISTEN for revocations. */
+gw_sessions_t *gw_sessions_new(const char *conninfo, int64_t ttl_ms, size_t max_entries);
+/* Starts the revocation listener; nothing is cached until it is listening. */
+int gw_sessions_start(gw_sessions_t *self);
+void gw_sessions_destroy(gw_sessions_t **self);
+/* A copy of the cached answer for token_hash (caller frees with
+ * protobuf_c_message_free_unpacked), or false. */
+bool gw_sessions_get(gw_sessions_t *self, const char *token_hash, int64_t now_ms,
+                     struct Beacon__Identity__AuthenticateReply **out);
+/* The epoch to note before asking identity, for gw_sessions_put. */
+uint64_t gw_sessions_epoch(gw_sessions_t *self);
+/* Caches identity's answer unless an eviction happened since epoch. */
+void gw_sessions_put(gw_sessions_t *self, const char *token_hash, uint64_t epoch,
+                     const struct Beacon__Identity__AuthenticateReply *reply, int64_t now_ms);
+/* Forgets everything (a revoking route succeeded here). */
+void gw_sessions_flush(gw_sessions_t *self);
+/* Forgets what a revocation notice "<session|staff|api_key>:<id>" names. */
+void gw_sessions_evict(gw_sessions_t *self, const char *what);
+bool gw_sessions_live(gw_sessions_t *self);
+void gw_sessions_stats(gw_sessions_t *self, uint64_t *hits, uint64_t *misses, size_t *entries,
+                       bool *live);
 
 struct gw_thread {
     h2o_context_t ctx; /* first: h2o hands handlers &ctx */
@@ -69,6 +100,7 @@ struct gw_thread {
     int64_t health_timeout_ms;
     size_t inflight; /* HTTP requests waiting on a service */
     bool allow_bootstrap;
+    gw_sessions_t *sessions; /* shared by all threads */
 };
 
 /* server.c */

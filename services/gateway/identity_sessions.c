@@ -59,7 +59,10 @@ static bc_code_t s_session(bc_call_t *call, const char *token_hash,
         "coalesce((SELECT string_agg(role, ',' ORDER BY role) FROM identity.staff_roles "
         "          WHERE staff_id = s.staff_id), ''), "
         "coalesce((SELECT string_agg(site_id::text, ',' ORDER BY site_id) "
-        "          FROM identity.staff_sites WHERE staff_id = s.staff_id), '') "
+        "          FROM identity.staff_sites WHERE staff_id = s.staff_id), ''), "
+        "coalesce((SELECT string_agg(ss.site_id::text, ',' ORDER BY ss.site_id) "
+        "          FROM identity.staff_sites ss JOIN identity.sites si ON si.id = ss.site_id "
+        "          WHERE ss.staff_id = s.staff_id AND si.allow_site_caseload), '') "
         "FROM s",
         1, params, &err);
     if (!res)
@@ -78,6 +81,7 @@ static bc_code_t s_session(bc_call_t *call, const char *token_hash,
     r->expires_at = identity_col(call, res, 5);
     p->roles = identity_split(call, PQgetvalue(res, 0, 6), &p->n_roles);
     p->site_ids = identity_split(call, PQgetvalue(res, 0, 7), &p->n_site_ids);
+    p->caseload_site_ids = identity_split(call, PQgetvalue(res, 0, 8), &p->n_caseload_site_ids);
     PQclear(res);
     bool withheld = false;
     for (size_t i = 0; i < p->n_roles && !mfa; i++)
@@ -85,6 +89,7 @@ static bc_code_t s_session(bc_call_t *call, const char *token_hash,
     if (withheld) {
         p->n_roles = 0;
         p->n_site_ids = 0;
+        p->n_caseload_site_ids = 0;
     }
     *out = r;
     return BC_OK;

@@ -27,6 +27,11 @@ static const bc_setting_t s_settings[] = {
     {"allow_bootstrap", BC_CFG_BOOL, "false", 0, 0,
      "serve POST /api/v1/bootstrap, which creates the first agency, site and agency_admin "
      "while no staff account exists; turn it off once that is done"},
+    {"session_cache_ttl_ms", BC_CFG_INT, "30000", 0, 60000,
+     "how long the gateway may reuse identity's answer for a token (0: ask identity on every "
+     "request); revocations still take effect at once"},
+    {"session_cache_entries", BC_CFG_INT, "100000", 1, 10000000,
+     "most tokens the session cache holds"},
     {"idle_timeout_ms", BC_CFG_INT, "30000", 1000, 3600000,
      "close a keep-alive connection idle this long"},
     BC_SETTINGS_END,
@@ -49,13 +54,13 @@ static void s_on_signal(int sig)
 int main(int argc, char **argv)
 {
     int exit_code = 0;
-    bc_config_t *config = bc_process_start("gateway", s_settings, argc, argv, s_on_signal,
-                                           &exit_code);
+    bc_config_t *config =
+        bc_process_start("gateway", s_settings, argc, argv, s_on_signal, &exit_code);
     if (!config)
         return exit_code;
     bc_error_t err;
-    SSL_CTX *ssl = gw_tls_new(bc_config_str(config, "tls_cert"), bc_config_str(config, "tls_key"),
-                              &err);
+    SSL_CTX *ssl =
+        gw_tls_new(bc_config_str(config, "tls_cert"), bc_config_str(config, "tls_key"), &err);
     if (!ssl) {
         bc_err("%s (%s)", err.message, err.detail);
         bc_config_destroy(&config);
@@ -82,8 +87,8 @@ int main(int argc, char **argv)
 
     int nthreads = (int)bc_config_int(config, "gateway_threads");
     void *zctx = zmq_ctx_new();
-    bc_service_t *identity = bc_service_new(&identity_service, config, zctx, GW_IDENTITY_ENDPOINT,
-                                            &err);
+    bc_service_t *identity =
+        bc_service_new(&identity_service, config, zctx, GW_IDENTITY_ENDPOINT, &err);
     if (!identity) {
         bc_err("identity did not start: %s (%s)", err.message, err.detail);
         zmq_ctx_term(zctx);
@@ -103,6 +108,11 @@ int main(int argc, char **argv)
         bc_config_destroy(&config);
         return 1;
     }
+    gw_sessions_t *sessions = gw_sessions_new(
+        bc_config_str(config, "database_url"), bc_config_int(config, "session_cache_ttl_ms"),
+        (size_t)bc_config_int(config, "session_cache_entries"));
+    if (gw_sessions_start(sessions) < 0)
+        bc_warn("session cache off: cannot start its listener thread");
     gw_thread_t *threads = calloc((size_t)nthreads, sizeof *threads);
     int started = 0;
     for (; started < nthreads; started++) {
@@ -114,6 +124,7 @@ int main(int argc, char **argv)
         t->request_timeout_ms = bc_config_int(config, "request_timeout_ms");
         t->health_timeout_ms = bc_config_int(config, "health_timeout_ms");
         t->allow_bootstrap = bc_config_bool(config, "allow_bootstrap");
+        t->sessions = sessions;
         h2o_context_init(&t->ctx, h2o_evloop_create(), &globalconf);
         t->accept_ctx.ctx = &t->ctx;
         t->accept_ctx.hosts = globalconf.hosts;
@@ -125,8 +136,8 @@ int main(int argc, char **argv)
         }
     }
     bc_info("beacon-gateway %s listening on https://%s:%lld/ with %d thread(s)", BEACON_VERSION,
-            bc_config_str(config, "listen_address"), (long long)bc_config_int(config, "listen_port"),
-            started);
+            bc_config_str(config, "listen_address"),
+            (long long)bc_config_int(config, "listen_port"), started);
     int status = 0;
     for (int i = 0; i < started; i++) {
         void *ret = NULL;
@@ -138,6 +149,7 @@ int main(int argc, char **argv)
         h2o_evloop_destroy(loop);
     }
     free(threads);
+    gw_sessions_destroy(&sessions);
     gw_stop = 1; /* also when the threads ended on an error */
     pthread_join(identity_thread, NULL);
     bc_service_destroy(&identity);

@@ -11,4 +11,8 @@ extern const bc_service_def_t intake_service;
 bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* break_glass.c */
+bc_code_t break_glass_open(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t break_glass_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
 #endif

@@ -4,11 +4,22 @@
 static const bc_method_t s_methods[] = {
     {"CreateClient", clients_create},
     {"GetClient", clients_get},
+    {"OpenBreakGlass", break_glass_open},
+    {"ListBreakGlass", break_glass_list},
     {NULL, NULL},
+};
+
+static const bc_setting_t s_settings[] = {
+    {"break_glass_default_minutes", BC_CFG_INT, "60", 1, 480,
+     "how long a break-glass grant lasts when the caller does not say"},
+    {"break_glass_max_minutes", BC_CFG_INT, "240", 1, 480,
+     "the longest break-glass grant anyone may ask for"},
+    BC_SETTINGS_END,
 };
 
 const bc_service_def_t intake_service = {
     .name = "intake",
     .descriptor = &beacon__intake__intake__descriptor,
     .methods = s_methods,
+    .settings = s_settings,
 };

@@ -63,6 +63,10 @@ class StackTestCase(unittest.TestCase):
     # reach the gateway only.
     settings = {}
     process_settings = {}
+    # A role name: the class bootstraps an agency (cls.org, launch.Org) and
+    # signs in a staff member with that role at its first site (cls.user);
+    # self.req then sends their token (see req).
+    sign_in = None
 
     @classmethod
     def setUpClass(cls):
@@ -78,6 +82,8 @@ class StackTestCase(unittest.TestCase):
                 cls.db_name = "t_%s_%s" % (cls.__name__.lower(), uuid.uuid4().hex[:8])
                 database_url = launch.create_database(shared, cls.db_name)
             settings = {"log_level": "info", "workers": 2}
+            if cls.sign_in:
+                settings["allow_bootstrap"] = True
             settings.update(cls.settings)
             cls.stack = launch.Stack(
                 BUILD_DIR, cls.state_dir, repo_root=REPO_ROOT, database_url=database_url,
@@ -86,6 +92,10 @@ class StackTestCase(unittest.TestCase):
                 start_timeout=45 * SCALE, stop_timeout=10 * SCALE,
                 log=lambda msg: print("  [%s] %s" % (cls.__name__, msg), file=sys.stderr))
             cls.stack.start()
+            cls.org = cls.user = None
+            if cls.sign_in:
+                cls.org = launch.Org(cls.stack).bootstrap()
+                cls.user = cls.org.add_staff([cls.sign_in])
         except BaseException:
             cls.had_failure = True
             cls._cleanup(check=False)
@@ -133,7 +143,11 @@ class StackTestCase(unittest.TestCase):
 
     # -- helpers ------------------------------------------------------------
 
-    def req(self, method, path, body=None, headers=None, conn=None, timeout=None):
+    def req(self, method, path, body=None, headers=None, conn=None, timeout=None, auth=True):
+        """One request; with sign_in, as cls.user unless auth=False or the
+        headers carry their own Authorization."""
+        if auth and self.user is not None and "Authorization" not in (headers or {}):
+            headers = dict(headers or {}, **self.user.auth)
         return self.stack.request(method, path, body=body, headers=headers, conn=conn,
                                   timeout=timeout or 15 * SCALE)
 

@@ -14,6 +14,7 @@ MAX_BODY = 32768  # small enough to test cheaply, big enough for 10,000-deep JSO
 
 
 class ApiTests(StackTestCase):
+    sign_in = "peer_specialist"
     settings = {"max_body_bytes": MAX_BODY}
 
     # -- health -------------------------------------------------------------
@@ -267,12 +268,11 @@ class ApiTests(StackTestCase):
             try:
                 for i in range(per_thread):
                     sent = new_client(given_name="T%d-%d" % (n, i))
-                    made = self.stack.request("POST", "/api/v1/clients", sent, conn=conn)
+                    made = self.req("POST", "/api/v1/clients", sent, conn=conn)
                     if made.status != 201:
                         raise AssertionError("POST: %r" % made)
                     created = made.json()
-                    got = self.stack.request("GET", "/api/v1/clients/" + created["id"],
-                                             conn=conn)
+                    got = self.req("GET", "/api/v1/clients/" + created["id"], conn=conn)
                     if got.status != 200 or got.json() != created:
                         raise AssertionError("GET: %r vs %r" % (got, created))
             except Exception as e:  # reported below, on the main thread

@@ -13,6 +13,7 @@ LEVELS = {"debug", "info", "warn", "error"}
 
 
 class ResilienceTests(StackTestCase):
+    sign_in = "peer_specialist"
     # The default request timeout, stated so "fast" below means something:
     # a stopped service must not make callers wait for it.
     settings = {"request_timeout_ms": 10000}
@@ -118,8 +119,7 @@ class ResilienceTests(StackTestCase):
             conn = self.stack.connect(timeout=15 * SCALE)
             try:
                 while not stop.is_set():
-                    resp = self.stack.request("POST", "/api/v1/clients", new_client(),
-                                              conn=conn)
+                    resp = self.req("POST", "/api/v1/clients", new_client(), conn=conn)
                     statuses.append(resp.status)
             except Exception as e:  # reported on the main thread
                 errors.append(repr(e))
@@ -184,6 +184,7 @@ class ResilienceTests(StackTestCase):
 class HungServiceTests(StackTestCase):
     """A service that is alive but does not answer (SIGSTOP): callers get a
     503 once request_timeout_ms has passed, never a hang."""
+    sign_in = "peer_specialist"
     settings = {"request_timeout_ms": 1500, "health_timeout_ms": 500}
 
     def test_hung_intake_gives_503_after_the_request_timeout(self):
