@@ -723,6 +723,9 @@ class Org:
             self.id, self.email, self.password = staff_id, email, password
             self.roles, self.site_ids = list(roles), list(site_ids)
             self.token, self.otpauth = token, otpauth
+            # A TOTP code is good once per account: each sign-in takes the
+            # next step (the verifier allows one step of clock drift).
+            self.next_step = 1
 
         @property
         def auth(self):
@@ -734,7 +737,6 @@ class Org:
         self.domain = domain or "%s.beacon.test" % secrets.token_hex(4)
         self.site_id = None
         self.admin = None
-        self._steps = 1  # TOTP codes are good once: each sign-in takes a later step
 
     def _req(self, method, path, body=None, headers=None, expect=200):
         r = self.stack.request(method, path, body=body, headers=headers)
@@ -777,8 +779,8 @@ class Org:
         """A new session for staff (its token replaces staff.token)."""
         body = {"email": staff.email, "password": staff.password}
         if staff.otpauth:
-            body["totp_code"] = totp(staff.otpauth, self._steps)
-            self._steps += 1
+            body["totp_code"] = totp(staff.otpauth, staff.next_step)
+            staff.next_step += 1
         staff.token = self._req("POST", "/api/v1/sessions", body, expect=201)["token"]
         return staff
 

@@ -457,6 +457,19 @@ int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
     c->started_us = bc_mono_us();
     s_request_id(req, c->request_id, sizeof c->request_id);
 
+    /* h2o reads header blocks of any size; refuse large ones before any
+     * work (and before a token in them is hashed or looked up). */
+    size_t header_bytes = req->path.len;
+    for (size_t i = 0; i < req->headers.size; i++)
+        header_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (header_bytes > t->max_header_bytes) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the request line and headers exceed %zu bytes",
+                 t->max_header_bytes);
+        s_http_problem(c, 431, "request-header-fields-too-large",
+                       "Request header fields too large", msg);
+        return 0;
+    }
     h2o_iovec_t path = req->path_normalized;
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/healthz"))) {
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {

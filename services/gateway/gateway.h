@@ -96,6 +96,7 @@ struct gw_thread {
     h2o_socket_t *listener;
     h2o_timeout_t sniff_timeout; /* first bytes of a connection */
     size_t max_body;
+    size_t max_header_bytes;
     int64_t request_timeout_ms;
     int64_t health_timeout_ms;
     size_t inflight; /* HTTP requests waiting on a service */

@@ -20,6 +20,8 @@ static const bc_setting_t s_settings[] = {
     {"tls_key", BC_CFG_STRING, "var/tls/key.pem", 0, 0, "PEM private key"},
     {"max_body_bytes", BC_CFG_INT, "1048576", 1024, 67108864,
      "largest request body accepted (413 problem+json above it)"},
+    {"max_header_bytes", BC_CFG_INT, "16384", 1024, 1048576,
+     "largest request line plus headers accepted (431 problem+json above it)"},
     {"request_timeout_ms", BC_CFG_INT, "10000", 100, 600000,
      "how long a request may wait for a service before 503"},
     {"health_timeout_ms", BC_CFG_INT, "2000", 50, 60000, "deadline of each /healthz probe"},
@@ -51,8 +53,29 @@ static void s_on_signal(int sig)
     gw_stop = 1;
 }
 
+/* --routes: the route table as JSON, one route per line (the access-matrix
+ * test and the README's API listing are generated from it). */
+static int s_print_routes(void)
+{
+    for (size_t i = 0; i < gw_nroutes; i++) {
+        const gw_route_t *r = &gw_routes[i];
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:s?}", "method",
+                              r->key.method, "path", r->key.pattern, "service", r->service, "rpc",
+                              r->rpc, "summary", r->summary, "auth", (r->flags & GW_ROUTE_AUTH) != 0,
+                              "bootstrap", (r->flags & GW_ROUTE_BOOTSTRAP) != 0, "roles",
+                              (r->flags & GW_ROUTE_AUTH) ? (r->roles ? r->roles : "") : NULL);
+        char *text = json_dumps(o, JSON_COMPACT);
+        puts(text);
+        free(text);
+        json_decref(o);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--routes"))
+        return s_print_routes();
     int exit_code = 0;
     bc_config_t *config =
         bc_process_start("gateway", s_settings, argc, argv, s_on_signal, &exit_code);
@@ -121,6 +144,7 @@ int main(int argc, char **argv)
         t->index = started;
         t->zctx = zctx;
         t->max_body = max_body;
+        t->max_header_bytes = (size_t)bc_config_int(config, "max_header_bytes");
         t->request_timeout_ms = bc_config_int(config, "request_timeout_ms");
         t->health_timeout_ms = bc_config_int(config, "health_timeout_ms");
         t->allow_bootstrap = bc_config_bool(config, "allow_bootstrap");

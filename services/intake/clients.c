@@ -168,14 +168,18 @@ bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
     /* The same rule as the row policy, asked explicitly: a row the policy
      * lets through only by a break-glass grant is read for that reason. */
-    const char *params[] = {req->id};
+    if (!bc_is_uuid(call->principal->agency_id))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "", "no agency in the caller's scope");
+    /* The agency filter is the handler's own; sites, caseloads and
+     * break-glass grants are the row policy's (clients_read). */
+    const char *params[] = {req->id, call->principal->agency_id};
     bc_error_t err;
     PGresult *res = bc_db_prepared(
         call->db, "intake_client_get",
         "SELECT " S_CLIENT_COLUMNS
         ", NOT coalesce(intake.in_scope(agency_id, site_id, assigned_staff_id), false) "
-        "FROM intake.clients WHERE id = $1",
-        1, params, &err);
+        "FROM intake.clients WHERE id = $1 AND agency_id = $2",
+        2, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
     bc_audit_event_t ev = {

@@ -66,9 +66,10 @@ ALTER TABLE intake.clients ENABLE ROW LEVEL SECURITY;
 ALTER TABLE intake.clients FORCE ROW LEVEL SECURITY;
 CREATE POLICY clients_read ON intake.clients FOR SELECT
     USING (intake.in_scope(agency_id, site_id, assigned_staff_id)
-           OR EXISTS (SELECT FROM intake.break_glass g
-                      WHERE g.client_id = clients.id AND g.agency_id = clients.agency_id
-                        AND g.staff_id = scope.staff_id() AND g.expires_at > now()));
+           OR ((scope.has_role('peer_specialist') OR scope.has_role('supervisor'))
+               AND EXISTS (SELECT FROM intake.break_glass g
+                           WHERE g.client_id = clients.id AND g.agency_id = clients.agency_id
+                             AND g.staff_id = scope.staff_id() AND g.expires_at > now())));
 CREATE POLICY clients_register ON intake.clients FOR INSERT
     WITH CHECK (intake.in_scope(agency_id, site_id, assigned_staff_id));
 CREATE POLICY clients_change ON intake.clients FOR UPDATE

@@ -1,0 +1,542 @@
+"""Who may do what, over HTTPS against the real processes.
+
+AccessMatrixTests is generated from the gateway's own route table
+(`beacon-gateway --routes`): every route x every principal (no token, each of
+the eight staff roles, each API-key role) x a target at the caller's own
+site, at another site of the agency and in another agency. It asserts the
+status each combination must get, and above all that no combination outside
+README's "Who may do what" matrix ever gets a 2xx. A route added to the
+gateway without a line in SPEC below fails the test, so the matrix cannot
+silently fall behind the routes.
+
+The other classes cover break-glass, the session cache's immediate
+revocation, hostile input (SQL metacharacters, oversized headers) and the
+audit trail of all this, including tampering with it.
+"""
+
+import json
+import os
+import subprocess
+import time
+import urllib.parse
+import uuid
+
+from harness import BUILD_DIR, SCALE, StackTestCase, launch, new_client, run_binary
+
+STAFF_ROLES = ("peer_specialist", "supervisor", "site_admin", "agency_admin", "billing",
+               "analyst", "partner", "auditor")
+KEY_ROLES = ("billing", "analyst", "partner", "auditor")
+CARE = "peer_specialist,supervisor"
+ADMINS = "agency_admin,site_admin"
+
+# (method, path) -> roles the route admits ("*": anyone signed in; None: no
+# sign-in). Must equal the gateway's table: see test_spec_matches_routes.
+SPEC = {
+    ("POST", "/api/v1/clients"): CARE,
+    ("GET", "/api/v1/clients/{id}"): CARE,
+    ("POST", "/api/v1/clients/{client_id}/break-glass"): CARE,
+    ("GET", "/api/v1/break-glass"): CARE,
+    ("POST", "/api/v1/sessions"): None,
+    ("DELETE", "/api/v1/sessions/current"): None,
+    ("POST", "/api/v1/bootstrap"): None,
+    ("POST", "/api/v1/me/totp"): "*",
+    ("POST", "/api/v1/me/totp/confirm"): "*",
+    ("GET", "/api/v1/sites"): "agency_admin,site_admin,supervisor,peer_specialist",
+    ("POST", "/api/v1/sites"): "agency_admin",
+    ("POST", "/api/v1/staff"): ADMINS,
+    ("GET", "/api/v1/staff/{id}"): ADMINS,
+    ("PATCH", "/api/v1/staff/{id}"): ADMINS,
+    ("POST", "/api/v1/staff/{id}/disable"): ADMINS,
+    ("POST", "/api/v1/api-keys"): "agency_admin",
+    ("POST", "/api/v1/api-keys/{id}/revoke"): "agency_admin",
+}
+
+TARGETS = ("own", "other_site", "other_agency")
+
+
+def gateway_routes():
+    out = subprocess.run([os.path.join(BUILD_DIR, "bin", "beacon-gateway"), "--routes"],
+                         stdout=subprocess.PIPE, check=True, text=True, timeout=10).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+class Principal:
+    def __init__(self, name, role, auth, agency_wide=False):
+        self.name, self.role, self.auth, self.agency_wide = name, role, auth, agency_wide
+
+
+def add_other_agency(test_cls, password_of):
+    """A second agency with one site, a peer specialist and a supervisor,
+    written straight into identity's tables as the schema owner (the API
+    creates one agency per deployment). The accounts reuse password_of's
+    Argon2id hash, so they sign in with its password."""
+    agency, site = str(uuid.uuid4()), str(uuid.uuid4())
+    people = {"peer_specialist": str(uuid.uuid4()), "supervisor": str(uuid.uuid4())}
+    sql = ["BEGIN",
+           "INSERT INTO identity.agencies (id, name) VALUES ('%s', 'Other Agency %s')"
+           % (agency, agency[:8]),
+           "INSERT INTO identity.sites (id, agency_id, name, time_zone) "
+           "VALUES ('%s', '%s', 'Other Site', 'UTC')" % (site, agency)]
+    emails = {}
+    for role, sid in people.items():
+        emails[role] = "%s-%s@other.beacon.test" % (role.replace("_", "-"), sid[:8])
+        sql += ["INSERT INTO identity.staff (id, agency_id, given_name, family_name, email, "
+                "password_hash) SELECT '%s', '%s', 'Olga', 'Other', '%s', password_hash "
+                "FROM identity.staff WHERE id = '%s'" % (sid, agency, emails[role],
+                                                         password_of.id),
+                "INSERT INTO identity.staff_roles VALUES ('%s', '%s')" % (sid, role),
+                "INSERT INTO identity.staff_sites VALUES ('%s', '%s', '%s')" % (sid, site, agency)]
+    sql.append("COMMIT")
+    launch.psql(test_cls.stack.database_url, ";\n".join(sql) + ";")
+    out = {}
+    for role, sid in people.items():
+        r = test_cls.stack.request("POST", "/api/v1/sessions", body={
+            "email": emails[role], "password": password_of.password})
+        assert r.status == 201, r.body
+        out[role] = launch.Org.Staff(sid, emails[role], password_of.password, [role], [site],
+                                     r.json()["token"])
+    return agency, site, out
+
+
+class AccessMatrixTests(StackTestCase):
+    settings = {"allow_bootstrap": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        req = cls.stack.request
+        org = cls.org = launch.Org(cls.stack).bootstrap()
+        cls.site_a = org.site_id
+        cls.site_b = org.add_site("Westside")
+        cls.org_agency = launch.psql(cls.stack.database_url,
+                                     "SELECT agency_id FROM identity.sites WHERE id = '%s'"
+                                     % cls.site_a).strip()
+        # One staff member per role at site A; the care roles also at B.
+        cls.staff = {role: org.add_staff([role], [cls.site_a]) for role in STAFF_ROLES}
+        cls.staff["agency_admin"] = org.admin
+        cls.peer_b = org.add_staff(["peer_specialist"], [cls.site_b])
+        _, cls.site_x, cls.other = add_other_agency(cls, cls.staff["peer_specialist"])
+        # API keys, one per integration role, scoped to site A.
+        cls.keys = {}
+        for role in KEY_ROLES:
+            r = req("POST", "/api/v1/api-keys", headers=org.admin.auth,
+                    body={"name": "%s integration" % role, "role": role,
+                          "site_ids": [cls.site_a]})
+            assert r.status == 201, r.body
+            cls.keys[role] = r.json()["token"]
+        # Clients: A on the matrix peer's caseload, B at the other site, X
+        # in the other agency.
+        def client(who):
+            r = req("POST", "/api/v1/clients", body=new_client(), headers=who.auth)
+            assert r.status == 201, r.body
+            return r.json()["id"]
+        cls.client = {"own": client(cls.staff["peer_specialist"]),
+                      "other_site": client(cls.peer_b),
+                      "other_agency": client(cls.other["peer_specialist"])}
+        # Staff accounts to read, change and disable.
+        cls.target_staff = {"own": org.add_staff(["peer_specialist"], [cls.site_a]).id,
+                            "other_site": org.add_staff(["peer_specialist"], [cls.site_b]).id,
+                            "other_agency": cls.other["supervisor"].id}
+        cls.principals = [Principal("anonymous", None, {})]
+        for role in STAFF_ROLES:
+            cls.principals.append(Principal("staff:" + role, role, cls.staff[role].auth,
+                                            agency_wide=(role == "agency_admin")))
+        for role in KEY_ROLES:
+            cls.principals.append(Principal("key:" + role, role,
+                                            {"Authorization": "Bearer " + cls.keys[role]}))
+
+    def site(self, target):
+        return {"own": self.site_a, "other_site": self.site_b, "other_agency": self.site_x}[target]
+
+    # -- the requests, per route and target --------------------------------
+
+    def request_for(self, method, path, target):
+        """(path, body) for one route aimed at target, or None when the
+        route has no such target."""
+        key = (method, path)
+        site = self.site(target)
+        if key == ("POST", "/api/v1/clients"):
+            return path, new_client(site_id=site)
+        if key == ("GET", "/api/v1/clients/{id}"):
+            return path.replace("{id}", self.client[target]), None
+        if key == ("POST", "/api/v1/clients/{client_id}/break-glass"):
+            return (path.replace("{client_id}", self.client[target]),
+                    {"reason": "client in crisis at the front desk", "minutes": 5})
+        if key in (("GET", "/api/v1/break-glass"), ("GET", "/api/v1/sites")):
+            return (path, None) if target == "own" else None
+        if key == ("POST", "/api/v1/me/totp"):
+            return (path, {}) if target == "own" else None
+        if key == ("POST", "/api/v1/me/totp/confirm"):
+            return (path, {"code": "000000"}) if target == "own" else None
+        if key == ("POST", "/api/v1/sites"):
+            return (path, {"name": "Site " + uuid.uuid4().hex[:6], "time_zone": "UTC"}) \
+                if target == "own" else None
+        if key == ("POST", "/api/v1/staff"):
+            return path, {"given_name": "New", "family_name": "Hire",
+                          "email": "hire-%s@example.org" % uuid.uuid4().hex[:10],
+                          "roles": ["peer_specialist"], "site_ids": [site],
+                          "password": "a long enough password 1"}
+        if key in (("GET", "/api/v1/staff/{id}"), ("PATCH", "/api/v1/staff/{id}"),
+                   ("POST", "/api/v1/staff/{id}/disable")):
+            body = None
+            if method == "PATCH":
+                body = {"given_name": "Renamed"}
+            elif path.endswith("/disable"):
+                body = {"reason": "left the agency"}
+            return path.replace("{id}", self.target_staff[target]), body
+        if key == ("POST", "/api/v1/api-keys"):
+            return path, {"name": "dashboard", "role": "analyst", "site_ids": [site]}
+        if key == ("POST", "/api/v1/api-keys/{id}/revoke"):
+            if target == "other_site":
+                return None
+            if target == "other_agency":
+                return path.replace("{id}", str(uuid.uuid4())), {}
+            r = self.stack.request("POST", "/api/v1/api-keys", headers=self.org.admin.auth,
+                                   body={"name": "to revoke", "role": "partner",
+                                         "site_ids": [self.site_a]})
+            self.assertEqual(r.status, 201, r.body)
+            return path.replace("{id}", r.json()["api_key"]["id"]), {}
+        raise AssertionError("no request written for %s %s: add one" % key)
+
+    def expected(self, method, path, who, target):
+        """The statuses allowed for this combination."""
+        roles = SPEC[(method, path)]
+        if who.role is None:
+            return {401}
+        if roles != "*" and who.role not in roles.split(","):
+            return {403}
+        key = (method, path)
+        if roles == "*":
+            # Anyone signed in reaches the handler; what it says depends on
+            # the account (a bad TOTP code is 400/401/422, never 2xx).
+            if not who.name.startswith("staff:"):
+                return {403}  # an API key has no second factor to manage
+            if key == ("POST", "/api/v1/me/totp/confirm"):
+                return {400, 401, 409, 422}
+            return {201, 409, 422}
+        if target == "other_agency":
+            # Another agency's sites and records do not exist for the caller:
+            # a site named in a body is an invalid argument, an id in the
+            # path is not found.
+            return {400, 403, 404}
+        if key == ("POST", "/api/v1/clients/{client_id}/break-glass"):
+            # Breaking the glass to a client outside one's scope is the
+            # point; a client already in scope needs none.
+            return {422} if target == "own" else {201}
+        if target == "other_site" and not who.agency_wide:
+            return {403, 404}
+        return {200, 201}
+
+    # -- tests ---------------------------------------------------------------
+
+    def test_spec_matches_routes(self):
+        routes = {(r["method"], r["path"]): (r.get("roles") if r["auth"] else None)
+                  for r in gateway_routes()}
+        self.assertEqual(set(routes), set(SPEC),
+                         "routes and this test's SPEC differ: add the new route to SPEC "
+                         "(and README's matrix)")
+        for key, roles in routes.items():
+            self.assertEqual(roles, SPEC[key], key)
+
+    def test_matrix(self):
+        checked, unauthorised_2xx, wrong = 0, [], []
+        for r in gateway_routes():
+            method, path = r["method"], r["path"]
+            if SPEC[(method, path)] is None:
+                continue  # sign-in routes: SessionTests and the login tests
+            for who in self.principals:
+                for target in TARGETS:
+                    made = self.request_for(method, path, target)
+                    if made is None:
+                        continue
+                    url, body = made
+                    resp = self.req(method, url, body, headers=dict(who.auth))
+                    allowed = self.expected(method, path, who, target)
+                    checked += 1
+                    label = "%s %s as %s on %s: %d" % (method, url, who.name, target,
+                                                       resp.status)
+                    if 200 <= resp.status < 300 and not (allowed & {200, 201}):
+                        unauthorised_2xx.append(label)
+                    elif resp.status not in allowed:
+                        wrong.append("%s (expected %s) %s" % (
+                            label, sorted(allowed), resp.body[:160].decode("utf-8", "replace")))
+        self.assertEqual(unauthorised_2xx, [], "UNAUTHORISED 2xx")
+        self.maxDiff = None
+        self.assertEqual(wrong, [], "unexpected statuses")
+        self.assertGreater(checked, 300)
+
+    def test_denied_reads_are_audited(self):
+        peer = self.staff["peer_specialist"]
+        r = self.req("GET", "/api/v1/clients/" + self.client["other_site"], headers=peer.auth)
+        self.assertProblem(r, 404)
+        rid = r.header("X-Request-Id")
+        rows = self.psql("SELECT actor_staff_id, outcome, resource_id FROM audit.events "
+                         "WHERE request_id = '%s'" % rid).split()
+        self.assertEqual(rows, ["%s|denied|%s" % (peer.id, self.client["other_site"])])
+
+    def test_row_security_holds_without_the_handlers(self):
+        # Straight to PostgreSQL as the services' role, with a scope set as
+        # the dispatcher would: the policies alone decide.
+        app = self.stack.app_database_url()
+
+        def visible(staff, roles, sites, caseload=""):
+            sql = ("SELECT set_config('beacon.staff_id', '%s', false), "
+                   "set_config('beacon.agency_id', '%s', false), "
+                   "set_config('beacon.site_ids', '%s', false), "
+                   "set_config('beacon.roles', '%s', false), "
+                   "set_config('beacon.caseload_site_ids', '%s', false); "
+                   "SELECT id FROM intake.clients ORDER BY id" % (
+                       staff, self.org_agency, ",".join(sites), roles, caseload))
+            return set(launch.psql(app, sql).split()[1:])
+
+        peer = self.staff["peer_specialist"]
+        a, b, x = self.client["own"], self.client["other_site"], self.client["other_agency"]
+
+        def sees(got, yes, no):
+            self.assertTrue(set(yes) <= got, (yes, got))
+            self.assertFalse(set(no) & got, (no, got))
+
+        sees(visible("", "", []), [], [a, b, x])
+        # (b too: test_matrix broke the glass to it as this peer.)
+        sees(visible(peer.id, "peer_specialist", [self.site_a]), [a], [x])
+        sees(visible(peer.id, "billing", [self.site_a]), [], [a, b, x])
+        sees(visible(str(uuid.uuid4()), "peer_specialist", [self.site_a]), [], [a, b, x])
+        sees(visible(str(uuid.uuid4()), "peer_specialist", [self.site_a], caseload=self.site_a),
+             [a], [b, x])
+        sees(visible(str(uuid.uuid4()), "supervisor", [self.site_b]), [b], [a, x])
+        sees(visible(str(uuid.uuid4()), "supervisor", [self.site_a, self.site_b]), [a, b], [x])
+        # The application role cannot switch row security off.
+        with self.assertRaises(launch.LaunchError):
+            launch.psql(app, "ALTER TABLE intake.clients NO FORCE ROW LEVEL SECURITY")
+        with self.assertRaises(launch.LaunchError):
+            launch.psql(app, "SET row_security = off; SELECT count(*) FROM intake.clients")
+
+    def test_sites_list_shows_only_own_agency(self):
+        r = self.req("GET", "/api/v1/sites", headers=self.staff["supervisor"].auth)
+        self.assertEqual(r.status, 200, r.body)
+        ids = {s["id"] for s in r.json()["sites"]}
+        self.assertIn(self.site_a, ids)
+        self.assertNotIn(self.site_x, ids)
+
+
+class BreakGlassTests(StackTestCase):
+    settings = {"allow_bootstrap": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        org = cls.org = launch.Org(cls.stack).bootstrap()
+        cls.site_a, cls.site_b = org.site_id, org.add_site("Northside")
+        cls.peer = org.add_staff(["peer_specialist"], [cls.site_a])
+        cls.colleague = org.add_staff(["peer_specialist"], [cls.site_a])
+        cls.sup_a = org.add_staff(["supervisor"], [cls.site_a])
+        cls.sup_b = org.add_staff(["supervisor"], [cls.site_b])
+        r = cls.stack.request("POST", "/api/v1/clients", body=new_client(),
+                              headers=cls.peer.auth)
+        assert r.status == 201, r.body
+        cls.client = r.json()
+
+    def grant(self, who, reason="covering for a colleague: client in crisis", **extra):
+        return self.req("POST", "/api/v1/clients/%s/break-glass" % self.client["id"],
+                        dict(reason=reason, **extra), headers=who.auth)
+
+    def test_colleague_breaks_the_glass_and_supervisor_sees_it(self):
+        path = "/api/v1/clients/" + self.client["id"]
+        self.assertProblem(self.req("GET", path, headers=self.colleague.auth), 404)
+        self.assertProblem(self.grant(self.colleague, reason="because"), 400, field="reason")
+        self.assertProblem(self.grant(self.colleague, minutes=100000), 400, field="minutes")
+        r = self.grant(self.colleague, minutes=30)
+        self.assertEqual(r.status, 201, r.body)
+        g = r.json()
+        self.assertEqual((g["client_id"], g["staff_id"], g["site_id"]),
+                         (self.client["id"], self.colleague.id, self.site_a))
+        got = self.req("GET", path, headers=self.colleague.auth)
+        self.assertEqual(got.status, 200, got.body)
+        self.assertEqual(got.json(), self.client)
+        # The grant and the read through it are on record with the reason.
+        rows = self.psql("SELECT action, purpose FROM audit.events WHERE actor_staff_id = '%s' "
+                         "AND client_id = '%s' AND outcome = 'ok' ORDER BY at"
+                         % (self.colleague.id, self.client["id"])).split("\n")
+        self.assertEqual(rows[:2], ["break_glass|covering for a colleague: client in crisis",
+                                    "read|break_glass"])
+        # Supervisors of the client's site see it; those of another do not.
+        seen = self.req("GET", "/api/v1/break-glass", headers=self.sup_a.auth).json()["grants"]
+        self.assertIn(g["id"], [x["id"] for x in seen])
+        seen = self.req("GET", "/api/v1/break-glass", headers=self.sup_b.auth).json()["grants"]
+        self.assertNotIn(g["id"], [x["id"] for x in seen])
+        # Expired: the access ends with it.
+        self.psql("ALTER TABLE intake.break_glass NO FORCE ROW LEVEL SECURITY; "
+                  "UPDATE intake.break_glass SET granted_at = now() - interval '2 hours', "
+                  "expires_at = now() - interval '1 hour' WHERE id = '%s'; "
+                  "ALTER TABLE intake.break_glass FORCE ROW LEVEL SECURITY" % g["id"])
+        self.assertProblem(self.req("GET", path, headers=self.colleague.auth), 404)
+
+    def test_break_glass_to_unknown_client_is_404_and_audited(self):
+        missing = str(uuid.uuid4())
+        r = self.req("POST", "/api/v1/clients/%s/break-glass" % missing,
+                     {"reason": "client in crisis at the desk"}, headers=self.sup_b.auth)
+        self.assertProblem(r, 404)
+        rows = self.psql("SELECT outcome FROM audit.events WHERE request_id = '%s'"
+                         % r.header("X-Request-Id")).split()
+        self.assertEqual(rows, ["denied"])
+
+    def test_in_scope_needs_no_glass(self):
+        self.assertProblem(self.grant(self.peer), 422)
+
+
+class RevocationTests(StackTestCase):
+    """The gateway caches sessions; a revocation must still bite at once."""
+    settings = {"allow_bootstrap": True, "session_cache_ttl_ms": 60000}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = launch.Org(cls.stack).bootstrap()
+        cls.path = "/api/v1/sites"
+
+    def fresh_peer(self):
+        peer = self.org.add_staff(["peer_specialist"])
+        for _ in range(3):  # cached after the first
+            self.assertEqual(self.req("GET", self.path, headers=peer.auth).status, 200)
+        return peer
+
+    def test_logout_is_immediate(self):
+        peer = self.fresh_peer()
+        r = self.req("DELETE", "/api/v1/sessions/current", headers=peer.auth)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertProblem(self.req("GET", self.path, headers=peer.auth), 401)
+
+    def test_disable_is_immediate(self):
+        peer = self.fresh_peer()
+        r = self.req("POST", "/api/v1/staff/%s/disable" % peer.id, {"reason": "left"},
+                     headers=self.org.admin.auth)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertProblem(self.req("GET", self.path, headers=peer.auth), 401)
+
+    def test_role_change_is_immediate(self):
+        peer = self.fresh_peer()
+        r = self.req("PATCH", "/api/v1/staff/" + peer.id,
+                     {"set_roles": True, "roles": ["analyst"]}, headers=self.org.admin.auth)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertProblem(self.req("GET", self.path, headers=peer.auth), 403)
+
+    def test_revoked_api_key_is_refused_at_once(self):
+        r = self.req("POST", "/api/v1/api-keys", {"name": "x", "role": "analyst",
+                                                  "site_ids": [self.org.site_id]},
+                     headers=self.org.admin.auth)
+        self.assertEqual(r.status, 201, r.body)
+        key, kid = r.json()["token"], r.json()["api_key"]["id"]
+        auth = {"Authorization": "Bearer " + key}
+        for _ in range(2):
+            self.assertProblem(self.req("GET", self.path, headers=auth), 403)  # known, not allowed
+        r = self.req("POST", "/api/v1/api-keys/%s/revoke" % kid, {}, headers=self.org.admin.auth)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertProblem(self.req("GET", self.path, headers=auth), 401)
+
+    def test_revocation_from_elsewhere_arrives_by_notification(self):
+        # As another gateway (or an administrator's script) would: revoke in
+        # the database and notify; this gateway must stop serving the cached
+        # session well within the cache's 60 s.
+        peer = self.fresh_peer()
+        sid = self.psql("SELECT id FROM identity.sessions WHERE staff_id = '%s' "
+                        "AND revoked_at IS NULL" % peer.id).strip()
+        self.psql("BEGIN; UPDATE identity.sessions SET revoked_at = now() WHERE id = '%s'; "
+                  "SELECT pg_notify('beacon_identity', 'session:%s'); COMMIT" % (sid, sid))
+        deadline = time.monotonic() + 2 * SCALE
+        while time.monotonic() < deadline:
+            status = self.req("GET", self.path, headers=peer.auth).status
+            if status == 401:
+                break
+            time.sleep(0.05)
+        self.assertEqual(status, 401)
+
+
+class HostileInputTests(StackTestCase):
+    sign_in = "peer_specialist"
+
+    def test_sql_metacharacters_are_data(self):
+        nasty = "O'Brien\"; DROP TABLE intake.clients; --"
+        _, made = self.create_client(family_name=nasty, preferred_name="x' OR '1'='1")
+        got = self.req("GET", "/api/v1/clients/" + made["id"])
+        self.assertEqual(got.status, 200, got.body)
+        self.assertEqual(got.json()["family_name"], nasty)
+        for bad in ("1' OR '1'='1", "00000000-0000-0000-0000-000000000000' --", "' OR 1=1"):
+            r = self.req("GET", "/api/v1/clients/" + urllib.parse.quote(bad))
+            self.assertIn(r.status, (400, 404), r.body)
+        r = self.req("POST", "/api/v1/sessions", {"email": "' OR 1=1 --", "password": "x' OR '1"},
+                     auth=False)
+        self.assertProblem(r, 401)
+
+    def test_oversized_headers_are_refused_and_the_gateway_survives(self):
+        for headers in ({"X-Padding": "a" * 70000},
+                        {"Authorization": "Bearer bst_" + "a" * 5000}):
+            try:
+                r = self.req("GET", "/api/v1/sites", headers=headers)
+            except (ConnectionError, OSError):
+                continue  # the connection closed: also a refusal
+            self.assertGreaterEqual(r.status, 400, r.body)
+            self.assertLess(r.status, 500, r.body)
+        self.assertHealthy()
+
+    def test_token_shapes(self):
+        for value in ("Bearer", "Bearer ", "bearer bak_" + "x" * 40, "Token abc",
+                      "Bearer bst_' OR '1'='1"):
+            r = self.req("GET", "/api/v1/sites", headers={"Authorization": value})
+            self.assertProblem(r, 401)
+
+
+class AuditTamperTests(StackTestCase):
+    """After real traffic the verifier finds the log intact; an edited, a
+    deleted and a reordered row are each reported as the first broken link
+    of their chain."""
+    sign_in = "peer_specialist"
+
+    def verify(self):
+        return run_binary("audit-verify", env_extra={
+            "BEACON_DATABASE_URL": self.stack.database_url, "BEACON_LOG_LEVEL": "error"},
+            timeout=60)
+
+    def tamper(self, sql):
+        self.psql("ALTER TABLE audit.events DISABLE TRIGGER events_append_only; %s; "
+                  "ALTER TABLE audit.events ENABLE TRIGGER events_append_only" % sql)
+
+    def traffic(self):
+        ids = [self.create_client()[1]["id"] for _ in range(3)]
+        for cid in ids:
+            self.assertEqual(self.req("GET", "/api/v1/clients/" + cid).status, 200)
+        return ids
+
+    def test_intact_then_each_tampering_detected(self):
+        ids = self.traffic()
+        ok = self.verify()
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+        # Pick a chain with at least three rows (an intake worker's or the
+        # read writer's) and tamper with its second row in three ways.
+        chain = self.psql("SELECT chain FROM audit.events WHERE client_id = '%s' "
+                          "ORDER BY seq DESC LIMIT 1" % ids[0]).strip()
+        n = int(self.psql("SELECT max(seq) FROM audit.events WHERE chain = '%s'" % chain))
+        self.assertGreaterEqual(n, 2)
+        where = "chain = '%s' AND seq = %d" % (chain, n - 1)
+
+        self.tamper("UPDATE audit.events SET purpose = 'payment' WHERE " + where)
+        bad = self.verify()
+        self.assertNotEqual(bad.returncode, 0, bad.stdout)
+        self.assertIn(chain, bad.stdout + bad.stderr)
+        self.tamper("UPDATE audit.events SET purpose = 'treatment' WHERE " + where)
+        self.assertEqual(self.verify().returncode, 0)
+
+        # Reorder: the two rows swap places (seq values).
+        swap = ("UPDATE audit.events SET seq = {t} WHERE chain = '{c}' AND seq = {a}; "
+                "UPDATE audit.events SET seq = {a} WHERE chain = '{c}' AND seq = {b}; "
+                "UPDATE audit.events SET seq = {b} WHERE chain = '{c}' AND seq = {t}").format(
+                    t=n + 1000, c=chain, a=n - 1, b=n)
+        self.tamper(swap)
+        bad = self.verify()
+        self.assertNotEqual(bad.returncode, 0, bad.stdout)
+        self.tamper(swap)
+        self.assertEqual(self.verify().returncode, 0)
+
+        self.tamper("DELETE FROM audit.events WHERE " + where)
+        bad = self.verify()
+        self.assertNotEqual(bad.returncode, 0, bad.stdout)
+        self.assertIn(chain, bad.stdout + bad.stderr)
