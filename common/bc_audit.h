@@ -38,6 +38,14 @@
  *  an anchor covers them; bc_audit_chain_anchor() anchors the head at a
  *  clean shutdown so a stopped chain is fully covered.
  *
+ *  Batches. bc_audit_append_batch writes n events as n consecutive rows in
+ *  one statement (one round trip; outside a transaction it commits on its
+ *  own, so the commit rides on the same round trip). Hashes and anchors are
+ *  computed in C exactly as n appends would, so the rows, and what the
+ *  verifier sees, do not depend on how events were grouped. The batch goes
+ *  in whole or not at all, with the same out-of-step check and single retry
+ *  as an append. The group-commit writer (bc_audit_writer.h) uses it.
+ *
  *  What this detects and what it does not. Editing, deleting or reordering
  *  rows, and deleting a tail covered by an anchor, are reported as the first
  *  broken link of the chain. Someone able to write the tables as their owner
@@ -79,6 +87,8 @@
 /* Default anchor schedule. */
 #define BC_AUDIT_ANCHOR_EVENTS 1000
 #define BC_AUDIT_ANCHOR_MS 10000
+/* Most events in one bc_audit_append_batch. */
+#define BC_AUDIT_BATCH_MAX 1024
 
 /* Actions (the column is any [a-z][a-z0-9_]{0,31}; these are the ones the
  * services use). */
@@ -143,6 +153,20 @@ int64_t bc_audit_chain_seq(const bc_audit_chain_t *self, uint8_t hash[BC_AUDIT_H
  * returned. */
 int bc_audit_append(bc_audit_chain_t *self, bc_db_t *db, const bc_audit_event_t *ev,
                     bc_error_t *err);
+/* Appends evs[0..n) to the chain as consecutive rows, in one statement and
+ * so one round trip (outside a transaction that includes the commit: the
+ * rows commit on their own and the head advances at once; inside one, they
+ * are pending like appends). The rows, their hashes and the anchors due
+ * among them are exactly those of n calls to bc_audit_append; the batch goes
+ * in whole or not at all. Every event is checked first: a bad one fails the
+ * batch with INVALID_ARGUMENT naming the field (detail: which event) and
+ * nothing is sent. When the head is out of step the chain re-reads it and
+ * retries once, as bc_audit_append does. n is 0 (nothing to do) to
+ * BC_AUDIT_BATCH_MAX. Returns 0, or -1 with err set; after a database error
+ * nothing of the batch was written and a caller's transaction must be
+ * rolled back. */
+int bc_audit_append_batch(bc_audit_chain_t *self, bc_db_t *db, const bc_audit_event_t *evs,
+                          size_t n, bc_error_t *err);
 /* Checks ev as bc_audit_append would, without writing: 0 or -1 with err
  * (INVALID_ARGUMENT naming the field). */
 int bc_audit_event_check(const bc_audit_event_t *ev, bc_error_t *err);
