@@ -12,9 +12,11 @@
 #include "bc_mem.h"
 #include "bc_util.h"
 
-#define S_BATCH_MAX 256      /* events per transaction */
+#define S_BATCH_MAX 256      /* events per batch (one statement) */
 #define S_FAILED_RANGES 256  /* failed batches remembered */
 #define S_RECONNECT_MS 1000  /* back-off budget when the connection is gone */
+
+_Static_assert(S_BATCH_MAX <= BC_AUDIT_BATCH_MAX, "a batch must fit bc_audit_append_batch");
 
 typedef struct s_item {
     struct s_item *next;
@@ -38,6 +40,7 @@ struct bc_audit_writer {
     unsigned nfailed; /* total failed batches; ring index = n % size */
     bc_db_t *db;
     bc_audit_chain_t *chain;
+    bc_audit_event_t evs[S_BATCH_MAX]; /* the batch being written (writer thread) */
     bc_audit_settled_fn notify;
     void *notify_arg;
 };
@@ -83,23 +86,24 @@ static void s_items_free(s_item_t *it)
     }
 }
 
-/* Writes one batch in one transaction. On failure the batch is tried once
- * more on a fresh connection (a dropped connection is the common cause). */
+/* Writes one batch: one statement outside any transaction, so the rows and
+ * their commit take one round trip (bc_audit_append_batch; all rows or
+ * none). On failure the batch is tried once more on a fresh connection (a
+ * dropped connection is the common cause; if the lost statement did commit,
+ * the retry finds the head out of step, re-reads it and writes the events
+ * again after it: recorded twice, never missing). */
 static bool s_write(bc_audit_writer_t *self, s_item_t *batch)
 {
+    size_t n = 0;
+    for (s_item_t *it = batch; it && n < S_BATCH_MAX; it = it->next)
+        self->evs[n++] = it->ev;
     for (int attempt = 0; attempt < 2; attempt++) {
         bc_error_t err;
         if (!bc_db_ok(self->db) && bc_db_connect(self->db, S_RECONNECT_MS, &err) < 0)
             continue;
-        bool ok = bc_db_begin(self->db, &err) == 0;
-        for (s_item_t *it = batch; ok && it; it = it->next)
-            ok = bc_audit_append(self->chain, self->db, &it->ev, &err) == 0;
-        if (ok && bc_db_commit(self->db, &err) == 0) {
-            bc_audit_commit(self->chain);
+        if (bc_audit_append_batch(self->chain, self->db, self->evs, n, &err) == 0)
             return true;
-        }
-        bc_db_rollback(self->db);
-        bc_audit_rollback(self->chain);
+        bc_audit_rollback(self->chain); /* nothing of it was written */
         bc_warn("audit batch not written (attempt %d): %s (%s)", attempt + 1, err.message,
                 err.detail);
     }
