@@ -2,6 +2,7 @@
 """api.py: one HTTPS request to the benchmark stack, for setting up data.
 
     python3 tests/bench/api.py METHOD PATH [JSON_BODY] [--expect STATUS] [--field NAME]
+                               [--token TOKEN]
 
 Uses BENCH_URL and BENCH_CA (written by stack.py). Prints the response body,
 or with --field the value of one top-level JSON field. Exits 1 (with the
@@ -18,13 +19,15 @@ import urllib.parse
 
 
 def main(argv):
-    args, expect, field = [], None, None
+    args, expect, field, token = [], None, None, None
     it = iter(argv[1:])
     for a in it:
         if a == "--expect":
             expect = int(next(it))
         elif a == "--field":
             field = next(it)
+        elif a == "--token":
+            token = next(it)
         else:
             args.append(a)
     if len(args) not in (2, 3):
@@ -39,6 +42,8 @@ def main(argv):
     ctx = ssl.create_default_context(cafile=os.environ["BENCH_CA"])
     conn = http.client.HTTPSConnection(url.hostname, url.port, timeout=10, context=ctx)
     headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = "Bearer " + token
     conn.request(method, path, body=body, headers=headers)
     resp = conn.getresponse()
     data = resp.read().decode("utf-8", "replace")

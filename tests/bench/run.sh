@@ -5,7 +5,14 @@
 # stack.py: a private PostgreSQL cluster with fsync on, the five services and
 # the gateway, free ports, a temporary state directory, log_level=warn), runs
 # each benchmark in BENCHMARKS in order against it, then prints a summary and
-# the ratio checks, the last line being the verdict. Figures drift from run to
+# the ratio checks, the last line being the verdict.
+#
+# The skeleton baseline. Some targets compare with "the unauthenticated
+# skeleton": Beacon as it was at BENCH_BASELINE_REV, before sign-in and audit
+# guarded client records. That tree is exported from git into
+# var/bench/baseline-<rev> (once; later runs reuse its build), built, and
+# started as a second stack beside the current one, so both are measured in
+# the same run on the same machine. Figures drift from run to
 # run and machine to machine: compare figures of the same run (DESIGN.md).
 # Everything is stopped and removed on exit, whatever the exit path.
 #
@@ -24,6 +31,12 @@
 #   BENCH_STRICT   1: exit 1 when a ratio misses its target (default: report only)
 #   BENCH_KEEP     1: keep the state directory (process logs) and print its path
 #   BENCH_SETTINGS extra settings for every process, e.g. "workers=2 gateway_threads=2"
+#   BENCH_CONNECTIONS  wrk connections for the client GETs (default 64: enough
+#                  concurrent callers to saturate this 2-core machine, so
+#                  req/s is capacity; at 16 the audited path is bound by its
+#                  commit latency instead and its figure measures that)
+#   BENCH_BASELINE_REV  the skeleton's commit (default: the last one before
+#                  client routes required sign-in)
 #
 # Exit status: 0 when every benchmark ran cleanly (no failed requests, no
 # process died); 1 otherwise, or with BENCH_STRICT=1 when a target is missed.
@@ -37,14 +50,17 @@ BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_ONLY=${BENCH_ONLY:-}
 BENCH_STRICT=${BENCH_STRICT:-0}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
+BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b615}
 
 # Benchmarks, run in this order.
-BENCHMARKS=(client_get pgbench_select)
+BENCHMARKS=(client_get_skeleton client_get pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
 RATIOS=(
-  "client_get.rps pgbench_select.tps 0.15 GET /api/v1/clients/{id} req/s over pgbench -S tps"
+  "client_get.rps client_get_skeleton.rps 0.70 signed-in, audited GET over the unauthenticated skeleton (auth + audit cost <= 30%)"
+  "client_get_skeleton.rps pgbench_select.tps 0.15 skeleton GET /api/v1/clients/{id} req/s over pgbench -S tps"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -78,6 +94,11 @@ pg_admin() {
     -U postgres -d postgres -c "$1"
 }
 
+# pg_beacon SQL: runs SQL in the stack's Beacon database as its owner.
+pg_beacon() {
+  psql "$BENCH_DATABASE_URL" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"
+}
+
 # run_child OUTFILE COMMAND...: runs a load generator with its output in
 # OUTFILE. In the background plus `wait`, because bash runs a signal trap
 # only after a foreground command ends: Ctrl-C must not wait out a run.
@@ -94,18 +115,23 @@ run_child() {
 # ms MICROSECONDS: prints milliseconds with three decimals.
 ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
 
-# s_wrk NAME PATH THREADS CONNECTIONS: warm-up, then a measured wrk run of
-# GET PATH over TLS keep-alive; records NAME.rps, NAME.p50_ms, NAME.p99_ms and
-# NAME.requests. Any socket error or non-2xx/3xx answer fails the benchmark.
+# s_wrk NAME PATH THREADS CONNECTIONS [HEADER]: warm-up, then a measured wrk
+# run of GET PATH over TLS keep-alive against $BENCH_URL, with HEADER (e.g.
+# "Authorization: Bearer ...") on every request; records NAME.rps,
+# NAME.p50_ms, NAME.p99_ms and NAME.requests. Any socket error or
+# non-2xx/3xx answer fails the benchmark.
 s_wrk() {
   local name=$1 path=$2 threads=$3 conns=$4 out="$TMP/wrk.$1.out" line kv k v
+  local -a hdr=()
+  [ -z "${5:-}" ] || hdr=(-H "$5")
   local -A w=()
   if [ "$BENCH_WARMUP" != 0 ]; then
-    run_child "$out" wrk -t"$threads" -c"$conns" -d"${BENCH_WARMUP}s" "$BENCH_URL$path" || true
+    run_child "$out" wrk -t"$threads" -c"$conns" -d"${BENCH_WARMUP}s" "${hdr[@]}" \
+      "$BENCH_URL$path" || true
   fi
-  echo "  wrk -t$threads -c$conns -d${BENCH_SECONDS}s --latency $BENCH_URL$path"
+  echo "  wrk -t$threads -c$conns -d${BENCH_SECONDS}s --latency${5:+ -H '${5%% *} ...'} $BENCH_URL$path"
   if ! run_child "$out" wrk -t"$threads" -c"$conns" -d"${BENCH_SECONDS}s" --latency \
-         -s "$HERE/wrk_report.lua" "$BENCH_URL$path"; then
+         "${hdr[@]}" -s "$HERE/wrk_report.lua" "$BENCH_URL$path"; then
     sed 's/^/    /' "$out"
     fail "$name" "wrk exited non-zero"
     return 0
@@ -136,23 +162,59 @@ s_wrk() {
 # ---------------------------------------------------------------------------
 # Benchmarks
 
-# GET of one client through the whole path: TLS keep-alive -> gateway ->
-# ZeroMQ -> intake -> PostgreSQL and back.
+# GET of one client through the whole path, as a signed-in peer specialist
+# reading a client on their caseload: TLS keep-alive -> gateway (session
+# cache, role check) -> ZeroMQ -> intake (scope, row-level security, audit
+# record durable before the reply) -> PostgreSQL and back.
 bench_client_get() {
-  echo "== client_get: GET /api/v1/clients/{id}, TLS keep-alive"
-  local id
+  echo "== client_get: GET /api/v1/clients/{id} signed in, audited, TLS keep-alive"
+  local id token
+  if ! token=$(python3 "$HERE/signin.py" peer_specialist); then
+    fail client_get "could not sign in a peer specialist"
+    return 0
+  fi
   if ! id=$(api POST /api/v1/clients \
               '{"given_name":"Ada","family_name":"Lovelace","date_of_birth":"1990-01-01"}' \
-              --field id); then
+              --token "$token" --field id); then
     fail client_get "could not create the client"
     return 0
   fi
-  if ! api GET "/api/v1/clients/$id" >/dev/null; then
+  if ! api GET "/api/v1/clients/$id" --token "$token" >/dev/null; then
     fail client_get "GET of the new client $id did not answer 200"
     return 0
   fi
+  local before after
+  before=$(pg_beacon "SELECT count(*) FROM audit.events WHERE action = 'read'")
+  echo "  client $id, as a peer specialist (session token)"
+  s_wrk client_get "/api/v1/clients/$id" 2 "$BENCH_CONNECTIONS" "Authorization: Bearer $token"
+  after=$(pg_beacon "SELECT count(*) FROM audit.events WHERE action = 'read'")
+  result client_get.audited_reads $((after - before)) ""
+  local per_commit
+  per_commit=$(pg_beacon "SELECT round(count(*)::numeric / greatest(count(DISTINCT xmin::text), 1), 1)
+                          FROM audit.events WHERE action = 'read'")
+  result client_get.audit_events_per_commit "$per_commit" ""
+  echo "  audit: $((after - before)) read events recorded during warm-up and run, $per_commit per commit"
+  if [ $((after - before)) -lt "${RESULT[client_get.requests]:-0}" ]; then
+    fail client_get "fewer audit records than answered requests"
+  fi
+}
+
+# The same GET on the skeleton (BENCH_BASELINE_REV): no sign-in, no audit.
+bench_client_get_skeleton() {
+  echo "== client_get_skeleton: GET /api/v1/clients/{id} on the skeleton ($BASE_REV_SHORT), no sign-in, no audit"
+  if [ -z "${BASE_URL:-}" ]; then
+    fail client_get_skeleton "the skeleton stack is not running"
+    return 0
+  fi
+  local id
+  if ! id=$(BENCH_URL=$BASE_URL BENCH_CA=$BASE_CA api POST /api/v1/clients \
+              '{"given_name":"Ada","family_name":"Lovelace","date_of_birth":"1990-01-01"}' \
+              --field id); then
+    fail client_get_skeleton "could not create the client"
+    return 0
+  fi
   echo "  client $id"
-  s_wrk client_get "/api/v1/clients/$id" 2 16
+  BENCH_URL=$BASE_URL s_wrk client_get_skeleton "/api/v1/clients/$id" 2 "$BENCH_CONNECTIONS"
 }
 
 # The database's own ceiling on this machine for comparison: pgbench's
@@ -212,6 +274,15 @@ s_cleanup() {
     kill -TERM "$CHILD_PID" 2>/dev/null || true
     wait "$CHILD_PID" 2>/dev/null || true
   fi
+  if [ -n "${BASE_PID:-}" ]; then
+    kill -TERM "$BASE_PID" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$BASE_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BASE_PID" 2>/dev/null || true
+    wait "$BASE_PID" 2>/dev/null || true
+  fi
+  if [ -n "${TMP:-}" ] && [ -f "$TMP/base-state/pg/data/postmaster.pid" ]; then
+    bash "$REPO/deploy/pg-cluster.sh" stop "$TMP/base-state/pg" || true
+  fi
   if [ -n "${STACK_PID:-}" ]; then
     kill -TERM "$STACK_PID" 2>/dev/null || true
     for _ in $(seq 1 600); do kill -0 "$STACK_PID" 2>/dev/null || break; sleep 0.1; done
@@ -237,7 +308,8 @@ s_start_stack() {
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/beacon-bench.XXXXXX")
   chmod 0711 "$TMP"  # the postgres user must traverse it to reach its cluster
   # shellcheck disable=SC2086  # BENCH_SETTINGS is a list of name=value words
-  python3 "$HERE/stack.py" "$BUILD" "$TMP/state" "$TMP/stack.env" log_level=warn ${BENCH_SETTINGS:-} \
+  python3 "$HERE/stack.py" "$BUILD" "$TMP/state" "$TMP/stack.env" log_level=warn \
+    allow_bootstrap=true ${BENCH_SETTINGS:-} \
     >"$TMP/stack.log" 2>&1 &
   STACK_PID=$!
   local t0=$SECONDS
@@ -254,6 +326,46 @@ s_start_stack() {
   . "$TMP/stack.env"
   set +a
   echo "stack    gateway $BENCH_URL, started in $((SECONDS - t0)) s (log_level=warn)"
+}
+
+# Builds the skeleton (BENCH_BASELINE_REV) once into var/bench and starts it
+# as a second stack; sets BASE_URL and BASE_CA. A failure is reported and
+# the skeleton benchmark then fails; the others still run.
+s_start_baseline() {
+  local rev dir t0=$SECONDS
+  if ! rev=$(git -C "$REPO" rev-parse --verify -q "$BENCH_BASELINE_REV^{commit}"); then
+    echo "bench: skeleton commit $BENCH_BASELINE_REV is not in this clone's history" >&2
+    return 0
+  fi
+  BASE_REV_SHORT=${rev:0:7}
+  dir="$REPO/var/bench/baseline-$rev"
+  if [ ! -x "$dir/build/bin/beacon-gateway" ]; then
+    echo "skeleton building $BASE_REV_SHORT in ${dir#$REPO/} (once)"
+    rm -rf "$dir" && mkdir -p "$dir"
+    if ! git -C "$REPO" archive "$rev" | tar -x -C "$dir" ||
+       ! make -C "$dir" -j"$(nproc)" all >"$TMP/baseline-build.log" 2>&1; then
+      echo "bench: the skeleton did not build:" >&2
+      tail -n 20 "$TMP/baseline-build.log" >&2 || true
+      rm -rf "$dir"
+      return 0
+    fi
+  fi
+  # shellcheck disable=SC2086
+  python3 "$dir/tests/bench/stack.py" "$dir/build" "$TMP/base-state" "$TMP/base.env" \
+    log_level=warn ${BENCH_SETTINGS:-} >"$TMP/base.log" 2>&1 &
+  BASE_PID=$!
+  until [ -f "$TMP/base.env" ]; do
+    if ! kill -0 "$BASE_PID" 2>/dev/null || [ $((SECONDS - t0)) -gt 300 ]; then
+      echo "bench: the skeleton stack did not start:" >&2
+      tail -n 30 "$TMP/base.log" >&2
+      BASE_PID=
+      return 0
+    fi
+    sleep 0.2
+  done
+  BASE_URL=$(. "$TMP/base.env"; echo "$BENCH_URL")
+  BASE_CA=$(. "$TMP/base.env"; echo "$BENCH_CA")
+  echo "skeleton $BASE_REV_SHORT at $BASE_URL, ready in $((SECONDS - t0)) s (same machine, same run)"
 }
 
 s_selected() {
@@ -302,6 +414,7 @@ main() {
   trap 'exit 143' TERM
   s_header
   s_start_stack
+  if s_selected client_get_skeleton; then s_start_baseline; fi
   local b missed=0
   for b in "${BENCHMARKS[@]}"; do
     s_selected "$b" || continue

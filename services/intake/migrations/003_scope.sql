@@ -23,7 +23,7 @@ CREATE INDEX clients_assigned ON intake.clients (assigned_staff_id)
 
 -- True when the caller's ordinary scope covers a client so placed.
 CREATE FUNCTION intake.in_scope(c_agency uuid, c_site uuid, c_assigned uuid) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
+LANGUAGE sql STABLE AS $$
     SELECT c_agency = scope.agency_id() AND c_site = ANY (scope.site_ids()) AND (
                scope.has_role('supervisor')
             OR (scope.has_role('peer_specialist')
