@@ -218,7 +218,7 @@ uint64_t bc_audit_writer_submit(bc_audit_writer_t *self, const bc_audit_event_t 
         bc_error_set(err, BC_UNAVAILABLE, "", "audit writer is stopping");
         return 0;
     }
-    it->ticket = self->next_ticket++;
+    uint64_t ticket = it->ticket = self->next_ticket++;
     if (self->tail)
         self->tail->next = it;
     else
@@ -226,7 +226,7 @@ uint64_t bc_audit_writer_submit(bc_audit_writer_t *self, const bc_audit_event_t 
     self->tail = it;
     pthread_cond_signal(&self->wake);
     pthread_mutex_unlock(&self->lock);
-    return it->ticket;
+    return ticket; /* not it->ticket: once unlocked, the writer may have freed it */
 }
 
 static bc_audit_state_t s_state_locked(bc_audit_writer_t *self, uint64_t ticket)
