@@ -11,6 +11,9 @@
  *  one transaction (the tests connect as the owner). The tamper tests edit,
  *  delete and reorder rows the same way and check that the verifier names
  *  the right seq; the last test runs the beacon-audit-verify binary.
+ *  Batches (bc_audit_append_batch) are checked to write exactly the rows,
+ *  hashes and anchors that as many appends would, all or nothing, and to
+ *  heal an out-of-step head like appends do.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -611,11 +614,14 @@ static void *s_writer_main(void *arg)
         int events = 1 + tx % 3;
         bool rollback = tx % 10 == 9;
         int rc = bc_db_begin(db, &err);
-        for (int i = 0; rc == 0 && i < events; i++) {
-            char buf[32];
-            bc_audit_event_t ev = s_event(tx * 10 + i, buf, sizeof buf);
-            rc = bc_audit_append(chain, db, &ev, &err);
-        }
+        char bufs[3][32];
+        bc_audit_event_t evs[3];
+        for (int i = 0; i < events; i++)
+            evs[i] = s_event(tx * 10 + i, bufs[i], sizeof bufs[i]);
+        if (w->worker % 2 && rc == 0) /* odd workers write each transaction as one batch */
+            rc = bc_audit_append_batch(chain, db, evs, (size_t)events, &err);
+        for (int i = 0; !(w->worker % 2) && rc == 0 && i < events; i++)
+            rc = bc_audit_append(chain, db, &evs[i], &err);
         if (rc == 0 && !rollback) {
             rc = bc_db_commit(db, &err);
             if (rc == 0) {
@@ -1032,6 +1038,372 @@ static void test_cli_exit_codes(void **state)
     bc_audit_chain_destroy(&other);
 }
 
+/* ---- Batches ----------------------------------------------------------------- */
+
+/* Values the batch's array literals must carry through byte for byte. */
+static const char *const s_awkward[] = {
+    "NULL",   "null",     "\"quoted\"",  "back\\slash", "\\\"",      "{braces}",
+    "a,b",    " padded ", "caf\xc3\xa9", "tab\there",   "new\nline", "it's",
+    "{\"a\"", "}",        "\\x00",       "x",
+};
+#define S_NAWKWARD (sizeof s_awkward / sizeof s_awkward[0])
+static const char *const s_details[] = {
+    NULL,
+    "{}",
+    "{\"q\": \"a \\\" b \\\\ c\", \"u\": \"\\u00e9\", \"n\": null}",
+    "  {\"pad\" : [1,  2]}  ",
+    "",
+};
+
+/* Event i of a batch: the fields cycle through awkward values, "" and NULL. */
+static bc_audit_event_t s_batch_event(int i, int64_t at_us)
+{
+    return (bc_audit_event_t){
+        .at_us = at_us,
+        .request_id = s_awkward[i % S_NAWKWARD],
+        .actor_staff_id = i % 3 ? "staff-1" : NULL,
+        .actor_api_key_id = i % 3 ? NULL : s_awkward[(i + 1) % S_NAWKWARD],
+        .agency_id = "agency-1",
+        .site_id = i % 5 ? "" : s_awkward[(i + 2) % S_NAWKWARD],
+        .action = i % 7 ? BC_AUDIT_READ : BC_AUDIT_EXPORT,
+        .resource_type = "client",
+        .resource_id = s_awkward[(i + 3) % S_NAWKWARD],
+        .client_id = s_awkward[(i + 5) % S_NAWKWARD],
+        .purpose = s_awkward[(i + 7) % S_NAWKWARD],
+        .outcome = i % 11 ? BC_AUDIT_OK : BC_AUDIT_DENIED,
+        .detail = s_details[i % 5],
+    };
+}
+
+static void s_batch(bc_audit_chain_t *chain, bc_db_t *db, const bc_audit_event_t *evs, size_t n)
+{
+    bc_error_t err = {0};
+    if (bc_audit_append_batch(chain, db, evs, n, &err))
+        fail_msg("batch of %zu: %s (%s)", n, err.message, err.detail);
+}
+
+/* The text value of a one-row, one-column query into out ("" for NULL). */
+static void s_text(bc_db_t *db, const char *sql, int nparams, const char *const *params, char *out,
+                   size_t size)
+{
+    bc_error_t err = {0};
+    PGresult *res = bc_db_query(db, sql, nparams, params, &err);
+    if (!res)
+        fail_msg("%s: %s", sql, err.detail);
+    assert_int_equal(PQntuples(res), 1);
+    snprintf(out, size, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+static int64_t s_rows(fixture_t *fx, const bc_audit_chain_t *chain)
+{
+    const char *params[] = {bc_audit_chain_id(chain)};
+    return s_int(fx->db, "SELECT count(*) FROM audit.events WHERE chain = $1", 1, params);
+}
+
+static void test_batch_of_one(void **state)
+{
+    fixture_t *fx = *state;
+    bc_audit_chain_t *chain = s_chain(fx, fx->db, 0);
+    bc_error_t err = {0};
+    char buf[32];
+    bc_audit_event_t ev = s_event(1, buf, sizeof buf);
+    ev.at_us = INT64_C(1767225600123456);
+
+    /* Outside a transaction it commits on its own. */
+    s_batch(chain, fx->db, &ev, 1);
+    uint8_t zero[BC_AUDIT_HASH_LEN] = {0}, want[BC_AUDIT_HASH_LEN], head[BC_AUDIT_HASH_LEN];
+    bc_audit_hash(zero, bc_audit_chain_id(chain), 1, &ev, want);
+    assert_int_equal(bc_audit_chain_seq(chain, head), 1);
+    assert_memory_equal(head, want, sizeof want);
+
+    /* Inside one it is pending until the caller reports the commit. */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    s_batch(chain, fx->db, &ev, 1);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 1);
+    assert_int_equal(bc_db_commit(fx->db, &err), 0);
+    bc_audit_commit(chain);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 2);
+
+    /* An empty batch does nothing; batches and appends mix on one chain. */
+    assert_int_equal(bc_audit_append_batch(chain, fx->db, NULL, 0, &err), 0);
+    assert_int_equal(bc_audit_append(chain, fx->db, &ev, &err), 0);
+    s_batch(chain, fx->db, &ev, 1);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 4);
+    assert_int_equal(s_rows(fx, chain), 4);
+    s_expect_intact(fx, 1, 4);
+    bc_audit_chain_destroy(&chain);
+}
+
+/* 256 awkward events in one batch: the chain's head is the hash the test
+ * computes over the events as given, and the verifier recomputes every
+ * row's hash from what was stored, so both agree only if every byte went
+ * through. The rows equal those of 256 appends of the same events. */
+static void test_batch_of_256(void **state)
+{
+    fixture_t *fx = *state;
+    bc_audit_chain_t *chain = s_chain(fx, fx->db, 0);
+    bc_audit_chain_t *single = s_chain(fx, fx->db, 1);
+    bc_error_t err = {0};
+    enum { N = 256 };
+    bc_audit_event_t evs[N];
+    int64_t t = bc_now_ms() * 1000;
+    uint8_t prev[BC_AUDIT_HASH_LEN] = {0}, head[BC_AUDIT_HASH_LEN];
+    for (int i = 0; i < N; i++) {
+        evs[i] = s_batch_event(i, t + i * 7);
+        bc_audit_hash(prev, bc_audit_chain_id(chain), i + 1, &evs[i], prev);
+    }
+    s_batch(chain, fx->db, evs, N);
+    assert_int_equal(bc_audit_chain_seq(chain, head), N);
+    assert_memory_equal(head, prev, sizeof prev);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(bc_audit_append(single, fx->db, &evs[i], &err), 0);
+    const char *params[] = {bc_audit_chain_id(chain), bc_audit_chain_id(single)};
+    assert_int_equal(
+        s_int(fx->db,
+              "SELECT count(*) FROM audit.events a JOIN audit.events b USING (seq)"
+              " WHERE a.chain = $1 AND b.chain = $2 AND (a.at, a.request_id, a.actor_staff_id,"
+              " a.actor_api_key_id, a.agency_id, a.site_id, a.action, a.resource_type,"
+              " a.resource_id, a.client_id, a.purpose, a.outcome, a.detail::text)"
+              " IS NOT DISTINCT FROM (b.at, b.request_id, b.actor_staff_id, b.actor_api_key_id,"
+              " b.agency_id, b.site_id, b.action, b.resource_type, b.resource_id, b.client_id,"
+              " b.purpose, b.outcome, b.detail::text)",
+              2, params),
+        N);
+    /* "NULL" is text, "" is NULL: i % 16 == 0 and i % 5 != 0, 12 of them. */
+    assert_int_equal(s_int(fx->db,
+                           "SELECT count(*) FROM audit.events WHERE chain = $1"
+                           " AND request_id = 'NULL' AND site_id IS NULL",
+                           1, params),
+                     12);
+    s_expect_intact(fx, 2, 2 * N);
+
+    /* More than BC_AUDIT_BATCH_MAX is refused before anything is sent. */
+    bc_audit_event_t *many = calloc(BC_AUDIT_BATCH_MAX + 1, sizeof *many);
+    for (int i = 0; i <= BC_AUDIT_BATCH_MAX; i++)
+        many[i] = evs[i % N];
+    assert_int_equal(bc_audit_append_batch(chain, fx->db, many, BC_AUDIT_BATCH_MAX + 1, &err), -1);
+    assert_int_equal(err.code, BC_INVALID_ARGUMENT);
+    s_batch(chain, fx->db, many, BC_AUDIT_BATCH_MAX);
+    free(many);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), N + BC_AUDIT_BATCH_MAX);
+    s_expect_intact(fx, 2, 2 * N + BC_AUDIT_BATCH_MAX);
+    bc_audit_chain_destroy(&chain);
+    bc_audit_chain_destroy(&single);
+}
+
+/* A batch writes the anchors n appends would, in the same statement: by
+ * count across batch boundaries, and by time inside one batch. */
+static void test_batch_crossing_anchor_boundaries(void **state)
+{
+    fixture_t *fx = *state;
+    bc_error_t err = {0};
+    bc_audit_chain_t *chain = s_chain(fx, fx->db, 0);
+    bc_audit_chain_set_anchor(chain, 10, 0);
+    s_append_n(chain, fx->db, 7);
+    bc_audit_event_t evs[25];
+    for (int i = 0; i < 25; i++)
+        evs[i] = s_batch_event(i, 0);
+    s_batch(chain, fx->db, evs, 25); /* 8..32: anchors at 10, 20, 30 */
+    s_batch(chain, fx->db, evs, 3);  /* 33..35: none */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    s_batch(chain, fx->db, evs, 5); /* 36..40 rolled back: no anchor at 40 */
+    bc_db_rollback(fx->db);
+    bc_audit_rollback(chain);
+    s_batch(chain, fx->db, evs, 6); /* 36..41: anchor at 40 */
+    const char *params[] = {bc_audit_chain_id(chain)};
+    char seqs[128];
+    s_text(fx->db,
+           "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM audit.anchors WHERE chain = $1", 1,
+           params, seqs, sizeof seqs);
+    assert_string_equal(seqs, "10,20,30,40");
+    assert_int_equal(s_int(fx->db,
+                           "SELECT count(*) FROM audit.anchors a JOIN audit.events e"
+                           " USING (chain, seq) WHERE chain = $1 AND a.hash = e.hash"
+                           " AND a.at = e.at",
+                           1, params),
+                     4);
+    /* The shutdown anchor covers the rest. */
+    assert_int_equal(bc_audit_chain_anchor(chain, fx->db, &err), 0);
+    assert_int_equal(
+        s_int(fx->db, "SELECT max(seq) FROM audit.anchors WHERE chain = $1", 1, params), 41);
+
+    /* By time, as in test_anchors_by_count_and_time, but in one batch. */
+    bc_audit_chain_t *timed = s_chain(fx, fx->db, 1);
+    bc_audit_chain_set_anchor(timed, 1000, 10000);
+    int64_t t = bc_now_ms() * 1000 + 60 * INT64_C(1000000);
+    bc_audit_event_t tevs[6];
+    for (int i = 0; i < 6; i++)
+        tevs[i] = (bc_audit_event_t){.action = "read", .outcome = "ok", .at_us = t + i * 4000000};
+    s_batch(timed, fx->db, tevs, 6);
+    const char *timed_params[] = {bc_audit_chain_id(timed)};
+    s_text(fx->db,
+           "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM audit.anchors WHERE chain = $1", 1,
+           timed_params, seqs, sizeof seqs);
+    assert_string_equal(seqs, "1,4");
+    s_expect_intact(fx, 2, 47);
+    bc_audit_chain_destroy(&chain);
+    bc_audit_chain_destroy(&timed);
+}
+
+/* A batch whose head is out of step re-reads it and goes in after it, as
+ * an append does: never a gap, never a fork. */
+static void test_batch_stale_head_recovers(void **state)
+{
+    fixture_t *fx = *state;
+    bc_audit_chain_t *chain = s_chain(fx, fx->db, 0);
+    bc_error_t err = {0};
+    bc_audit_event_t evs[4];
+    for (int i = 0; i < 4; i++)
+        evs[i] = s_batch_event(i, 0);
+    s_batch(chain, fx->db, evs, 3);
+
+    /* Rolled back, not reported: the pending head is ahead of the table. */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    s_batch(chain, fx->db, evs, 4);
+    bc_db_rollback(fx->db);
+    s_batch(chain, fx->db, evs, 2);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 5);
+
+    /* Committed, but reported as rolled back (a COMMIT whose outcome was
+     * unknown): the head is behind the table. */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    s_batch(chain, fx->db, evs, 2);
+    assert_int_equal(bc_db_commit(fx->db, &err), 0);
+    bc_audit_rollback(chain);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 5);
+    s_batch(chain, fx->db, evs, 2);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 9);
+
+    /* Another writer added row 10 on its own connection. */
+    uint8_t h9[BC_AUDIT_HASH_LEN], h10[BC_AUDIT_HASH_LEN];
+    assert_int_equal(bc_audit_chain_seq(chain, h9), 9);
+    bc_audit_event_t other = {
+        .at_us = INT64_C(1767225600000000), .action = "read", .outcome = "ok"};
+    bc_audit_hash(h9, bc_audit_chain_id(chain), 10, &other, h10);
+    char prev_s[2 * BC_AUDIT_HASH_LEN + 3] = "\\x", hash_s[2 * BC_AUDIT_HASH_LEN + 3] = "\\x";
+    bc_hex(h9, sizeof h9, prev_s + 2);
+    bc_hex(h10, sizeof h10, hash_s + 2);
+    const char *params[] = {bc_audit_chain_id(chain), prev_s, hash_s};
+    bc_db_t *db2 = s_connect_as(s_url);
+    s_run(db2,
+          "INSERT INTO audit.events (chain, seq, at, action, outcome, prev_hash, hash)"
+          " VALUES ($1, 10, '2026-01-01 00:00:00+00', 'read', 'ok', $2::bytea, $3::bytea)",
+          3, params);
+    bc_db_destroy(&db2);
+    s_batch(chain, fx->db, evs, 3);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 13);
+
+    /* A savepoint rolled back over a batch, inside one transaction. */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    s_batch(chain, fx->db, evs, 2);
+    s_run(fx->db, "SAVEPOINT before_work", 0, NULL);
+    s_batch(chain, fx->db, evs, 2);
+    s_run(fx->db, "ROLLBACK TO SAVEPOINT before_work", 0, NULL);
+    s_batch(chain, fx->db, evs, 2);
+    assert_int_equal(bc_db_commit(fx->db, &err), 0);
+    bc_audit_commit(chain);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 17);
+    assert_int_equal(s_rows(fx, chain), 17);
+    s_expect_intact(fx, 1, 17);
+    bc_audit_chain_destroy(&chain);
+}
+
+/* One bad event fails the whole batch and nothing of it is written: an
+ * invalid field before anything is sent (the caller's transaction goes
+ * on), a value the server refuses with the statement as a whole. */
+static void test_batch_bad_event_writes_nothing(void **state)
+{
+    fixture_t *fx = *state;
+    bc_audit_chain_t *chain = s_chain(fx, fx->db, 0);
+    bc_error_t err = {0};
+    enum { N = 200 };
+    bc_audit_event_t evs[N];
+    for (int i = 0; i < N; i++)
+        evs[i] = s_batch_event(i, 0);
+    s_batch(chain, fx->db, evs, 2);
+
+    char long_detail[8200];
+    memset(long_detail, ' ', sizeof long_detail - 1);
+    long_detail[sizeof long_detail - 1] = '\0';
+    struct {
+        size_t at;
+        bc_audit_event_t ev;
+        const char *field;
+    } cases[] = {
+        {100, {.action = "Read!", .outcome = "ok"}, "action"},
+        {0, {.action = "read", .outcome = "maybe"}, "outcome"},
+        {N - 1, {.action = "read", .outcome = "ok", .purpose = "bad \xff utf8"}, "purpose"},
+        {57, {.action = "read", .outcome = "ok", .detail = long_detail}, "detail"},
+    };
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        bc_audit_event_t saved = evs[cases[c].at];
+        evs[cases[c].at] = cases[c].ev;
+        assert_int_equal(bc_audit_append_batch(chain, fx->db, evs, N, &err), -1);
+        evs[cases[c].at] = saved;
+        assert_int_equal(err.code, BC_INVALID_ARGUMENT);
+        assert_string_equal(err.field, cases[c].field);
+        char which[64];
+        snprintf(which, sizeof which, "event %zu of a batch of %d", cases[c].at, N);
+        assert_non_null(strstr(err.detail, which));
+    }
+    s_batch(chain, fx->db, evs, 2); /* the transaction is intact */
+    assert_int_equal(bc_db_commit(fx->db, &err), 0);
+    bc_audit_commit(chain);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 4);
+
+    /* Valid for the C checks, refused by the server (not JSON): outside a
+     * transaction and inside one, nothing of the batch is written. */
+    evs[150].detail = "{\"not\": json";
+    assert_int_equal(bc_audit_append_batch(chain, fx->db, evs, N, &err), -1);
+    assert_int_equal(s_rows(fx, chain), 4);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 4);
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    s_batch(chain, fx->db, evs, 3);
+    assert_int_equal(bc_audit_append_batch(chain, fx->db, evs, N, &err), -1);
+    bc_db_rollback(fx->db);
+    bc_audit_rollback(chain);
+    assert_int_equal(s_rows(fx, chain), 4);
+    evs[150] = s_batch_event(150, 0);
+    s_batch(chain, fx->db, evs, N);
+    assert_int_equal(bc_audit_chain_seq(chain, NULL), 4 + N);
+    s_expect_intact(fx, 1, 4 + N);
+    bc_audit_chain_destroy(&chain);
+}
+
+/* beacon-audit-verify finds chains written by batches intact. */
+static void test_batch_cli_reports_intact(void **state)
+{
+    fixture_t *fx = *state;
+    bc_error_t err = {0};
+    bc_audit_event_t evs[64];
+    for (int i = 0; i < 64; i++)
+        evs[i] = s_batch_event(i, 0);
+    bc_audit_chain_t *chains[2];
+    for (int c = 0; c < 2; c++) {
+        chains[c] = s_chain(fx, fx->db, c);
+        bc_audit_chain_set_anchor(chains[c], 50, 0);
+        for (size_t n = 1; n <= 64; n *= 2)
+            s_batch(chains[c], fx->db, evs, n); /* 127 rows, anchors at 50 and 100 */
+        assert_int_equal(bc_audit_chain_anchor(chains[c], fx->db, &err), 0);
+    }
+    char url_arg[1100], prefix_arg[128], out[8192];
+    snprintf(url_arg, sizeof url_arg, "--database_url=%s", s_url);
+    snprintf(prefix_arg, sizeof prefix_arg, "--chain_prefix=%s", fx->prefix);
+    const char *args[] = {url_arg, prefix_arg, "--log_level=off", NULL};
+    assert_int_equal(s_run_tool(args, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"intact\":true"));
+    assert_non_null(strstr(out, "\"chains\":2,\"events\":254,"));
+    bc_audit_report_t report;
+    s_verify(fx, &report);
+    assert_int_equal(report.broken, 0);
+    assert_int_equal(report.anchors, 6);
+    bc_audit_report_clear(&report);
+    for (int c = 0; c < 2; c++)
+        bc_audit_chain_destroy(&chains[c]);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
@@ -1051,6 +1423,12 @@ int main(void)
         T(test_tamper_edit_with_rehash_detected),
         T(test_verify_streams_large_log),
         T(test_cli_exit_codes),
+        T(test_batch_of_one),
+        T(test_batch_of_256),
+        T(test_batch_crossing_anchor_boundaries),
+        T(test_batch_stale_head_recovers),
+        T(test_batch_bad_event_writes_nothing),
+        T(test_batch_cli_reports_intact),
     };
 #undef T
     enum { NFIXED = sizeof fixed / sizeof fixed[0] };

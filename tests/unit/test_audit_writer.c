@@ -2,7 +2,9 @@
  *  several threads become one intact chain; invalid events are refused at
  *  submit; a dropped connection is survived; when the database refuses the
  *  rows, every ticket of the batch reports FAILED (so the data they guard is
- *  withheld). BEACON_TEST_DATABASE_URL names a database the owner role may
+ *  withheld), and so do all the tickets of a batch holding one event the
+ *  server refuses, while nothing of that batch is written.
+ *  BEACON_TEST_DATABASE_URL names a database the owner role may
  *  migrate; clusters from deploy/pg-cluster.sh also have beacon_app. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "bc_audit_writer.h"
@@ -172,6 +175,69 @@ static void test_dropped_connection_then_refused_rows(void **state)
     bc_db_destroy(&db);
 }
 
+/* The number of sessions waiting for a lock on audit.events. */
+static long s_lock_waiters(bc_db_t *db)
+{
+    bc_error_t err;
+    PGresult *res = bc_db_query(db,
+                                "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                " AND relation = 'audit.events'::regclass",
+                                0, NULL, &err);
+    if (!res)
+        fail_msg("pg_locks: %s", err.detail);
+    long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return n;
+}
+
+/* A batch is one statement: an event the server refuses (detail is not
+ * JSON, which the C checks let through) fails every ticket of its batch and
+ * writes none of them; the batches before and after it are durable and the
+ * chain stays intact. The batches are made deterministic by holding a lock
+ * on audit.events: the writer blocks on a, and b and c queue up meanwhile,
+ * so they form the next batch together. */
+static void test_refused_event_fails_its_whole_batch(void **state)
+{
+    (void)state;
+    bc_error_t err;
+    bc_audit_writer_t *w = bc_audit_writer_new(s_app_url, "testbatch", 903, NULL, NULL, &err);
+    assert_non_null(w);
+    bc_audit_event_t good = {.action = BC_AUDIT_READ,
+                             .resource_type = "client",
+                             .resource_id = "c1",
+                             .client_id = "c1",
+                             .outcome = BC_AUDIT_OK};
+    bc_audit_event_t bad = good;
+    bad.detail = "{\"fields\": [\"name\"";
+    bc_db_t *db = s_owner();
+    assert_int_equal(bc_db_begin(db, &err), 0);
+    s_exec(db, "LOCK TABLE audit.events IN EXCLUSIVE MODE");
+    uint64_t a = bc_audit_writer_submit(w, &good, &err);
+    assert_true(a > 0);
+    for (int i = 0; i < 1000 && s_lock_waiters(db) == 0; i++)
+        usleep(10000);
+    assert_true(s_lock_waiters(db) > 0);
+    uint64_t b = bc_audit_writer_submit(w, &bad, &err);
+    uint64_t c = bc_audit_writer_submit(w, &good, &err);
+    assert_true(b > 0 && c > 0);
+    bc_db_rollback(db); /* releases the lock */
+    assert_int_equal(bc_audit_writer_wait(w, a, 10000), BC_AUDIT_DURABLE);
+    assert_int_equal(bc_audit_writer_wait(w, b, 10000), BC_AUDIT_FAILED);
+    assert_int_equal(bc_audit_writer_wait(w, c, 10000), BC_AUDIT_FAILED);
+    uint64_t d = bc_audit_writer_submit(w, &good, &err);
+    assert_int_equal(bc_audit_writer_wait(w, d, 10000), BC_AUDIT_DURABLE);
+
+    char chain[128];
+    snprintf(chain, sizeof chain, "%s", bc_audit_writer_chain(w));
+    bc_audit_writer_destroy(&w);
+    bc_audit_report_t report = {0};
+    assert_int_equal(bc_audit_verify(db, chain, &report, &err), 0);
+    assert_int_equal(report.events, 2); /* a and d */
+    assert_int_equal(report.broken, 0);
+    bc_audit_report_clear(&report);
+    bc_db_destroy(&db);
+}
+
 int main(void)
 {
     s_url = getenv("BEACON_TEST_DATABASE_URL");
@@ -193,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_many_threads_one_intact_chain),
         cmocka_unit_test(test_invalid_event_refused_at_submit),
         cmocka_unit_test(test_dropped_connection_then_refused_rows),
+        cmocka_unit_test(test_refused_event_fails_its_whole_batch),
     };
     return cmocka_run_group_tests_name("audit_writer", tests, NULL, NULL);
 }
