@@ -433,6 +433,14 @@ class RevocationTests(StackTestCase):
         self.assertEqual(r.status, 200, r.body)
         self.assertProblem(self.req("GET", self.path, headers=auth), 401)
 
+    def test_cached_session_still_expires_on_time(self):
+        peer = self.org.add_staff(["peer_specialist"])
+        self.psql("UPDATE identity.sessions SET absolute_expires_at = now() + interval '2 seconds',"
+                  " idle_expires_at = now() + interval '2 seconds' WHERE staff_id = '%s'" % peer.id)
+        self.assertEqual(self.req("GET", self.path, headers=peer.auth).status, 200)  # cached
+        time.sleep(2.5)
+        self.assertProblem(self.req("GET", self.path, headers=peer.auth), 401)
+
     def test_revocation_from_elsewhere_arrives_by_notification(self):
         # As another gateway (or an administrator's script) would: revoke in
         # the database and notify; this gateway must stop serving the cached
