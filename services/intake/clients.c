@@ -25,7 +25,6 @@
     "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                \
     "site_id::text, coalesce(assigned_staff_id::text, '')"
 
-#define S_CLIENT_NCOLUMNS 12
 
 /* Builds a Client from row 0 of res (columns as S_CLIENT_COLUMNS), copying
  * every value into the call's arena. */
@@ -48,6 +47,26 @@ static Beacon__Intake__Client *s_client_from_row(bc_call_t *call, PGresult *res)
     for (int i = 0; i < (int)(sizeof fields / sizeof fields[0]); i++)
         *fields[i] = bc_arena_strdup(call->arena, PQgetvalue(res, 0, i));
     return c;
+}
+
+/* intake.in_scope (migrations/003_scope.sql) for a client the caller's
+ * agency holds: true when the caller's ordinary scope covers it, false when
+ * only a break-glass grant let the row through. */
+static bool s_in_scope(const bc_call_t *call, const Beacon__Intake__Client *c)
+{
+    const Beacon__Principal *p = call->principal;
+    if (!bc_call_has_site(call, c->site_id))
+        return false;
+    if (bc_call_has_role(call, "supervisor"))
+        return true;
+    if (!bc_call_has_role(call, "peer_specialist"))
+        return false;
+    if (*c->assigned_staff_id && !strcmp(c->assigned_staff_id, p->staff_id))
+        return true;
+    for (size_t i = 0; i < p->n_caseload_site_ids; i++)
+        if (!strcmp(p->caseload_site_ids[i], c->site_id))
+            return true;
+    return false;
 }
 
 /* YYYY-MM-DD, a real calendar date, not before 1900 and not in the future. */
@@ -166,8 +185,8 @@ bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
     const Beacon__Intake__GetClientRequest *req = (const Beacon__Intake__GetClientRequest *)in;
     if (!bc_is_uuid(req->id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
-    /* The same rule as the row policy, asked explicitly: a row the policy
-     * lets through only by a break-glass grant is read for that reason. */
+    /* A row the policy lets through only by a break-glass grant is read,
+     * and audited, for that reason (s_in_scope). */
     if (!bc_is_uuid(call->principal->agency_id))
         return bc_call_fail(call, BC_PERMISSION_DENIED, "", "no agency in the caller's scope");
     /* The agency filter is the handler's own; sites, caseloads and
@@ -176,9 +195,7 @@ bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
     bc_error_t err;
     PGresult *res = bc_db_prepared(
         call->db, "intake_client_get",
-        "SELECT " S_CLIENT_COLUMNS
-        ", NOT coalesce(intake.in_scope(agency_id, site_id, assigned_staff_id), false) "
-        "FROM intake.clients WHERE id = $1 AND agency_id = $2",
+        "SELECT " S_CLIENT_COLUMNS " FROM intake.clients WHERE id = $1 AND agency_id = $2",
         2, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
@@ -198,7 +215,7 @@ bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
         return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->id);
     }
     Beacon__Intake__Client *c = s_client_from_row(call, res);
-    bool break_glass = PQgetvalue(res, 0, S_CLIENT_NCOLUMNS)[0] == 't';
+    bool break_glass = !s_in_scope(call, c);
     PQclear(res);
     ev.site_id = c->site_id;
     ev.purpose = break_glass ? "break_glass" : "treatment";
