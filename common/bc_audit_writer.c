@@ -13,6 +13,7 @@
 #include "bc_util.h"
 
 #define S_BATCH_MAX 256      /* events per batch (one statement) */
+#define S_LINGER_BATCH 8     /* batches this large mean load: wait for more */
 #define S_FAILED_RANGES 256  /* failed batches remembered */
 #define S_RECONNECT_MS 1000  /* back-off budget when the connection is gone */
 
@@ -40,6 +41,10 @@ struct bc_audit_writer {
     unsigned nfailed; /* total failed batches; ring index = n % size */
     bc_db_t *db;
     bc_audit_chain_t *chain;
+    int64_t delay_us;  /* commit delay under load (0: none) */
+    uint64_t last_batch; /* events in the last batch written */
+    size_t queued;     /* events waiting */
+    bool lingering;    /* waiting for more events: submit need not wake us */
     bc_audit_event_t evs[S_BATCH_MAX]; /* the batch being written (writer thread) */
     bc_audit_settled_fn notify;
     void *notify_arg;
@@ -121,14 +126,36 @@ static void *s_run(void *arg)
             pthread_mutex_unlock(&self->lock);
             break; /* stopping, nothing left */
         }
+        /* Under load (the last batch held S_LINGER_BATCH events or more)
+         * wait up to delay_us for more events, or until a full batch is
+         * queued: one commit (one WAL flush) then serves many reads. Below
+         * that, events are written at once: their latency matters more
+         * than the flushes saved. */
+        if (self->delay_us > 0 && self->last_batch >= S_LINGER_BATCH &&
+            self->queued < S_BATCH_MAX &&
+            !self->stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += (long)(self->delay_us % 1000000) * 1000L;
+            until.tv_sec += self->delay_us / 1000000 + until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            self->lingering = true;
+            while (self->queued < S_BATCH_MAX && !self->stopping &&
+                   pthread_cond_timedwait(&self->wake, &self->lock, &until) == 0)
+                ;
+            self->lingering = false;
+        }
         /* Take up to S_BATCH_MAX events; later ones wait for the next batch. */
         s_item_t *batch = self->head, *last = batch;
-        for (int n = 1; n < S_BATCH_MAX && last->next; n++)
+        size_t n = 1;
+        for (; n < S_BATCH_MAX && last->next; n++)
             last = last->next;
         self->head = last->next;
         if (!self->head)
             self->tail = NULL;
         last->next = NULL;
+        self->queued -= n;
+        self->last_batch = n;
         pthread_mutex_unlock(&self->lock);
 
         bool ok = s_write(self, batch);
@@ -224,7 +251,10 @@ uint64_t bc_audit_writer_submit(bc_audit_writer_t *self, const bc_audit_event_t 
     else
         self->head = it;
     self->tail = it;
-    pthread_cond_signal(&self->wake);
+    self->queued++;
+    /* A lingering writer is woken only by a full batch (or its timeout). */
+    if (!self->lingering || self->queued >= S_BATCH_MAX)
+        pthread_cond_signal(&self->wake);
     pthread_mutex_unlock(&self->lock);
     return ticket; /* not it->ticket: once unlocked, the writer may have freed it */
 }
@@ -265,6 +295,13 @@ bc_audit_state_t bc_audit_writer_wait(bc_audit_writer_t *self, uint64_t ticket, 
         ;
     pthread_mutex_unlock(&self->lock);
     return st;
+}
+
+void bc_audit_writer_set_commit_delay(bc_audit_writer_t *self, int64_t delay_us)
+{
+    pthread_mutex_lock(&self->lock);
+    self->delay_us = delay_us > 0 ? delay_us : 0;
+    pthread_mutex_unlock(&self->lock);
 }
 
 const char *bc_audit_writer_chain(const bc_audit_writer_t *self)

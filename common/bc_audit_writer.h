@@ -54,6 +54,11 @@ uint64_t bc_audit_writer_submit(bc_audit_writer_t *self, const bc_audit_event_t 
 bc_audit_state_t bc_audit_writer_state(bc_audit_writer_t *self, uint64_t ticket);
 /* Waits until ticket settles or timeout_ms passes (then PENDING). */
 bc_audit_state_t bc_audit_writer_wait(bc_audit_writer_t *self, uint64_t ticket, int timeout_ms);
+/* Under load (its last batch held 8 events or more) the writer waits up
+ * to delay_us for more events before writing, so that one commit serves
+ * more reads (PostgreSQL's commit_delay, applied where the batches form).
+ * 0 (the default) writes at once. */
+void bc_audit_writer_set_commit_delay(bc_audit_writer_t *self, int64_t delay_us);
 /* The chain id, for tests and logs. */
 const char *bc_audit_writer_chain(const bc_audit_writer_t *self);
 

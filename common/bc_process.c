@@ -45,6 +45,11 @@ const bc_setting_t bc_common_settings[] = {
      "how long to keep retrying the first database connection at start"},
     {"audit_writers", BC_CFG_INT, "1", 1, 64,
      "group-committing audit writers per service instance (each its own connection and chain)"},
+    {"audit_commit_delay_us", BC_CFG_INT, "500", 0, 100000,
+     "under load (batches of 8 or more), how long an audit writer waits for more reads to "
+     "audit before committing: fewer WAL flushes (measured at 64 concurrent callers: 10 reads "
+     "per commit became 18 to 21, and 5.3-6.2k audited reads/s became 6.3-6.9k); 0 commits "
+     "at once"},
     {"max_queued_requests", BC_CFG_INT, "1024", 1, 1000000,
      "requests waiting for a free worker before new ones are refused as overloaded"},
     {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,

@@ -405,6 +405,8 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
                                                    s_on_audit_settled, &self->queue, err);
         if (!self->queue.audit[i])
             goto fail;
+        bc_audit_writer_set_commit_delay(self->queue.audit[i],
+                                         bc_config_int(config, "audit_commit_delay_us"));
     }
     int nworkers = (int)bc_config_int(config, "workers");
     self->workers = bc_calloc((size_t)nworkers, sizeof *self->workers);

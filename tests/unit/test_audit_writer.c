@@ -3,7 +3,8 @@
  *  submit; a dropped connection is survived; when the database refuses the
  *  rows, every ticket of the batch reports FAILED (so the data they guard is
  *  withheld), and so do all the tickets of a batch holding one event the
- *  server refuses, while nothing of that batch is written.
+ *  server refuses, while nothing of that batch is written; under load the
+ *  commit delay gathers events that arrive one by one into one commit.
  *  BEACON_TEST_DATABASE_URL names a database the owner role may
  *  migrate; clusters from deploy/pg-cluster.sh also have beacon_app. */
 #include <setjmp.h>
@@ -238,6 +239,57 @@ static void test_refused_event_fails_its_whole_batch(void **state)
     bc_db_destroy(&db);
 }
 
+/* The commit delay: once a batch of 8 or more has been written, the writer
+ * waits for more events (up to the delay) and commits them together. */
+static void test_commit_delay_groups_events_under_load(void **state)
+{
+    (void)state;
+    bc_error_t err;
+    bc_audit_writer_t *w = bc_audit_writer_new(s_app_url, "testdelay", 904, NULL, NULL, &err);
+    assert_non_null(w);
+    /* Long enough that the submits below always fall inside it. */
+    bc_audit_writer_set_commit_delay(w, 2000000);
+    bc_audit_event_t ev = {.action = BC_AUDIT_READ,
+                           .resource_type = "client",
+                           .resource_id = "c1",
+                           .client_id = "c1",
+                           .outcome = BC_AUDIT_OK};
+    /* Load: the writer is stuck behind a lock while 10 events queue. */
+    bc_db_t *db = s_owner();
+    assert_int_equal(bc_db_begin(db, &err), 0);
+    s_exec(db, "LOCK TABLE audit.events IN EXCLUSIVE MODE");
+    uint64_t first = bc_audit_writer_submit(w, &ev, &err);
+    for (int i = 0; i < 1000 && s_lock_waiters(db) == 0; i++)
+        usleep(10000);
+    assert_true(s_lock_waiters(db) > 0);
+    uint64_t t = 0;
+    for (int i = 0; i < 10; i++)
+        t = bc_audit_writer_submit(w, &ev, &err);
+    bc_db_rollback(db);
+    assert_int_equal(bc_audit_writer_wait(w, first, 10000), BC_AUDIT_DURABLE);
+    assert_int_equal(bc_audit_writer_wait(w, t, 10000), BC_AUDIT_DURABLE);
+    /* The last batch held 10: these five, submitted one by one, are
+     * written together. */
+    uint64_t five[5];
+    for (int i = 0; i < 5; i++) {
+        five[i] = bc_audit_writer_submit(w, &ev, &err);
+        usleep(1000);
+    }
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(bc_audit_writer_wait(w, five[i], 10000), BC_AUDIT_DURABLE);
+    const char *params[] = {bc_audit_writer_chain(w)};
+    PGresult *res = bc_db_query(db,
+                                "SELECT count(*), count(DISTINCT xmin::text) FROM audit.events "
+                                "WHERE chain = $1 AND seq > 11",
+                                1, params, &err);
+    assert_non_null(res);
+    assert_string_equal(PQgetvalue(res, 0, 0), "5");
+    assert_string_equal(PQgetvalue(res, 0, 1), "1"); /* one transaction */
+    PQclear(res);
+    bc_audit_writer_destroy(&w);
+    bc_db_destroy(&db);
+}
+
 int main(void)
 {
     s_url = getenv("BEACON_TEST_DATABASE_URL");
@@ -260,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_invalid_event_refused_at_submit),
         cmocka_unit_test(test_dropped_connection_then_refused_rows),
         cmocka_unit_test(test_refused_event_fails_its_whole_batch),
+        cmocka_unit_test(test_commit_delay_groups_events_under_load),
     };
     return cmocka_run_group_tests_name("audit_writer", tests, NULL, NULL);
 }
