@@ -194,5 +194,7 @@ IDENTITY_HANDLER(identity_totp_enroll);
 IDENTITY_HANDLER(identity_totp_confirm);
 IDENTITY_HANDLER(identity_api_key_create);
 IDENTITY_HANDLER(identity_api_key_revoke);
+IDENTITY_HANDLER(identity_password_change);
+IDENTITY_HANDLER(identity_password_reset);
 
 #endif

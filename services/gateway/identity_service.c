@@ -19,6 +19,8 @@ static const bc_method_t s_methods[] = {
     {"ConfirmTotp", identity_totp_confirm},
     {"CreateApiKey", identity_api_key_create},
     {"RevokeApiKey", identity_api_key_revoke},
+    {"ChangePassword", identity_password_change},
+    {"ResetPassword", identity_password_reset},
     {NULL, NULL},
 };
 

@@ -479,3 +479,127 @@ IDENTITY_HANDLER(identity_staff_disable)
     *out = &s->base;
     return BC_OK;
 }
+
+/* ---- Passwords ------------------------------------------------------------ */
+
+/* Sets staff id's password hash and revokes its sessions (all of them, or
+ * all but keep_session); returns the number revoked, or -1 with err. */
+static long long s_set_password(bc_call_t *call, const char *id, const char *hash,
+                                const char *keep_session, bc_error_t *err)
+{
+    const char *params[] = {id, hash, keep_session && *keep_session ? keep_session : NULL};
+    PGresult *res = bc_db_prepared(
+        call->db, "identity_staff_password",
+        "WITH p AS (UPDATE identity.staff SET password_hash = $2, failed_logins = 0, "
+        "           locked_until = NULL, updated_at = now() WHERE id = $1), "
+        "r AS (UPDATE identity.sessions SET revoked_at = now() "
+        "      WHERE staff_id = $1 AND revoked_at IS NULL "
+        "        AND id IS DISTINCT FROM $3::uuid RETURNING 1) "
+        "SELECT count(*) FROM r",
+        3, params, err);
+    if (!res)
+        return -1;
+    long long n = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+IDENTITY_HANDLER(identity_password_change)
+{
+    const Beacon__Identity__ChangePasswordRequest *req =
+        (const Beacon__Identity__ChangePasswordRequest *)in;
+    const Beacon__Principal *p = call->principal;
+    if (!bc_is_uuid(p->staff_id) || !bc_is_uuid(p->agency_id))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "",
+                            "only a signed-in staff member has a password to change");
+    bc_error_t err;
+    const char *params[] = {p->staff_id, p->agency_id};
+    if (identity_begin(call, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    PGresult *res = bc_db_prepared(call->db, "identity_staff_password_load",
+                                   "SELECT password_hash, email FROM identity.staff "
+                                   "WHERE id = $1 AND agency_id = $2 AND status = 'active' "
+                                   "FOR UPDATE",
+                                   2, params, &err);
+    if (!res)
+        return identity_fail(call, &err);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        identity_rollback(call);
+        return bc_call_fail(call, BC_UNAUTHENTICATED, "", "authentication required");
+    }
+    char *current = identity_col(call, res, 0), *email = identity_col(call, res, 1);
+    PQclear(res);
+    bc_audit_event_t ev = {.action = "password_change", .resource_type = "staff",
+                           .resource_id = p->staff_id};
+    if (!bc_password_verify(current, req->current_password)) {
+        identity_rollback(call);
+        ev.outcome = BC_AUDIT_DENIED;
+        if (identity_audit(call, &ev, &err) < 0)
+            return identity_fail(call, &err);
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "current_password",
+                            "current_password is not your current password");
+    }
+    const char *problem = identity_check_password(req->new_password, email, &err);
+    if (problem) {
+        identity_rollback(call);
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "new_password", "new_password: %s",
+                            problem);
+    }
+    if (!strcmp(req->new_password, req->current_password)) {
+        identity_rollback(call);
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "new_password",
+                            "new_password must differ from the current one");
+    }
+    char hash[256];
+    long long revoked;
+    if (bc_password_hash(req->new_password, hash, sizeof hash, &err) < 0 ||
+        (revoked = s_set_password(call, p->staff_id, hash, p->session_id, &err)) < 0)
+        return identity_fail(call, &err);
+    ev.outcome = BC_AUDIT_OK;
+    ev.detail = identity_json(call, json_pack("{s:I}", "other_sessions_revoked",
+                                              (json_int_t)revoked));
+    if (identity_notify(call, "staff", p->staff_id, &err) < 0 ||
+        identity_audit(call, &ev, &err) < 0 || identity_commit(call, &err) < 0)
+        return identity_fail(call, &err);
+    Beacon__Identity__ChangePasswordReply *r = bc_arena_alloc(call->arena, sizeof *r);
+    beacon__identity__change_password_reply__init(r);
+    r->other_sessions_revoked = (int32_t)revoked;
+    *out = &r->base;
+    return BC_OK;
+}
+
+IDENTITY_HANDLER(identity_password_reset)
+{
+    const Beacon__Identity__ResetPasswordRequest *req =
+        (const Beacon__Identity__ResetPasswordRequest *)in;
+    identity_scope_t scope;
+    Beacon__Identity__Staff *s = NULL;
+    /* Your own password: change it, knowing the current one. */
+    bc_code_t code = s_begin_change(call, req->id, true, &scope, &s);
+    if (code != BC_OK)
+        return code;
+    bc_error_t err;
+    const char *problem = identity_check_password(req->new_password, s->email, &err);
+    if (problem) {
+        identity_rollback(call);
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "new_password", "new_password: %s",
+                            problem);
+    }
+    char hash[256];
+    long long revoked;
+    if (bc_password_hash(req->new_password, hash, sizeof hash, &err) < 0 ||
+        (revoked = s_set_password(call, s->id, hash, NULL, &err)) < 0)
+        return identity_fail(call, &err);
+    bc_audit_event_t ev = {
+        .action = "password_reset",
+        .resource_type = "staff",
+        .resource_id = s->id,
+        .outcome = BC_AUDIT_OK,
+        .detail = identity_json(call, json_pack("{s:I}", "sessions_revoked", (json_int_t)revoked))};
+    if (identity_notify(call, "staff", s->id, &err) < 0 || identity_audit(call, &ev, &err) < 0 ||
+        identity_commit(call, &err) < 0)
+        return identity_fail(call, &err);
+    *out = &s->base;
+    return BC_OK;
+}

@@ -41,6 +41,8 @@ SPEC = {
     ("POST", "/api/v1/bootstrap"): None,
     ("POST", "/api/v1/me/totp"): "*",
     ("POST", "/api/v1/me/totp/confirm"): "*",
+    ("POST", "/api/v1/me/password"): "*",
+    ("POST", "/api/v1/staff/{id}/password"): ADMINS,
     ("GET", "/api/v1/sites"): "agency_admin,site_admin,supervisor,peer_specialist",
     ("POST", "/api/v1/sites"): "agency_admin",
     ("POST", "/api/v1/staff"): ADMINS,
@@ -168,6 +170,9 @@ class AccessMatrixTests(StackTestCase):
             return (path, {}) if target == "own" else None
         if key == ("POST", "/api/v1/me/totp/confirm"):
             return (path, {"code": "000000"}) if target == "own" else None
+        if key == ("POST", "/api/v1/me/password"):
+            return (path, {"current_password": "not the password at all",
+                           "new_password": "another long password 2"}) if target == "own" else None
         if key == ("POST", "/api/v1/sites"):
             return (path, {"name": "Site " + uuid.uuid4().hex[:6], "time_zone": "UTC"}) \
                 if target == "own" else None
@@ -177,12 +182,15 @@ class AccessMatrixTests(StackTestCase):
                           "roles": ["peer_specialist"], "site_ids": [site],
                           "password": "a long enough password 1"}
         if key in (("GET", "/api/v1/staff/{id}"), ("PATCH", "/api/v1/staff/{id}"),
-                   ("POST", "/api/v1/staff/{id}/disable")):
+                   ("POST", "/api/v1/staff/{id}/disable"),
+                   ("POST", "/api/v1/staff/{id}/password")):
             body = None
             if method == "PATCH":
                 body = {"given_name": "Renamed"}
             elif path.endswith("/disable"):
                 body = {"reason": "left the agency"}
+            elif path.endswith("/password"):
+                body = {"new_password": "a reset password 42 long"}
             return path.replace("{id}", self.target_staff[target]), body
         if key == ("POST", "/api/v1/api-keys"):
             return path, {"name": "dashboard", "role": "analyst", "site_ids": [site]}
@@ -213,6 +221,8 @@ class AccessMatrixTests(StackTestCase):
                 return {403}  # an API key has no second factor to manage
             if key == ("POST", "/api/v1/me/totp/confirm"):
                 return {400, 401, 409, 422}
+            if key == ("POST", "/api/v1/me/password"):
+                return {403}  # the current password sent is wrong
             return {201, 409, 422}
         if target == "other_agency":
             # Another agency's sites and records do not exist for the caller:
@@ -457,6 +467,60 @@ class RevocationTests(StackTestCase):
                 break
             time.sleep(0.05)
         self.assertEqual(status, 401)
+
+
+class PasswordTests(StackTestCase):
+    settings = {"allow_bootstrap": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = launch.Org(cls.stack).bootstrap()
+
+    def login(self, staff, password):
+        return self.req("POST", "/api/v1/sessions",
+                        {"email": staff.email, "password": password})
+
+    def test_change_own_password_ends_other_sessions(self):
+        peer = self.org.add_staff(["peer_specialist"])
+        other = self.login(peer, peer.password).json()["token"]
+        new = "a brand new passphrase 7"
+        r = self.req("POST", "/api/v1/me/password",
+                     {"current_password": "wrong wrong wrong", "new_password": new},
+                     headers=peer.auth)
+        self.assertProblem(r, 403, field="current_password")
+        r = self.req("POST", "/api/v1/me/password",
+                     {"current_password": peer.password, "new_password": "short"},
+                     headers=peer.auth)
+        self.assertProblem(r, 400, field="new_password")
+        r = self.req("POST", "/api/v1/me/password",
+                     {"current_password": peer.password, "new_password": new},
+                     headers=peer.auth)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["other_sessions_revoked"], 1)
+        self.assertEqual(self.req("GET", "/api/v1/sites", headers=peer.auth).status, 200)
+        self.assertProblem(self.req("GET", "/api/v1/sites",
+                                    headers={"Authorization": "Bearer " + other}), 401)
+        self.assertProblem(self.login(peer, peer.password), 401)
+        self.assertEqual(self.login(peer, new).status, 201)
+        rows = self.psql("SELECT outcome FROM audit.events WHERE action = 'password_change' "
+                         "AND resource_id = '%s' ORDER BY at" % peer.id).split()
+        self.assertEqual(rows, ["denied", "ok"])
+
+    def test_admin_reset_ends_every_session(self):
+        peer = self.org.add_staff(["peer_specialist"])
+        new = "reset by the administrator 9"
+        r = self.req("POST", "/api/v1/staff/%s/password" % peer.id, {"new_password": new},
+                     headers=self.org.admin.auth)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertNotIn("password", json.dumps(r.json()))
+        self.assertProblem(self.req("GET", "/api/v1/sites", headers=peer.auth), 401)
+        self.assertProblem(self.login(peer, peer.password), 401)
+        self.assertEqual(self.login(peer, new).status, 201)
+        # Not one's own: that is a change, with the current password.
+        r = self.req("POST", "/api/v1/staff/%s/password" % self.org.admin.id,
+                     {"new_password": new}, headers=self.org.admin.auth)
+        self.assertProblem(r, 422)
 
 
 class HostileInputTests(StackTestCase):
