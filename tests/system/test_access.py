@@ -17,6 +17,7 @@ audit trail of all this, including tampering with it.
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
@@ -270,6 +271,8 @@ class AccessMatrixTests(StackTestCase):
                     elif resp.status not in allowed:
                         wrong.append("%s (expected %s) %s" % (
                             label, sorted(allowed), resp.body[:160].decode("utf-8", "replace")))
+        print("\n  access matrix: %d route x principal x target combinations" % checked,
+              file=sys.stderr)
         self.assertEqual(unauthorised_2xx, [], "UNAUTHORISED 2xx")
         self.maxDiff = None
         self.assertEqual(wrong, [], "unexpected statuses")
