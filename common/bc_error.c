@@ -32,6 +32,7 @@ static const s_code_info_t s_codes[BC_CODE_COUNT] = {
     [BC_UNIMPLEMENTED] = {"UNIMPLEMENTED", 501, "Not implemented", "unimplemented"},
     [BC_INTERNAL] = {"INTERNAL", 500, "Internal error", "internal"},
     [BC_DATA_LOSS] = {"DATA_LOSS", 500, "Stored data is damaged", "data-loss"},
+    [BC_STALE] = {"STALE", 412, "The record has changed since you read it", "stale"},
 };
 
 static const s_code_info_t *s_info(bc_code_t code)

@@ -25,6 +25,7 @@ typedef enum {
     BC_UNIMPLEMENTED = 12,
     BC_INTERNAL = 13,
     BC_DATA_LOSS = 14,
+    BC_STALE = 15, /* the record changed since the caller read it (If-Match): 412 */
     BC_CODE_COUNT
 } bc_code_t;
 

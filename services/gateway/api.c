@@ -205,6 +205,13 @@ static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *
         return;
     }
     gw_common_headers(c->req, c->request_id);
+    json_t *version = json_object_get(json, "version");
+    if (json_is_integer(version)) {
+        char etag[32];
+        int n = snprintf(etag, sizeof etag, "\"%lld\"", (long long)json_integer_value(version));
+        h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_ETAG, NULL,
+                       h2o_strdup(&c->req->pool, etag, (size_t)n).base, (size_t)n);
+    }
     gw_send_json(c->req, c->route->success_status, "application/json", json);
     gw_access_log(c->req, c->request_id, c->route->success_status, c->started_us);
 }
@@ -262,6 +269,31 @@ static int s_build_payload(s_call_t *c, const bc_route_param_t *params, int npar
                                 "send the session token as Authorization: Bearer <token>");
         }
         json_object_set_new(url, c->route->bearer_field, v);
+    }
+    if (c->route->if_match_field) {
+        ssize_t im = h2o_find_header(&req->headers, H2O_TOKEN_IF_MATCH, -1);
+        if (im >= 0) {
+            h2o_iovec_t v = req->headers.entries[im].value;
+            size_t i = 0, n = v.len;
+            if (n >= 2 && v.base[0] == 'W' && v.base[1] == '/')
+                i = 2;
+            char digits[12];
+            size_t d = 0;
+            bool ok = n - i >= 3 && v.base[i] == '"' && v.base[n - 1] == '"';
+            for (size_t k = i + 1; ok && k < n - 1; k++) {
+                ok = v.base[k] >= '0' && v.base[k] <= '9' && d < sizeof digits - 1;
+                if (ok)
+                    digits[d++] = v.base[k];
+            }
+            if (!ok || d == 0) {
+                json_decref(url);
+                return bc_error_set(err, BC_INVALID_ARGUMENT, "If-Match",
+                                    "If-Match must be the ETag of the record you read, "
+                                    "such as \"3\"");
+            }
+            digits[d] = '\0';
+            json_object_set_new(url, c->route->if_match_field, json_string(digits));
+        }
     }
     if (req->query_at != SIZE_MAX &&
         s_parse_query(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, url,
@@ -514,6 +546,13 @@ int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
     if (s_has_body_method(req->method) && !s_is_json(req)) {
         s_http_problem(c, 415, "unsupported-media-type", "Unsupported media type",
                        "the request body must be sent as Content-Type: application/json");
+        return 0;
+    }
+    if ((c->route->flags & GW_ROUTE_IF_MATCH) &&
+        h2o_find_header(&req->headers, H2O_TOKEN_IF_MATCH, -1) < 0) {
+        s_http_problem(c, 428, "precondition-required", "Precondition required",
+                       "send If-Match with the ETag of the record you read: changes are made "
+                       "only to the version you saw");
         return 0;
     }
     bc_error_t err;

@@ -42,6 +42,10 @@ typedef struct {
      * signed-in caller. Deny by default: an auth route without roles
      * admits nobody. */
     const char *roles;
+    /* Request field filled from "If-Match: \"<version>\"" (optimistic
+     * concurrency), or NULL. Replies carrying a top-level "version" get it
+     * back as ETag. */
+    const char *if_match_field;
 } gw_route_t;
 
 /* Served only when the allow_bootstrap setting is on (first start). */
@@ -53,6 +57,8 @@ typedef struct {
  * change, key revocation): this gateway's session cache is flushed before
  * the reply goes out. */
 #define GW_ROUTE_REVOKES 4
+/* If-Match is required (428 without it). */
+#define GW_ROUTE_IF_MATCH 8
 
 extern const gw_route_t gw_routes[];
 extern const size_t gw_nroutes;

@@ -11,6 +11,8 @@
  *  reply waits until the record is durable; every registration is audited
  *  in its own transaction. */
 #include <ctype.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 #include <time.h>
@@ -18,41 +20,44 @@
 #include "bc_util.h"
 #include "intake.h"
 
-#define S_CLIENT_COLUMNS                                                                           \
-    "id, given_name, family_name, coalesce(preferred_name, ''), coalesce(pronouns, ''), "          \
-    "to_char(date_of_birth, 'YYYY-MM-DD'), coalesce(preferred_language, ''), status, "             \
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                \
-    "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                \
-    "site_id::text, coalesce(assigned_staff_id::text, '')"
-
-
-/* Builds a Client from row 0 of res (columns as S_CLIENT_COLUMNS), copying
- * every value into the call's arena. */
-static Beacon__Intake__Client *s_client_from_row(bc_call_t *call, PGresult *res)
+/* Builds a Client from row `row` of res (columns as INTAKE_CLIENT_COLUMNS),
+ * copying every value into the call's arena. */
+Beacon__Intake__Client *intake_client_from_row(bc_call_t *call, PGresult *res, int row)
 {
     Beacon__Intake__Client *c = bc_arena_alloc(call->arena, sizeof *c);
     beacon__intake__client__init(c);
-    char **fields[] = {&c->id,
-                       &c->given_name,
-                       &c->family_name,
-                       &c->preferred_name,
-                       &c->pronouns,
-                       &c->date_of_birth,
-                       &c->preferred_language,
-                       &c->status,
-                       &c->created_at,
-                       &c->updated_at,
-                       &c->site_id,
-                       &c->assigned_staff_id};
-    for (int i = 0; i < (int)(sizeof fields / sizeof fields[0]); i++)
-        *fields[i] = bc_arena_strdup(call->arena, PQgetvalue(res, 0, i));
+    Beacon__Intake__EmergencyContact *ec = bc_arena_alloc(call->arena, sizeof *ec);
+    beacon__intake__emergency_contact__init(ec);
+    c->emergency_contact = ec;
+    char **fields[] = {&c->id,       &c->given_name,  &c->family_name, &c->preferred_name,
+                       &c->pronouns, &c->date_of_birth, &c->preferred_language, &c->status,
+                       &c->created_at, &c->updated_at, &c->site_id, &c->assigned_staff_id,
+                       NULL /* version */, &c->phone, &c->email, &c->preferred_contact_method,
+                       NULL /* do_not_contact */, NULL /* address_lines */, &c->city, &c->state,
+                       &c->postal_code, &ec->name, &ec->relationship, &ec->phone};
+    int n = (int)(sizeof fields / sizeof fields[0]);
+    for (int i = 0; i < n; i++)
+        if (fields[i])
+            *fields[i] = bc_arena_strdup(call->arena, PQgetvalue(res, row, i));
+    c->version = atoi(PQgetvalue(res, row, 12));
+    c->do_not_contact = PQgetvalue(res, row, 16)[0] == 't';
+    json_t *lines = json_loads(PQgetvalue(res, row, 17), 0, NULL);
+    if (json_is_array(lines) && json_array_size(lines) > 0) {
+        c->n_address_lines = json_array_size(lines);
+        c->address_lines = bc_arena_alloc(call->arena, c->n_address_lines * sizeof(char *));
+        for (size_t i = 0; i < c->n_address_lines; i++) {
+            const char *v = json_string_value(json_array_get(lines, i));
+            c->address_lines[i] = bc_arena_strdup(call->arena, v ? v : "");
+        }
+    }
+    json_decref(lines);
     return c;
 }
 
 /* intake.in_scope (migrations/003_scope.sql) for a client the caller's
  * agency holds: true when the caller's ordinary scope covers it, false when
  * only a break-glass grant let the row through. */
-static bool s_in_scope(const bc_call_t *call, const Beacon__Intake__Client *c)
+bool intake_in_scope(const bc_call_t *call, const Beacon__Intake__Client *c)
 {
     const Beacon__Principal *p = call->principal;
     if (!bc_call_has_site(call, c->site_id))
@@ -103,25 +108,141 @@ static const char *s_check_language(const char *value)
     return NULL;
 }
 
-bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+/* The details a caller sends on registration and on update. */
+typedef struct {
+    const char *given_name, *family_name, *preferred_name, *pronouns, *date_of_birth,
+        *preferred_language, *phone, *email, *contact_method, *city, *state, *postal_code,
+        *ec_name, *ec_relationship, *ec_phone;
+    bool do_not_contact;
+    char *const *address_lines;
+    size_t n_address_lines;
+    char address_json[4096]; /* address_lines as a JSON array, for the text[] parameter */
+} s_details_t;
+
+#define S_DETAILS(req)                                                                         \
+    {.given_name = (req)->given_name,                                                          \
+     .family_name = (req)->family_name,                                                        \
+     .preferred_name = (req)->preferred_name,                                                  \
+     .pronouns = (req)->pronouns,                                                              \
+     .date_of_birth = (req)->date_of_birth,                                                    \
+     .preferred_language = (req)->preferred_language,                                          \
+     .phone = (req)->phone,                                                                    \
+     .email = (req)->email,                                                                    \
+     .contact_method = (req)->preferred_contact_method,                                        \
+     .city = (req)->city,                                                                      \
+     .state = (req)->state,                                                                    \
+     .postal_code = (req)->postal_code,                                                        \
+     .ec_name = (req)->emergency_contact ? (req)->emergency_contact->name : "",                 \
+     .ec_relationship = (req)->emergency_contact ? (req)->emergency_contact->relationship : "", \
+     .ec_phone = (req)->emergency_contact ? (req)->emergency_contact->phone : "",               \
+     .do_not_contact = (req)->do_not_contact,                                                  \
+     .address_lines = (req)->address_lines,                                                    \
+     .n_address_lines = (req)->n_address_lines}
+
+/* A phone number as people write it: digits, spaces and + ( ) - . only. */
+static const char *s_check_phone(const char *value)
 {
-    const Beacon__Intake__CreateClientRequest *req =
-        (const Beacon__Intake__CreateClientRequest *)in;
+    const char *p = bc_text_problem(value, false, 40);
+    if (p)
+        return p;
+    int digits = 0;
+    for (const char *c = value; *c; c++) {
+        if (isdigit((unsigned char)*c))
+            digits++;
+        else if (!strchr(" +()-.", *c))
+            return "must be a phone number (digits, spaces and + ( ) - . only)";
+    }
+    if (*value && (digits < 7 || digits > 15))
+        return "must have 7 to 15 digits";
+    return NULL;
+}
+
+static const char *s_check_email(const char *value)
+{
+    const char *p = bc_text_problem(value, false, 254);
+    if (p || !*value)
+        return p;
+    const char *at = strchr(value, '@');
+    if (!at || at == value || !strchr(at + 1, '.') || strchr(at + 1, '@') || strchr(value, ' '))
+        return "must be an email address";
+    return NULL;
+}
+
+static const char *s_check_contact_method(const char *value)
+{
+    static const char *const methods[] = {"phone", "sms", "email", "mail", "in_person", NULL};
+    if (!*value)
+        return NULL; /* default: phone */
+    for (int i = 0; methods[i]; i++)
+        if (!strcmp(value, methods[i]))
+            return NULL;
+    return "must be one of phone, sms, email, mail, in_person";
+}
+
+/* Checks d; fills d->address_json. BC_OK or the failure recorded in call. */
+static bc_code_t s_check_details(bc_call_t *call, s_details_t *d)
+{
     struct {
         const char *field, *problem;
     } checks[] = {
-        {"given_name", bc_text_problem(req->given_name, true, 200)},
-        {"family_name", bc_text_problem(req->family_name, true, 200)},
-        {"date_of_birth", s_check_birth_date(req->date_of_birth)},
-        {"preferred_name", bc_text_problem(req->preferred_name, false, 200)},
-        {"pronouns", bc_text_problem(req->pronouns, false, 50)},
-        {"preferred_language", s_check_language(req->preferred_language)},
+        {"given_name", bc_text_problem(d->given_name, true, 200)},
+        {"family_name", bc_text_problem(d->family_name, true, 200)},
+        {"date_of_birth", s_check_birth_date(d->date_of_birth)},
+        {"preferred_name", bc_text_problem(d->preferred_name, false, 200)},
+        {"pronouns", bc_text_problem(d->pronouns, false, 50)},
+        {"preferred_language", s_check_language(d->preferred_language)},
+        {"phone", s_check_phone(d->phone)},
+        {"email", s_check_email(d->email)},
+        {"preferred_contact_method", s_check_contact_method(d->contact_method)},
+        {"city", bc_text_problem(d->city, false, 100)},
+        {"state", bc_text_problem(d->state, false, 100)},
+        {"postal_code", bc_text_problem(d->postal_code, false, 20)},
+        {"emergency_contact.name", bc_text_problem(d->ec_name, false, 200)},
+        {"emergency_contact.relationship", bc_text_problem(d->ec_relationship, false, 100)},
+        {"emergency_contact.phone", s_check_phone(d->ec_phone)},
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
         if (checks[i].problem)
             return bc_call_fail(call, BC_INVALID_ARGUMENT, checks[i].field, "%s %s",
                                 checks[i].field, checks[i].problem);
+    if (d->n_address_lines > 4)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "address_lines",
+                            "address_lines has at most 4 lines");
+    json_t *a = json_array();
+    for (size_t i = 0; i < d->n_address_lines; i++) {
+        const char *p = bc_text_problem(d->address_lines[i], true, 200);
+        if (p) {
+            json_decref(a);
+            return bc_call_fail(call, BC_INVALID_ARGUMENT, "address_lines",
+                                "address_lines[%zu] %s", i, p);
+        }
+        json_array_append_new(a, json_string(d->address_lines[i]));
+    }
+    char *text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    snprintf(d->address_json, sizeof d->address_json, "%s", text);
+    free(text);
+    if (!strcmp(d->contact_method, "email") && !*d->email)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "email",
+                            "email is needed when the preferred contact method is email");
+    if ((!strcmp(d->contact_method, "phone") || !strcmp(d->contact_method, "sms")) &&
+        !*d->phone && *d->contact_method)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "phone",
+                            "phone is needed when the preferred contact method is %s",
+                            d->contact_method);
+    return BC_OK;
+}
 
+#define S_NULLIF(s) (*(s) ? (s) : NULL)
+
+bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Intake__CreateClientRequest *req =
+        (const Beacon__Intake__CreateClientRequest *)in;
+    s_details_t d = S_DETAILS(req);
+    bc_code_t code = s_check_details(call, &d);
+    if (code != BC_OK)
+        return code;
     if (!*call->principal->staff_id)
         return bc_call_fail(call, BC_PERMISSION_DENIED, "", "only staff register clients");
     const char *site = req->site_id;
@@ -141,31 +262,43 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
     const char *assigned =
         bc_call_has_role(call, "peer_specialist") ? call->principal->staff_id : NULL;
     const char *params[] = {
-        req->given_name,
-        req->family_name,
-        *req->preferred_name ? req->preferred_name : NULL,
-        *req->pronouns ? req->pronouns : NULL,
-        req->date_of_birth,
-        *req->preferred_language ? req->preferred_language : NULL,
-        call->principal->staff_id,
-        call->principal->agency_id,
-        site,
-        assigned,
+        d.given_name,       d.family_name,  S_NULLIF(d.preferred_name),
+        S_NULLIF(d.pronouns), d.date_of_birth, S_NULLIF(d.preferred_language),
+        call->principal->staff_id, call->principal->agency_id, site,
+        assigned,           S_NULLIF(d.phone), S_NULLIF(d.email),
+        *d.contact_method ? d.contact_method : "phone",
+        d.do_not_contact ? "true" : "false", d.address_json, d.city,
+        d.state,            d.postal_code,  d.ec_name,
+        d.ec_relationship,  d.ec_phone,
     };
     bc_error_t err;
     if (bc_db_begin(call->db, &err) < 0)
         return bc_call_fail_err(call, &err);
-    PGresult *res = bc_db_prepared(call->db, "intake_client_insert",
-                                   "INSERT INTO intake.clients (given_name, family_name, "
-                                   "preferred_name, pronouns, date_of_birth, preferred_language, "
-                                   "created_by, agency_id, site_id, assigned_staff_id) "
-                                   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-                                   "RETURNING " S_CLIENT_COLUMNS,
-                                   10, params, &err);
+    PGresult *res = bc_db_prepared(
+        call->db, "intake_client_insert",
+        "INSERT INTO intake.clients (given_name, family_name, preferred_name, pronouns, "
+        "date_of_birth, preferred_language, created_by, updated_by, agency_id, site_id, "
+        "assigned_staff_id, phone, email, preferred_contact_method, do_not_contact, "
+        "address_lines, city, state, postal_code, emergency_contact_name, "
+        "emergency_contact_relationship, emergency_contact_phone) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14::boolean, "
+        "ARRAY(SELECT json_array_elements_text($15::json)), $16, $17, $18, $19, $20, $21) "
+        "RETURNING " INTAKE_CLIENT_COLUMNS,
+        21, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err); /* the dispatcher rolls back */
-    Beacon__Intake__Client *c = s_client_from_row(call, res);
+    Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
     PQclear(res);
+    if (assigned) {
+        const char *hp[] = {c->id, assigned};
+        res = bc_db_prepared(call->db, "intake_assignment_first",
+                             "INSERT INTO intake.client_assignments (client_id, staff_id, "
+                             "assigned_by, reason) VALUES ($1, $2, $2, 'registered the client')",
+                             2, hp, &err);
+        if (!res)
+            return bc_call_fail_err(call, &err);
+        PQclear(res);
+    }
     bc_audit_event_t ev = {
         .site_id = c->site_id,
         .action = BC_AUDIT_CREATE,
@@ -180,13 +313,102 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
     return BC_OK;
 }
 
+bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Intake__UpdateClientRequest *req =
+        (const Beacon__Intake__UpdateClientRequest *)in;
+    if (!bc_is_uuid(req->id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
+    if (req->expected_version < 1)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "expected_version",
+                            "send the version you read as If-Match");
+    s_details_t d = S_DETAILS(req);
+    bc_code_t code = s_check_details(call, &d);
+    if (code != BC_OK)
+        return code;
+    if (strcmp(req->status, "active") && strcmp(req->status, "inactive") &&
+        strcmp(req->status, "discharged"))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "status",
+                            "status must be one of active, inactive, discharged");
+    if (!bc_is_uuid(call->principal->staff_id) || !bc_is_uuid(call->principal->agency_id))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "", "only staff change client records");
+    char version[16];
+    snprintf(version, sizeof version, "%d", req->expected_version);
+    const char *params[] = {
+        req->id,          call->principal->agency_id, version,
+        d.given_name,     d.family_name,      S_NULLIF(d.preferred_name),
+        S_NULLIF(d.pronouns), d.date_of_birth, S_NULLIF(d.preferred_language),
+        req->status,      S_NULLIF(d.phone),  S_NULLIF(d.email),
+        *d.contact_method ? d.contact_method : "phone",
+        d.do_not_contact ? "true" : "false", d.address_json, d.city,
+        d.state,          d.postal_code,      d.ec_name,
+        d.ec_relationship, d.ec_phone,        call->principal->staff_id,
+    };
+    bc_error_t err;
+    if (bc_db_begin(call->db, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    PGresult *res = bc_db_prepared(
+        call->db, "intake_client_update",
+        "UPDATE intake.clients SET given_name = $4, family_name = $5, preferred_name = $6, "
+        "pronouns = $7, date_of_birth = $8, preferred_language = $9, status = $10, "
+        "phone = $11, email = $12, preferred_contact_method = $13, do_not_contact = $14::boolean, "
+        "address_lines = ARRAY(SELECT json_array_elements_text($15::json)), city = $16, "
+        "state = $17, postal_code = $18, emergency_contact_name = $19, "
+        "emergency_contact_relationship = $20, emergency_contact_phone = $21, updated_by = $22, "
+        "version = version + 1, updated_at = now() "
+        "WHERE id = $1 AND agency_id = $2 AND version = $3::int "
+        "RETURNING " INTAKE_CLIENT_COLUMNS,
+        22, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        /* Gone, out of scope, or changed meanwhile: only the last says so. */
+        res = bc_db_prepared(call->db, "intake_client_version",
+                             "SELECT version FROM intake.clients WHERE id = $1 AND agency_id = $2",
+                             2, params, &err);
+        if (!res)
+            return bc_call_fail_err(call, &err);
+        bool exists = PQntuples(res) > 0;
+        int current = exists ? atoi(PQgetvalue(res, 0, 0)) : 0;
+        PQclear(res);
+        bc_db_rollback(call->db);
+        if (!exists)
+            return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->id);
+        if (current == req->expected_version) /* readable, not changeable: break-glass */
+            return bc_call_fail(call, BC_PERMISSION_DENIED, "",
+                                "break-glass access reads a record; it does not change it");
+        return bc_call_fail(call, BC_STALE, "expected_version",
+                            "the client was changed since you read it (now version %d): read "
+                            "it again and reapply your change",
+                            current);
+    }
+    Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
+    PQclear(res);
+    char detail[64];
+    snprintf(detail, sizeof detail, "{\"version\":%d}", c->version);
+    bc_audit_event_t ev = {
+        .site_id = c->site_id,
+        .action = BC_AUDIT_UPDATE,
+        .resource_type = "client",
+        .resource_id = c->id,
+        .client_id = c->id,
+        .purpose = intake_in_scope(call, c) ? "treatment" : "break_glass",
+        .detail = detail,
+    };
+    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
+        return call->err.code;
+    *out = &c->base;
+    return BC_OK;
+}
+
 bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
     const Beacon__Intake__GetClientRequest *req = (const Beacon__Intake__GetClientRequest *)in;
     if (!bc_is_uuid(req->id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
     /* A row the policy lets through only by a break-glass grant is read,
-     * and audited, for that reason (s_in_scope). */
+     * and audited, for that reason (intake_in_scope). */
     if (!bc_is_uuid(call->principal->agency_id))
         return bc_call_fail(call, BC_PERMISSION_DENIED, "", "no agency in the caller's scope");
     /* The agency filter is the handler's own; sites, caseloads and
@@ -195,7 +417,7 @@ bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
     bc_error_t err;
     PGresult *res = bc_db_prepared(
         call->db, "intake_client_get",
-        "SELECT " S_CLIENT_COLUMNS " FROM intake.clients WHERE id = $1 AND agency_id = $2",
+        "SELECT " INTAKE_CLIENT_COLUMNS " FROM intake.clients WHERE id = $1 AND agency_id = $2",
         2, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
@@ -214,8 +436,8 @@ bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
             return call->err.code;
         return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->id);
     }
-    Beacon__Intake__Client *c = s_client_from_row(call, res);
-    bool break_glass = !s_in_scope(call, c);
+    Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
+    bool break_glass = !intake_in_scope(call, c);
     PQclear(res);
     ev.site_id = c->site_id;
     ev.purpose = break_glass ? "break_glass" : "treatment";

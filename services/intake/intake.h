@@ -2,14 +2,38 @@
 #ifndef INTAKE_H
 #define INTAKE_H
 
+#include <stdbool.h>
+
 #include "bc_service.h"
 #include "intake.pb-c.h"
 
 extern const bc_service_def_t intake_service;
 
+/* The columns intake_client_from_row reads, in order. */
+#define INTAKE_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define INTAKE_CLIENT_COLUMNS                                                                      \
+    "id, given_name, family_name, coalesce(preferred_name, ''), coalesce(pronouns, ''), "          \
+    "to_char(date_of_birth, 'YYYY-MM-DD'), coalesce(preferred_language, ''), status, "             \
+    INTAKE_TIME("created_at") ", " INTAKE_TIME("updated_at") ", "                                 \
+    "site_id::text, coalesce(assigned_staff_id::text, ''), version, coalesce(phone, ''), "        \
+    "coalesce(email, ''), preferred_contact_method, do_not_contact, "                            \
+    "array_to_json(address_lines)::text, city, state, postal_code, emergency_contact_name, "       \
+    "emergency_contact_relationship, emergency_contact_phone"
+#define INTAKE_CLIENT_NCOLUMNS 24
+
 /* clients.c */
+Beacon__Intake__Client *intake_client_from_row(bc_call_t *call, PGresult *res, int row);
+/* intake.in_scope in C: the caller's ordinary scope covers client c (of the
+ * caller's agency); false when only break-glass let it through. */
+bool intake_in_scope(const bc_call_t *call, const Beacon__Intake__Client *c);
 bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* caseload.c */
+bc_code_t caseload_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t caseload_assign(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t caseload_history(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
 /* break_glass.c */
 bc_code_t break_glass_open(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);

@@ -4,6 +4,10 @@
 static const bc_method_t s_methods[] = {
     {"CreateClient", clients_create},
     {"GetClient", clients_get},
+    {"UpdateClient", clients_update},
+    {"ListClients", caseload_list},
+    {"AssignClient", caseload_assign},
+    {"ListAssignments", caseload_history},
     {"OpenBreakGlass", break_glass_open},
     {"ListBreakGlass", break_glass_list},
     {NULL, NULL},

@@ -35,6 +35,10 @@ ADMINS = "agency_admin,site_admin"
 SPEC = {
     ("POST", "/api/v1/clients"): CARE,
     ("GET", "/api/v1/clients/{id}"): CARE,
+    ("GET", "/api/v1/clients"): CARE,
+    ("PUT", "/api/v1/clients/{id}"): CARE,
+    ("POST", "/api/v1/clients/{id}/assignment"): "supervisor",
+    ("GET", "/api/v1/clients/{id}/assignments"): CARE,
     ("POST", "/api/v1/clients/{client_id}/break-glass"): CARE,
     ("GET", "/api/v1/break-glass"): CARE,
     ("POST", "/api/v1/sessions"): None,
@@ -160,8 +164,25 @@ class AccessMatrixTests(StackTestCase):
         site = self.site(target)
         if key == ("POST", "/api/v1/clients"):
             return path, new_client(site_id=site)
-        if key == ("GET", "/api/v1/clients/{id}"):
+        if key in (("GET", "/api/v1/clients/{id}"), ("GET", "/api/v1/clients/{id}/assignments")):
             return path.replace("{id}", self.client[target]), None
+        if key == ("GET", "/api/v1/clients"):
+            return (path + "?limit=5", None) if target == "own" else None
+        if key == ("PUT", "/api/v1/clients/{id}"):
+            # The whole record back, with the ETag read just now (the
+            # matrix peer can read its own client; others get "1").
+            etag = '"1"'
+            body = new_client(status="active")
+            if target == "own":
+                r = self.req("GET", path.replace("{id}", self.client["own"]),
+                             headers=self.staff["peer_specialist"].auth)
+                self.assertEqual(r.status, 200, r.body)
+                etag = r.header("ETag")
+            return path.replace("{id}", self.client[target]), body, {"If-Match": etag}
+        if key == ("POST", "/api/v1/clients/{id}/assignment"):
+            # Already on that caseload: refused as a no-op, never a change.
+            return (path.replace("{id}", self.client[target]),
+                    {"staff_id": self.staff["peer_specialist"].id, "reason": "matrix"})
         if key == ("POST", "/api/v1/clients/{client_id}/break-glass"):
             return (path.replace("{client_id}", self.client[target]),
                     {"reason": "client in crisis at the front desk", "minutes": 5})
@@ -230,6 +251,8 @@ class AccessMatrixTests(StackTestCase):
             # a site named in a body is an invalid argument, an id in the
             # path is not found.
             return {400, 403, 404}
+        if key == ("POST", "/api/v1/clients/{id}/assignment"):
+            return {422} if target == "own" else {404}
         if key == ("POST", "/api/v1/clients/{client_id}/break-glass"):
             # Breaking the glass to a client outside one's scope is the
             # point; a client already in scope needs none.
@@ -260,8 +283,9 @@ class AccessMatrixTests(StackTestCase):
                     made = self.request_for(method, path, target)
                     if made is None:
                         continue
-                    url, body = made
-                    resp = self.req(method, url, body, headers=dict(who.auth))
+                    url, body = made[0], made[1]
+                    headers = dict(who.auth, **(made[2] if len(made) > 2 else {}))
+                    resp = self.req(method, url, body, headers=headers)
                     allowed = self.expected(method, path, who, target)
                     checked += 1
                     label = "%s %s as %s on %s: %d" % (method, url, who.name, target,

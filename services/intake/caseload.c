@@ -1,0 +1,257 @@
+/*  caseload: listing the clients a caller works with, and who holds each
+ *  client on their caseload (assignment, with history).
+ *
+ *  Lists are scope-filtered twice like every read (the filters here, row
+ *  security underneath) and paginated by a cursor: the position (created_at
+ *  in microseconds, id) of the last client of the page, so pages stay
+ *  stable while clients are added. Every listed client is audited as read.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bc_util.h"
+#include "intake.h"
+
+#define S_LIST_MAX 200
+#define S_LIST_DEFAULT 50
+
+/* "<microseconds>.<uuid>" into its parts; false when malformed. */
+static bool s_parse_cursor(const char *cursor, char us[24], char id[40])
+{
+    const char *dot = strchr(cursor, '.');
+    size_t n = dot ? (size_t)(dot - cursor) : 0;
+    if (!dot || n == 0 || n > 20 || !bc_is_uuid(dot + 1))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (cursor[i] < '0' || cursor[i] > '9')
+            return false;
+    memcpy(us, cursor, n);
+    us[n] = '\0';
+    snprintf(id, 40, "%s", dot + 1);
+    return true;
+}
+
+bc_code_t caseload_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Intake__ListClientsRequest *req =
+        (const Beacon__Intake__ListClientsRequest *)in;
+    const Beacon__Principal *p = call->principal;
+    if (!bc_is_uuid(p->agency_id))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "", "no agency in the caller's scope");
+    if (*req->site_id && !bc_is_uuid(req->site_id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "site_id", "site_id must be a UUID");
+    if (*req->site_id && !bc_call_has_site(call, req->site_id))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "site_id", "not one of your sites");
+    const char *assigned = req->assigned_staff_id;
+    if (!strcmp(assigned, "me"))
+        assigned = p->staff_id;
+    if (*assigned && !bc_is_uuid(assigned))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "assigned_staff_id",
+                            "assigned_staff_id must be a UUID or \"me\"");
+    if (*req->status && strcmp(req->status, "active") && strcmp(req->status, "inactive") &&
+        strcmp(req->status, "discharged"))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "status",
+                            "status must be one of active, inactive, discharged");
+    if (req->limit < 0 || req->limit > S_LIST_MAX)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "limit", "limit must be 1 to %d",
+                            S_LIST_MAX);
+    int limit = req->limit ? req->limit : S_LIST_DEFAULT;
+    char us[24] = "", after[40] = "";
+    if (*req->cursor && !s_parse_cursor(req->cursor, us, after))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "cursor",
+                            "cursor must be a next_cursor this API returned");
+    char fetch[16];
+    snprintf(fetch, sizeof fetch, "%d", limit + 1); /* one more: is there a next page? */
+    const char *params[] = {p->agency_id, *req->site_id ? req->site_id : NULL,
+                            *assigned ? assigned : NULL, *req->status ? req->status : NULL,
+                            *us ? us : NULL, *after ? after : NULL, fetch};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "intake_caseload_list",
+        "SELECT " INTAKE_CLIENT_COLUMNS ", "
+        "(extract(epoch FROM created_at) * 1000000)::bigint::text "
+        "FROM intake.clients WHERE agency_id = $1 "
+        "AND ($2::uuid IS NULL OR site_id = $2::uuid) "
+        "AND ($3::uuid IS NULL OR assigned_staff_id = $3::uuid) "
+        "AND ($4::text IS NULL OR status = $4) "
+        "AND ($5::bigint IS NULL OR (created_at, id) < "
+        "     (timestamptz 'epoch' + $5::bigint * interval '1 microsecond', $6::uuid)) "
+        "ORDER BY created_at DESC, id DESC LIMIT $7::int",
+        7, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    int rows = PQntuples(res);
+    Beacon__Intake__ListClientsReply *r = bc_arena_alloc(call->arena, sizeof *r);
+    beacon__intake__list_clients_reply__init(r);
+    r->n_clients = (size_t)(rows > limit ? limit : rows);
+    r->clients = bc_arena_alloc(call->arena, (r->n_clients ? r->n_clients : 1) * sizeof(void *));
+    for (size_t i = 0; i < r->n_clients; i++)
+        r->clients[i] = intake_client_from_row(call, res, (int)i);
+    if (rows > limit) {
+        char next[80];
+        snprintf(next, sizeof next, "%s.%s", PQgetvalue(res, limit - 1, INTAKE_CLIENT_NCOLUMNS),
+                 r->clients[limit - 1]->id);
+        r->next_cursor = bc_arena_strdup(call->arena, next);
+    }
+    PQclear(res);
+    for (size_t i = 0; i < r->n_clients; i++) {
+        const Beacon__Intake__Client *c = r->clients[i];
+        bc_audit_event_t ev = {
+            .site_id = c->site_id,
+            .action = BC_AUDIT_READ,
+            .resource_type = "client",
+            .resource_id = c->id,
+            .client_id = c->id,
+            .purpose = intake_in_scope(call, c) ? "treatment" : "break_glass",
+            .detail = "{\"via\":\"caseload_list\"}",
+        };
+        if (bc_call_audit_read(call, &ev) < 0)
+            return call->err.code;
+    }
+    *out = &r->base;
+    return BC_OK;
+}
+
+bc_code_t caseload_assign(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Intake__AssignClientRequest *req =
+        (const Beacon__Intake__AssignClientRequest *)in;
+    if (!bc_is_uuid(req->id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
+    if (*req->staff_id && !bc_is_uuid(req->staff_id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "staff_id",
+                            "staff_id must be a UUID, or empty to unassign");
+    const char *problem = bc_text_problem(req->reason, false, 500);
+    if (problem)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "reason", "reason %s", problem);
+    if (!bc_call_has_role(call, "supervisor") || !bc_is_uuid(call->principal->staff_id))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "",
+                            "a supervisor assigns clients to caseloads");
+    char version[16];
+    snprintf(version, sizeof version, "%d", req->expected_version);
+    const char *params[] = {req->id, call->principal->agency_id,
+                            *req->staff_id ? req->staff_id : NULL,
+                            req->expected_version ? version : NULL, call->principal->staff_id};
+    bc_error_t err;
+    if (bc_db_begin(call->db, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    PGresult *res = bc_db_prepared(
+        call->db, "intake_client_assign",
+        "UPDATE intake.clients SET assigned_staff_id = $3::uuid, version = version + 1, "
+        "updated_at = now(), updated_by = $5 "
+        "WHERE id = $1 AND agency_id = $2 AND ($4::int IS NULL OR version = $4::int) "
+        "AND assigned_staff_id IS DISTINCT FROM $3::uuid "
+        "RETURNING " INTAKE_CLIENT_COLUMNS,
+        5, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        res = bc_db_prepared(call->db, "intake_client_assigned",
+                             "SELECT version, coalesce(assigned_staff_id::text, '') "
+                             "FROM intake.clients WHERE id = $1 AND agency_id = $2",
+                             2, params, &err);
+        if (!res)
+            return bc_call_fail_err(call, &err);
+        bool exists = PQntuples(res) > 0;
+        int current = exists ? atoi(PQgetvalue(res, 0, 0)) : 0;
+        bool same = exists && !strcmp(PQgetvalue(res, 0, 1), req->staff_id);
+        PQclear(res);
+        bc_db_rollback(call->db);
+        if (!exists)
+            return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->id);
+        if (same)
+            return bc_call_fail(call, BC_FAILED_PRECONDITION, "staff_id",
+                                "the client is already assigned so");
+        if (req->expected_version && current != req->expected_version)
+            return bc_call_fail(call, BC_STALE, "expected_version",
+                                "the client was changed since you read it (now version %d)",
+                                current);
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "",
+                            "you cannot change this client's assignment");
+    }
+    Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
+    PQclear(res);
+    const char *hp[] = {req->id, *req->staff_id ? req->staff_id : NULL,
+                        call->principal->staff_id, req->reason};
+    res = bc_db_prepared(call->db, "intake_assignment_next",
+                         "WITH e AS (UPDATE intake.client_assignments SET ended_at = now() "
+                         "           WHERE client_id = $1 AND ended_at IS NULL) "
+                         "INSERT INTO intake.client_assignments (client_id, staff_id, "
+                         "assigned_by, reason) VALUES ($1, $2::uuid, $3, $4)",
+                         4, hp, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    PQclear(res);
+    char detail[160];
+    snprintf(detail, sizeof detail, "{\"assigned_staff_id\":\"%s\"}", req->staff_id);
+    bc_audit_event_t ev = {
+        .site_id = c->site_id,
+        .action = BC_AUDIT_UPDATE,
+        .resource_type = "client_assignment",
+        .resource_id = c->id,
+        .client_id = c->id,
+        .purpose = "operations",
+        .detail = detail,
+    };
+    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
+        return call->err.code;
+    *out = &c->base;
+    return BC_OK;
+}
+
+bc_code_t caseload_history(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Intake__ListAssignmentsRequest *req =
+        (const Beacon__Intake__ListAssignmentsRequest *)in;
+    if (!bc_is_uuid(req->id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
+    const char *params[] = {req->id, call->principal->agency_id};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "intake_assignment_history",
+        "SELECT coalesce(a.staff_id::text, ''), a.assigned_by::text, "
+        INTAKE_TIME("a.assigned_at") ", coalesce(" INTAKE_TIME("a.ended_at") ", ''), a.reason, "
+        "c.site_id::text FROM intake.clients c "
+        "LEFT JOIN intake.client_assignments a ON a.client_id = c.id "
+        "WHERE c.id = $1 AND c.agency_id = $2 ORDER BY a.assigned_at, a.id",
+        2, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    bc_audit_event_t ev = {
+        .action = BC_AUDIT_READ,
+        .resource_type = "client_assignment",
+        .resource_id = req->id,
+        .client_id = req->id,
+        .purpose = "treatment",
+    };
+    int rows = PQntuples(res);
+    if (rows == 0) {
+        PQclear(res);
+        ev.outcome = BC_AUDIT_DENIED;
+        if (bc_call_audit_read(call, &ev) < 0)
+            return call->err.code;
+        return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->id);
+    }
+    Beacon__Intake__ListAssignmentsReply *r = bc_arena_alloc(call->arena, sizeof *r);
+    beacon__intake__list_assignments_reply__init(r);
+    r->assignments = bc_arena_alloc(call->arena, (size_t)rows * sizeof(void *));
+    for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(res, i, 2))
+            continue; /* the client, without any assignment yet */
+        Beacon__Intake__Assignment *a = bc_arena_alloc(call->arena, sizeof *a);
+        beacon__intake__assignment__init(a);
+        char **f[] = {&a->staff_id, &a->assigned_by, &a->assigned_at, &a->ended_at, &a->reason};
+        for (int k = 0; k < 5; k++)
+            *f[k] = bc_arena_strdup(call->arena, PQgetvalue(res, i, k));
+        r->assignments[r->n_assignments++] = a;
+    }
+    ev.site_id = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 5));
+    PQclear(res);
+    if (bc_call_audit_read(call, &ev) < 0)
+        return call->err.code;
+    *out = &r->base;
+    return BC_OK;
+}
