@@ -1,0 +1,214 @@
+"""Intake through the HTTPS API as a peer specialist and a supervisor use it:
+registering a client with their details, bad input of every kind, changing
+the record under optimistic concurrency (ETag / If-Match), the caseload list
+with filters and cursor pages, and caseload assignment with its history."""
+
+import uuid
+
+from harness import StackTestCase, launch, new_client
+
+
+def full_client(**overrides):
+    body = new_client(
+        preferred_name="Robbie", pronouns="she/her", preferred_language="es-MX",
+        phone="+1 (555) 010-2030", email="robin@example.org",
+        preferred_contact_method="sms", do_not_contact=False,
+        address_lines=["12 Harbor St", "Apt 3"], city="Portland", state="ME",
+        postal_code="04101",
+        emergency_contact={"name": "Alex Test", "relationship": "sibling",
+                           "phone": "555-010-9999"})
+    body.update(overrides)
+    return body
+
+
+class IntakeTests(StackTestCase):
+    settings = {"allow_bootstrap": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = launch.Org(cls.stack).bootstrap()
+        cls.site = cls.org.site_id
+        cls.peer = cls.org.add_staff(["peer_specialist"])
+        cls.peer2 = cls.org.add_staff(["peer_specialist"])
+        cls.sup = cls.org.add_staff(["supervisor"])
+
+    def create(self, who=None, **overrides):
+        r = self.req("POST", "/api/v1/clients", full_client(**overrides),
+                     headers=(who or self.peer).auth)
+        self.assertEqual(r.status, 201, r.body)
+        return r.json()
+
+    # -- registering ---------------------------------------------------------
+
+    def test_register_with_full_details(self):
+        sent = full_client()
+        r = self.req("POST", "/api/v1/clients", sent, headers=self.peer.auth)
+        self.assertEqual(r.status, 201, r.body)
+        c = r.json()
+        for key, value in sent.items():
+            self.assertEqual(c[key], value, key)
+        self.assertEqual((c["site_id"], c["assigned_staff_id"], c["version"], c["status"]),
+                         (self.site, self.peer.id, 1, "active"))
+        self.assertEqual(r.header("ETag"), '"1"')
+        got = self.req("GET", "/api/v1/clients/" + c["id"], headers=self.peer.auth)
+        self.assertEqual(got.json(), c)
+        self.assertEqual(got.header("ETag"), '"1"')
+
+    def test_bad_input_is_refused_and_nothing_written(self):
+        before = self.caseload_size(self.peer)
+        cases = [
+            ({"date_of_birth": "2024-02-30"}, "date_of_birth"),
+            ({"date_of_birth": "2999-01-01"}, "date_of_birth"),
+            ({"date_of_birth": "1899-12-31"}, "date_of_birth"),
+            ({"date_of_birth": "15/06/1984"}, "date_of_birth"),
+            ({"preferred_contact_method": "carrier_pigeon"}, "preferred_contact_method"),
+            ({"given_name": "x" * 201}, "given_name"),
+            ({"given_name": ""}, "given_name"),
+            ({"phone": "call me maybe"}, "phone"),
+            ({"phone": "12"}, "phone"),
+            ({"email": "not-an-email"}, "email"),
+            ({"preferred_contact_method": "email", "email": ""}, "email"),
+            ({"address_lines": ["1", "2", "3", "4", "5"]}, "address_lines"),
+            ({"preferred_language": "english please"}, "preferred_language"),
+            ({"emergency_contact": {"name": "y" * 300}}, "emergency_contact.name"),
+            ({"do_not_contact": "yes"}, "do_not_contact"),
+            ({"status": "active"}, "status"),  # not a field of registration
+            ({"site_id": str(uuid.uuid4())}, "site_id"),
+        ]
+        for overrides, field in cases:
+            with self.subTest(overrides=overrides):
+                r = self.req("POST", "/api/v1/clients", full_client(**overrides),
+                             headers=self.peer.auth)
+                self.assertIn(r.status, (400, 403), r.body)
+                self.assertEqual(r.json()["errors"][0]["field"], field, r.body)
+        self.assertEqual(self.caseload_size(self.peer), before)
+
+    # -- changing -------------------------------------------------------------
+
+    def put(self, c, etag, who=None, **changes):
+        body = {k: c[k] for k in full_client() if k in c}
+        body["status"] = c["status"]
+        body.update(changes)
+        headers = dict((who or self.peer).auth)
+        if etag is not None:
+            headers["If-Match"] = etag
+        return self.req("PUT", "/api/v1/clients/" + c["id"], body, headers=headers)
+
+    def test_update_needs_the_current_version(self):
+        c = self.create()
+        self.assertProblem(self.put(c, None, city="Bangor"), 428)
+        self.assertProblem(self.put(c, "3 or so", city="Bangor"), 400, field="If-Match")
+        r = self.put(c, '"1"', city="Bangor", do_not_contact=True)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual((r.json()["city"], r.json()["do_not_contact"], r.json()["version"]),
+                         ("Bangor", True, 2))
+        self.assertEqual(r.header("ETag"), '"2"')
+        # A second writer who read version 1 is refused, and told so.
+        stale = self.put(c, '"1"', city="Augusta")
+        self.assertProblem(stale, 412)
+        self.assertEqual(self.req("GET", "/api/v1/clients/" + c["id"],
+                                  headers=self.peer.auth).json()["city"], "Bangor")
+        self.assertEqual(self.put(c, 'W/"2"', city="Augusta").status, 200)
+        self.assertProblem(self.put(c, '"3"', status="gone"), 400, field="status")
+        self.assertProblem(self.put(c, '"3"', date_of_birth="2024-02-30"), 400,
+                           field="date_of_birth")
+
+    def test_concurrent_updates_one_wins(self):
+        import threading
+        c = self.create()
+        results = []
+
+        def writer(city):
+            results.append(self.put(c, '"1"', city=city).status)
+
+        threads = [threading.Thread(target=writer, args=("City %d" % i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(sorted(results), [200, 412, 412, 412])
+        self.assertEqual(self.req("GET", "/api/v1/clients/" + c["id"],
+                                  headers=self.peer.auth).json()["version"], 2)
+
+    def test_others_cannot_change_what_they_cannot_see(self):
+        c = self.create()
+        self.assertProblem(self.put(c, '"1"', who=self.peer2, city="X"), 404)
+
+    # -- the caseload ----------------------------------------------------------
+
+    def caseload_size(self, who, query=""):
+        n, cursor = 0, None
+        while True:
+            q = "?limit=200" + query + ("&cursor=" + cursor if cursor else "")
+            r = self.req("GET", "/api/v1/clients" + q, headers=who.auth)
+            self.assertEqual(r.status, 200, r.body)
+            doc = r.json()
+            n += len(doc["clients"])
+            cursor = doc["next_cursor"]
+            if not cursor:
+                return n
+
+    def test_caseload_pages_and_filters(self):
+        peer = self.org.add_staff(["peer_specialist"])
+        made = [self.create(who=peer)["id"] for _ in range(7)]
+        seen, cursor, pages = [], None, 0
+        while True:
+            path = "/api/v1/clients?limit=3&assigned_staff_id=me"
+            if cursor:
+                path += "&cursor=" + cursor
+            doc = self.req("GET", path, headers=peer.auth).json()
+            seen += [c["id"] for c in doc["clients"]]
+            pages += 1
+            cursor = doc["next_cursor"]
+            if not cursor:
+                break
+        self.assertEqual(pages, 3)
+        self.assertEqual(seen, list(reversed(made)))  # newest first, no repeats
+        # Another peer's caseload is not theirs to list; the supervisor sees all.
+        self.assertEqual(self.caseload_size(self.peer2, "&assigned_staff_id=" + peer.id), 0)
+        self.assertEqual(self.caseload_size(self.sup, "&assigned_staff_id=" + peer.id), 7)
+        self.assertEqual(self.caseload_size(self.sup, "&status=discharged"), 0)
+        for bad, field in (("cursor=abc", "cursor"), ("limit=0x", "limit"),
+                           ("limit=1000", "limit"), ("status=gone", "status"),
+                           ("assigned_staff_id=someone", "assigned_staff_id"),
+                           ("site_id=" + str(uuid.uuid4()), "site_id")):
+            with self.subTest(bad=bad):
+                r = self.req("GET", "/api/v1/clients?" + bad, headers=peer.auth)
+                self.assertIn(r.status, (400, 403), r.body)
+                self.assertEqual(r.json()["errors"][0]["field"], field)
+        # Every client listed was audited as read.
+        n = int(self.psql("SELECT count(*) FROM audit.events WHERE actor_staff_id = '%s' "
+                          "AND action = 'read' AND detail::text LIKE '%%caseload_list%%'"
+                          % peer.id))
+        self.assertGreaterEqual(n, 7)
+
+    def test_assignment_and_history(self):
+        c = self.create()
+        path = "/api/v1/clients/%s/assignment" % c["id"]
+        r = self.req("POST", path, {"staff_id": self.peer2.id, "reason": "x"},
+                     headers=self.peer.auth)
+        self.assertProblem(r, 403)
+        r = self.req("POST", path, {"staff_id": self.peer2.id, "reason": "caseload balance"},
+                     headers=dict(self.sup.auth, **{"If-Match": '"7"'}))
+        self.assertProblem(r, 412)
+        r = self.req("POST", path, {"staff_id": self.peer2.id, "reason": "caseload balance"},
+                     headers=self.sup.auth)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual((r.json()["assigned_staff_id"], r.json()["version"]), (self.peer2.id, 2))
+        # The first peer no longer sees the client; the second does.
+        self.assertProblem(self.req("GET", "/api/v1/clients/" + c["id"],
+                                    headers=self.peer.auth), 404)
+        self.assertEqual(self.req("GET", "/api/v1/clients/" + c["id"],
+                                  headers=self.peer2.auth).status, 200)
+        self.assertProblem(self.req("POST", path, {"staff_id": self.peer2.id},
+                                    headers=self.sup.auth), 422)
+        hist = self.req("GET", "/api/v1/clients/%s/assignments" % c["id"],
+                        headers=self.sup.auth)
+        self.assertEqual(hist.status, 200, hist.body)
+        rows = hist.json()["assignments"]
+        self.assertEqual([(a["staff_id"], a["reason"]) for a in rows],
+                         [(self.peer.id, "registered the client"),
+                          (self.peer2.id, "caseload balance")])
+        self.assertTrue(rows[0]["ended_at"])
+        self.assertEqual(rows[1]["ended_at"], "")
