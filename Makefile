@@ -101,6 +101,9 @@ $(BUILD)/bin/beacon-%: $(BUILD)/obj/common/tools/%.o $(LIB)
 
 # Unit tests of a service's own code link that code too (all but main.c).
 $(BUILD)/tests/test_identity: $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out services/gateway/main.c,$(wildcard services/gateway/identity*.c)))
+$(BUILD)/tests/test_instrument: $(BUILD)/obj/services/intake/instrument.o
+# (it lands after the library on the link line, so the library is listed again)
+$(BUILD)/tests/test_instrument: LIBS := $(LIB) $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(TGEN_C)) $(LIB)
 	@mkdir -p $(dir $@)

@@ -92,14 +92,23 @@ static int s_fail(s_ctx_t *ctx, bc_code_t code, const char *field, const char *f
     return -1;
 }
 
+/* Writes a field path into out[S_FIELD_MAX]. A path longer than that (a
+ * hostile key) is cut short, which still points at the field. */
+static const char *s_path(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static const char *s_path(char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, S_FIELD_MAX, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
 /* Writes "prefix.key" (or "key" for the root) into out[S_FIELD_MAX]. */
 static const char *s_field(char *out, const char *prefix, const char *key)
 {
-    if (prefix && *prefix)
-        snprintf(out, S_FIELD_MAX, "%s.%s", prefix, key);
-    else
-        snprintf(out, S_FIELD_MAX, "%s", key);
-    return out;
+    return prefix && *prefix ? s_path(out, "%s.%s", prefix, key) : s_path(out, "%s", key);
 }
 
 /* ---- Typed getters ------------------------------------------------------------ */
@@ -126,8 +135,8 @@ static int s_check_keys(s_ctx_t *ctx, json_t *obj, const char *prefix, const cha
 
 /* obj[key] as a text (at most max_chars characters, no control characters)
  * copied into the arena; "" when optional and absent. */
-static int s_get_text(s_ctx_t *ctx, json_t *obj, const char *prefix, const char *key,
-                      bool required, size_t max_chars, const char **out)
+static int s_get_text(s_ctx_t *ctx, json_t *obj, const char *prefix, const char *key, bool required,
+                      size_t max_chars, const char **out)
 {
     char f[S_FIELD_MAX];
     s_field(f, prefix, key);
@@ -180,8 +189,8 @@ static int s_get_id(s_ctx_t *ctx, json_t *obj, const char *prefix, const char *k
 }
 
 /* obj[key] as an integer within lo..hi. */
-static int s_get_int(s_ctx_t *ctx, json_t *obj, const char *prefix, const char *key, int lo,
-                     int hi, int *out)
+static int s_get_int(s_ctx_t *ctx, json_t *obj, const char *prefix, const char *key, int lo, int hi,
+                     int *out)
 {
     char f[S_FIELD_MAX];
     s_field(f, prefix, key);
@@ -225,7 +234,7 @@ static int s_get_array(s_ctx_t *ctx, json_t *obj, const char *prefix, const char
 static json_t *s_array_object(s_ctx_t *ctx, json_t *arr, const char *key, size_t i,
                               const char *const *allowed, char field[S_FIELD_MAX])
 {
-    snprintf(field, S_FIELD_MAX, "%s[%zu]", key, i);
+    s_path(field, "%s[%zu]", key, i);
     json_t *o = json_array_get(arr, i);
     if (!json_is_object(o)) {
         s_fail(ctx, BC_INVALID_ARGUMENT, field, "must be an object");
@@ -309,7 +318,8 @@ static int s_parse_subscales(s_ctx_t *ctx, json_t *root, instrument_t *ins)
     if (s_get_array(ctx, root, "", "subscales", false, 0, INSTRUMENT_MAX_SUBSCALES, &arr) < 0)
         return -1;
     ins->subscale_count = arr ? json_array_size(arr) : 0;
-    ins->subscales = bc_arena_calloc(ctx->arena, (ins->subscale_count + 1) * sizeof *ins->subscales);
+    ins->subscales =
+        bc_arena_calloc(ctx->arena, (ins->subscale_count + 1) * sizeof *ins->subscales);
     for (size_t i = 0; i < ins->subscale_count; i++) {
         char f[S_FIELD_MAX], kf[S_FIELD_MAX];
         json_t *o = s_array_object(ctx, arr, "subscales", i, keys, f);
@@ -331,7 +341,7 @@ static int s_parse_subscales(s_ctx_t *ctx, json_t *root, instrument_t *ins)
         size_t *idx = bc_arena_calloc(ctx->arena, sub->item_count * sizeof *idx);
         for (size_t j = 0; j < sub->item_count; j++) {
             char rf[S_FIELD_MAX];
-            snprintf(rf, sizeof rf, "%s.items[%zu]", f, j);
+            s_path(rf, "%s.items[%zu]", f, j);
             const char *ref;
             if (s_id_value(ctx, json_array_get(refs, j), rf, &ref) < 0)
                 return -1;
@@ -340,8 +350,7 @@ static int s_parse_subscales(s_ctx_t *ctx, json_t *root, instrument_t *ins)
                 return s_fail(ctx, BC_INVALID_ARGUMENT, rf, "unknown item \"%s\"", ref);
             for (size_t m = 0; m < j; m++)
                 if (idx[m] == (size_t)k)
-                    return s_fail(ctx, BC_INVALID_ARGUMENT, rf, "item \"%s\" is listed twice",
-                                  ref);
+                    return s_fail(ctx, BC_INVALID_ARGUMENT, rf, "item \"%s\" is listed twice", ref);
             idx[j] = (size_t)k;
         }
         sub->items = idx;
@@ -430,9 +439,9 @@ static int s_parse_bands(s_ctx_t *ctx, json_t *root, instrument_t *ins)
  * (in the arena) or NULL with the error filled. */
 static instrument_t *s_parse(s_ctx_t *ctx, json_t *root)
 {
-    static const char *const keys[] = {"id",        "version", "title", "citation",
-                                       "instructions", "scale", "items", "subscales",
-                                       "scoring",   "bands",   NULL};
+    static const char *const keys[] = {"id",           "version", "title", "citation",
+                                       "instructions", "scale",   "items", "subscales",
+                                       "scoring",      "bands",   NULL};
     if (!json_is_object(root)) {
         s_fail(ctx, BC_INVALID_ARGUMENT, "", "the definition must be a JSON object");
         return NULL;
@@ -730,7 +739,7 @@ int instrument_score(const instrument_t *self, const instrument_answer_t *answer
     for (size_t i = 0; i < n; i++) {
         const instrument_answer_t *a = &answers[i];
         char f[S_FIELD_MAX];
-        snprintf(f, sizeof f, "answers[%zu].item_id", i);
+        s_path(f, "answers[%zu].item_id", i);
         int k = a->item_id ? s_item_index(self, self->item_count, a->item_id) : -1;
         if (k < 0)
             return bc_error_set(err, BC_INVALID_ARGUMENT, f, "%s has no item \"%.64s\"", self->id,
@@ -740,7 +749,7 @@ int instrument_score(const instrument_t *self, const instrument_answer_t *answer
             return bc_error_set(err, BC_INVALID_ARGUMENT, f, "item \"%s\" is answered twice",
                                 item->id);
         if (a->value < self->scale_min || a->value > self->scale_max) {
-            snprintf(f, sizeof f, "answers[%zu].value", i);
+            s_path(f, "answers[%zu].value", i);
             return bc_error_set(err, BC_INVALID_ARGUMENT, f,
                                 "value %d for item \"%s\" is outside the scale %d..%d", a->value,
                                 item->id, self->scale_min, self->scale_max);
