@@ -341,6 +341,13 @@ static void s_remember_prepared(bc_db_t *self, const char *name)
 PGresult *bc_db_prepared(bc_db_t *self, const char *name, const char *sql, int nparams,
                          const char *const *params, bc_error_t *err)
 {
+    return bc_db_prepared_binary(self, name, sql, nparams, params, NULL, NULL, err);
+}
+
+PGresult *bc_db_prepared_binary(bc_db_t *self, const char *name, const char *sql, int nparams,
+                                const char *const *params, const int *lengths,
+                                const int *formats, bc_error_t *err)
+{
     if (s_ready(self, err))
         return NULL;
     if (!s_is_prepared(self, name)) {
@@ -351,7 +358,7 @@ PGresult *bc_db_prepared(bc_db_t *self, const char *name, const char *sql, int n
         PQclear(res);
         s_remember_prepared(self, name);
     }
-    PGresult *res = PQexecPrepared(self->conn, name, nparams, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(self->conn, name, nparams, params, lengths, formats, 0);
     return s_check(self, res, err);
 }
 

@@ -52,6 +52,11 @@ PGresult *bc_db_query(bc_db_t *self, const char *sql, int nparams, const char *c
  * outlive the handle; the same name must always come with the same sql. */
 PGresult *bc_db_prepared(bc_db_t *self, const char *name, const char *sql, int nparams,
                          const char *const *params, bc_error_t *err);
+/* As bc_db_prepared with per-parameter lengths and formats (1 = binary,
+ * e.g. bytea); NULL arrays mean all text. */
+PGresult *bc_db_prepared_binary(bc_db_t *self, const char *name, const char *sql, int nparams,
+                                const char *const *params, const int *lengths,
+                                const int *formats, bc_error_t *err);
 /* Runs sql and clears the result; for statements whose rows are not needed. */
 int bc_db_command(bc_db_t *self, const char *sql, int nparams, const char *const *params,
                   bc_error_t *err);

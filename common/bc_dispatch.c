@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 
 #include "bc_version.h"
 #include "bc_log.h"
@@ -43,6 +44,111 @@ bc_code_t bc_call_fail_err(bc_call_t *call, const bc_error_t *err)
 {
     call->err = *err;
     return err->code;
+}
+
+/* The caller idempotency keys belong to (staff member or API key), or NULL. */
+static const char *s_caller(const Beacon__Principal *p)
+{
+    if (p->staff_id && *p->staff_id)
+        return p->staff_id;
+    if (p->api_key_id && *p->api_key_id)
+        return p->api_key_id;
+    return NULL;
+}
+
+/* SHA-256 over method, a zero byte and the packed request payload. */
+static void s_request_hash(const Beacon__Request *req, unsigned char out[32])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, req->method, strlen(req->method) + 1);
+    EVP_DigestUpdate(ctx, req->payload.data, req->payload.len);
+    EVP_DigestFinal_ex(ctx, out, NULL);
+    EVP_MD_CTX_free(ctx);
+}
+
+typedef enum { S_IDEM_NONE, S_IDEM_REPLAY, S_IDEM_MISMATCH } s_idem_t;
+
+/* Looks up the caller's key: a stored reply for this very request
+ * (*payload set, arena memory), a key used for another request, or none. */
+static s_idem_t s_idem_find(bc_db_t *db, bc_arena_t *arena, const char *service,
+                            const Beacon__Request *req, const char *caller,
+                            ProtobufCBinaryData *payload, bc_error_t *err, bool *failed)
+{
+    unsigned char hash[32];
+    char hex[65];
+    s_request_hash(req, hash);
+    bc_hex(hash, sizeof hash, hex);
+    const char *params[] = {service, caller, req->idempotency_key};
+    PGresult *res = bc_db_prepared(
+        db, "bc_idempotency_find",
+        "SELECT method, encode(request_hash, 'hex'), reply FROM rpc.idempotency "
+        "WHERE service = $1 AND caller = $2 AND key = $3 "
+        "AND created_at > now() - interval '24 hours'",
+        3, params, err);
+    *failed = res == NULL;
+    if (!res)
+        return S_IDEM_NONE;
+    s_idem_t r = S_IDEM_NONE;
+    if (PQntuples(res) == 1) {
+        if (strcmp(PQgetvalue(res, 0, 0), req->method) || strcmp(PQgetvalue(res, 0, 1), hex)) {
+            r = S_IDEM_MISMATCH;
+        } else {
+            size_t n = 0;
+            unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 2), &n);
+            payload->len = n;
+            payload->data = bc_arena_alloc(arena, n ? n : 1);
+            if (raw && n)
+                memcpy(payload->data, raw, n);
+            PQfreemem(raw);
+            r = S_IDEM_REPLAY;
+        }
+    }
+    PQclear(res);
+    return r;
+}
+
+/* Stores the reply under the key in the handler's open transaction, then
+ * commits. -1 with err (rolled back) when either fails. */
+static int s_idem_commit(bc_call_t *call, const char *service, const ProtobufCBinaryData *payload,
+                         bc_error_t *err)
+{
+    const Beacon__Request *req = call->request;
+    unsigned char hash[32];
+    s_request_hash(req, hash);
+    const char *caller = s_caller(call->principal);
+    const char *values[] = {service, caller, req->idempotency_key, req->method, (char *)hash,
+                            (char *)payload->data};
+    int lengths[] = {0, 0, 0, 0, 32, (int)payload->len};
+    int formats[] = {0, 0, 0, 0, 1, 1};
+    PGresult *res = bc_db_prepared_binary(
+        call->db, "bc_idempotency_store",
+        "WITH gone AS (DELETE FROM rpc.idempotency WHERE service = $1 AND caller = $2 "
+        "              AND key = $3 AND created_at <= now() - interval '24 hours') "
+        "INSERT INTO rpc.idempotency (service, caller, key, method, request_hash, reply) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+        6, values, lengths, formats, err);
+    bool stored = res && PQntuples(res) == 1;
+    if (res)
+        PQclear(res);
+    if (!stored) {
+        bc_db_rollback(call->db);
+        if (call->audit_chain)
+            bc_audit_rollback(call->audit_chain);
+        if (res) /* someone else committed this key meanwhile */
+            bc_error_set(err, BC_CONFLICT, "",
+                         "a request with this Idempotency-Key was just made: repeat it to get "
+                         "its answer");
+        return -1;
+    }
+    if (bc_db_commit(call->db, err) < 0) {
+        if (call->audit_chain)
+            bc_audit_rollback(call->audit_chain);
+        return -1;
+    }
+    if (call->audit_chain)
+        bc_audit_commit(call->audit_chain);
+    return 0;
 }
 
 /* Fills who and which request from the call where the handler left them. */
@@ -116,6 +222,10 @@ int bc_call_audit_write(bc_call_t *call, bc_audit_event_t *ev)
 
 int bc_call_commit(bc_call_t *call)
 {
+    if (*call->request->idempotency_key && s_caller(call->principal)) {
+        call->commit_deferred = true;
+        return 0;
+    }
     bc_error_t err;
     if (bc_db_commit(call->db, &err) < 0) {
         if (call->audit_chain)
@@ -369,11 +479,33 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
     /* Fail closed: no handler runs on a connection whose scope is not the
      * caller's. */
     bc_code_t code;
-    if (!health && db && s_apply_scope(db, call.principal, &call.err) < 0)
+    bool idem = !health && db && *req->idempotency_key && s_caller(call.principal);
+    if (!health && db && s_apply_scope(db, call.principal, &call.err) < 0) {
         code = call.err.code;
-    else
+    } else if (idem) {
+        ProtobufCBinaryData stored = {0};
+        bool failed = false;
+        s_idem_t found =
+            s_idem_find(db, arena, self->def->name, req, s_caller(call.principal), &stored,
+                        &call.err, &failed);
+        if (failed)
+            code = call.err.code;
+        else if (found == S_IDEM_REPLAY) {
+            bc_debug("%s: Idempotency-Key seen before, the stored reply answers", req->method);
+            size_t n = s_reply(req->id, BC_OK, NULL, &stored, reply);
+            bc_log_set_request(NULL);
+            return n;
+        } else if (found == S_IDEM_MISMATCH)
+            code = bc_call_fail(&call, BC_FAILED_PRECONDITION, "Idempotency-Key",
+                                "this Idempotency-Key was used for a different request");
+        else
+            code = self->handlers[method_index](&call, in, &out);
+    } else {
         code = self->handlers[method_index](&call, in, &out);
-    if (db && bc_db_in_transaction(db)) {
+    }
+    if (call.commit_deferred && code != BC_OK)
+        call.commit_deferred = false;
+    if (db && bc_db_in_transaction(db) && !call.commit_deferred) {
         bc_db_rollback(db); /* a handler that forgot to finish must not leak a transaction */
         if (call.audit_chain)
             bc_audit_rollback(call.audit_chain);
@@ -397,6 +529,11 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
     if (!out || out->descriptor != md->output) {
         bc_err("%s returned %s instead of %s", req->method, out ? out->descriptor->name : "nothing",
                md->output->name);
+        if (call.commit_deferred) {
+            bc_db_rollback(db);
+            if (call.audit_chain)
+                bc_audit_rollback(call.audit_chain);
+        }
         bc_error_set(&err, BC_INTERNAL, "", "internal error");
         return s_reply(req->id, BC_INTERNAL, &err, NULL, reply);
     }
@@ -404,6 +541,12 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
     payload.len = protobuf_c_message_get_packed_size(out);
     payload.data = bc_arena_alloc(arena, payload.len);
     protobuf_c_message_pack(out, payload.data);
+    if (call.commit_deferred && s_idem_commit(&call, self->def->name, &payload, &err) < 0) {
+        bc_warn("%s: not committed: %s (%s)", req->method, err.message, err.detail);
+        size_t n = s_reply(req->id, err.code, &err, NULL, reply);
+        bc_log_set_request(NULL);
+        return n;
+    }
     bc_debug("%s ok in %lld us", req->method, (long long)took);
     size_t n = s_reply(req->id, BC_OK, NULL, &payload, reply);
     bc_log_set_request(NULL);

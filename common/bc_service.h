@@ -50,6 +50,7 @@ typedef struct {
     bc_audit_chain_t *audit_chain;   /* this worker's chain, for writes (may be NULL) */
     bc_audit_writer_t *audit_writer; /* the service's group writer, for reads (may be NULL) */
     uint64_t audit_ticket;           /* the reply waits until this record is durable */
+    bool commit_deferred; /* bc_call_commit left the COMMIT to the dispatcher (idempotency) */
 } bc_call_t;
 
 /* Audits a read of PHI: the event (actor, agency and request id filled in
@@ -63,7 +64,10 @@ int bc_call_audit_read(bc_call_t *call, bc_audit_event_t *ev);
  * bc_call_commit() reports it to the chain. -1 (call->err set): roll back. */
 int bc_call_audit_write(bc_call_t *call, bc_audit_event_t *ev);
 /* Commits the handler's transaction and tells the audit chain; on failure
- * rolls back and returns -1 with call->err set. */
+ * rolls back and returns -1 with call->err set. When the request carries an
+ * Idempotency-Key the COMMIT is left to the dispatcher, which first stores
+ * the handler's reply under the key in the same transaction (a repeat then
+ * gets that reply, never a second change); the handler cannot tell. */
 int bc_call_commit(bc_call_t *call);
 
 /* True when the caller holds role / works at site_id. */

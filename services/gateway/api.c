@@ -564,8 +564,21 @@ int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
     }
     ssize_t ik = h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), -1);
     if (ik >= 0) {
+        /* Printable ASCII, 1 to 255 characters (a UUID is the usual choice):
+         * anything else is refused, never truncated into another key. */
         h2o_iovec_t v = req->headers.entries[ik].value;
-        snprintf(c->idem, sizeof c->idem, "%.*s", (int)(v.len < 255 ? v.len : 255), v.base);
+        bool ok = v.len >= 1 && v.len < sizeof c->idem;
+        for (size_t i = 0; ok && i < v.len; i++)
+            ok = v.base[i] > 0x20 && v.base[i] < 0x7f;
+        if (!ok) {
+            free(payload);
+            s_problem(c, BC_INVALID_ARGUMENT,
+                      "Idempotency-Key must be 1 to 255 printable characters without spaces",
+                      "Idempotency-Key");
+            return 0;
+        }
+        memcpy(c->idem, v.base, v.len);
+        c->idem[v.len] = '\0';
     }
     s_peer(req, c->peer, sizeof c->peer);
     c->payload = h2o_mem_alloc_pool(&req->pool, len ? len : 1);

@@ -212,3 +212,65 @@ class IntakeTests(StackTestCase):
                           (self.peer2.id, "caseload balance")])
         self.assertTrue(rows[0]["ended_at"])
         self.assertEqual(rows[1]["ended_at"], "")
+
+
+class IdempotencyTests(StackTestCase):
+    """Idempotency-Key: a repeated registration is answered with the first
+    answer and makes one record; a key reused for something else is
+    refused; keys are per caller."""
+    sign_in = "peer_specialist"
+
+    def test_repeat_gives_the_same_answer_and_one_record(self):
+        key = str(uuid.uuid4())
+        body = full_client()
+        first = self.req("POST", "/api/v1/clients", body, headers={"Idempotency-Key": key})
+        self.assertEqual(first.status, 201, first.body)
+        again = self.req("POST", "/api/v1/clients", body, headers={"Idempotency-Key": key})
+        self.assertEqual(again.status, 201, again.body)
+        self.assertEqual(again.json(), first.json())
+        n = self.psql("SELECT count(*) FROM audit.events WHERE action = 'create' "
+                      "AND actor_staff_id = '%s' AND request_id = '%s'"
+                      % (self.user.id, first.header("X-Request-Id")))
+        self.assertEqual(int(n), 1)
+        listed = self.req("GET", "/api/v1/clients?limit=200").json()["clients"]
+        self.assertEqual(sum(1 for c in listed if c["family_name"] == body["family_name"]), 1)
+        other = self.req("POST", "/api/v1/clients", full_client(),
+                         headers={"Idempotency-Key": key})
+        self.assertProblem(other, 422, field="Idempotency-Key")
+
+    def test_concurrent_repeats_make_one_record(self):
+        import threading
+        key, body, out = str(uuid.uuid4()), full_client(), []
+
+        def send():
+            out.append(self.req("POST", "/api/v1/clients", body,
+                                headers={"Idempotency-Key": key}))
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        statuses = sorted(r.status for r in out)
+        self.assertTrue(all(s in (201, 409) for s in statuses), statuses)
+        ids = {r.json()["id"] for r in out if r.status == 201}
+        self.assertEqual(len(ids), 1, statuses)
+        listed = self.req("GET", "/api/v1/clients?limit=200").json()["clients"]
+        self.assertEqual(sum(1 for c in listed if c["family_name"] == body["family_name"]), 1)
+
+    def test_bad_keys_are_refused(self):
+        for key in ("x" * 256, "has space"):
+            r = self.req("POST", "/api/v1/clients", full_client(),
+                         headers={"Idempotency-Key": key})
+            self.assertProblem(r, 400, field="Idempotency-Key")
+
+    def test_keys_belong_to_their_caller(self):
+        key = str(uuid.uuid4())
+        mine = self.req("POST", "/api/v1/clients", full_client(),
+                        headers={"Idempotency-Key": key})
+        self.assertEqual(mine.status, 201)
+        other = self.org.add_staff(["peer_specialist"])
+        theirs = self.req("POST", "/api/v1/clients", full_client(),
+                          headers={"Idempotency-Key": key, **other.auth})
+        self.assertEqual(theirs.status, 201, theirs.body)
+        self.assertNotEqual(theirs.json()["id"], mine.json()["id"])
