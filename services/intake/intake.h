@@ -39,4 +39,12 @@ bc_code_t caseload_history(bc_call_t *call, const ProtobufCMessage *in, Protobuf
 bc_code_t break_glass_open(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t break_glass_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* assessments.c */
+int intake_start(const bc_config_t *config, void **state, bc_error_t *err);
+void intake_stop(void *state);
+bc_code_t assessments_instruments(bc_call_t *call, const ProtobufCMessage *in,
+                                  ProtobufCMessage **out);
+bc_code_t assessments_record(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t assessments_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
 #endif

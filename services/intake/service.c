@@ -8,6 +8,9 @@ static const bc_method_t s_methods[] = {
     {"ListClients", caseload_list},
     {"AssignClient", caseload_assign},
     {"ListAssignments", caseload_history},
+    {"ListInstruments", assessments_instruments},
+    {"RecordAssessment", assessments_record},
+    {"ListAssessments", assessments_list},
     {"OpenBreakGlass", break_glass_open},
     {"ListBreakGlass", break_glass_list},
     {NULL, NULL},
@@ -18,6 +21,9 @@ static const bc_setting_t s_settings[] = {
      "how long a break-glass grant lasts when the caller does not say"},
     {"break_glass_max_minutes", BC_CFG_INT, "240", 1, 480,
      "the longest break-glass grant anyone may ask for"},
+    {"instruments_dir", BC_CFG_STRING, "services/intake/instruments", 0, 0,
+     "folder of assessment instrument definitions (*.json, format in "
+     "services/intake/instrument.h); a bad file stops the service from starting"},
     BC_SETTINGS_END,
 };
 
@@ -26,4 +32,6 @@ const bc_service_def_t intake_service = {
     .descriptor = &beacon__intake__intake__descriptor,
     .methods = s_methods,
     .settings = s_settings,
+    .start = intake_start,
+    .stop = intake_stop,
 };

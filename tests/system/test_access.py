@@ -39,6 +39,9 @@ SPEC = {
     ("PUT", "/api/v1/clients/{id}"): CARE,
     ("POST", "/api/v1/clients/{id}/assignment"): "supervisor",
     ("GET", "/api/v1/clients/{id}/assignments"): CARE,
+    ("GET", "/api/v1/instruments"): CARE,
+    ("POST", "/api/v1/clients/{client_id}/assessments"): CARE,
+    ("GET", "/api/v1/clients/{client_id}/assessments"): CARE,
     ("POST", "/api/v1/clients/{client_id}/break-glass"): CARE,
     ("GET", "/api/v1/break-glass"): CARE,
     ("POST", "/api/v1/sessions"): None,
@@ -166,6 +169,14 @@ class AccessMatrixTests(StackTestCase):
             return path, new_client(site_id=site)
         if key in (("GET", "/api/v1/clients/{id}"), ("GET", "/api/v1/clients/{id}/assignments")):
             return path.replace("{id}", self.client[target]), None
+        if key == ("GET", "/api/v1/instruments"):
+            return (path, None) if target == "own" else None
+        if key == ("POST", "/api/v1/clients/{client_id}/assessments"):
+            return (path.replace("{client_id}", self.client[target]),
+                    {"instrument_id": "barc10",
+                     "answers": [{"item_id": "q%d" % i, "value": 3} for i in range(1, 11)]})
+        if key == ("GET", "/api/v1/clients/{client_id}/assessments"):
+            return path.replace("{client_id}", self.client[target]), None
         if key == ("GET", "/api/v1/clients"):
             return (path + "?limit=5", None) if target == "own" else None
         if key == ("PUT", "/api/v1/clients/{id}"):

@@ -274,3 +274,62 @@ class IdempotencyTests(StackTestCase):
                           headers={"Idempotency-Key": key, **other.auth})
         self.assertEqual(theirs.status, 201, theirs.body)
         self.assertNotEqual(theirs.json()["id"], mine.json()["id"])
+
+
+class AssessmentTests(StackTestCase):
+    """BARC-10 from its definition file, scored by the service, repeated over
+    time with the change since the first."""
+    sign_in = "peer_specialist"
+
+    def answers(self, values):
+        return [{"item_id": "q%d" % (i + 1), "value": v} for i, v in enumerate(values)]
+
+    def test_barc10_recorded_scored_and_compared(self):
+        r = self.req("GET", "/api/v1/instruments")
+        self.assertEqual(r.status, 200, r.body)
+        barc = {i["id"]: i for i in r.json()["instruments"]}["barc10"]
+        self.assertEqual((len(barc["items"]), barc["total_min"], barc["total_max"]), (10, 10, 60))
+        self.assertEqual([p["value"] for p in barc["scale"]], [1, 2, 3, 4, 5, 6])
+        _, c = self.create_client()
+        path = "/api/v1/clients/%s/assessments" % c["id"]
+        first = self.req("POST", path, {"instrument_id": "barc10",
+                                        "administered_on": "2026-01-05",
+                                        "answers": self.answers([4] * 10)})
+        self.assertEqual(first.status, 201, first.body)
+        a = first.json()
+        self.assertEqual((a["total"], a["first"], a["change_since_first"], a["bands"]),
+                         (40, True, 0, ["below_cutoff"]))
+        later = self.req("POST", path, {"instrument_id": "barc10",
+                                        "administered_on": "2026-04-05",
+                                        "answers": self.answers([5] * 9 + [2])})
+        self.assertEqual(later.status, 201, later.body)
+        b = later.json()
+        self.assertEqual((b["total"], b["first"], b["change_since_first"], b["bands"]),
+                         (47, False, 7, ["sustained_remission_cutoff"]))
+        series = self.req("GET", path).json()["assessments"]
+        self.assertEqual([s["total"] for s in series], [40, 47])
+        self.assertEqual(series[1]["answers"], self.answers([5] * 9 + [2]))
+
+    def test_bad_assessments_refused(self):
+        _, c = self.create_client()
+        path = "/api/v1/clients/%s/assessments" % c["id"]
+        cases = [
+            ({"instrument_id": "phq9", "answers": self.answers([1] * 10)}, "instrument_id"),
+            ({"instrument_id": "barc10", "answers": self.answers([1] * 9)}, "answers"),
+            ({"instrument_id": "barc10", "answers": self.answers([7] + [1] * 9)}, "answers[0].value"),
+            ({"instrument_id": "barc10", "answers": self.answers([1] * 10) + [{"item_id": "q1", "value": 2}]},
+             "answers[10].item_id"),
+            ({"instrument_id": "barc10", "answers": self.answers([1] * 10),
+              "administered_on": "2024-02-30"}, "administered_on"),
+            ({"instrument_id": "barc10", "answers": self.answers([1] * 10),
+              "administered_on": "2999-01-01"}, "administered_on"),
+        ]
+        for body, field in cases:
+            with self.subTest(field=field):
+                self.assertProblem(self.req("POST", path, body), 400, field=field)
+        self.assertEqual(self.req("GET", path).json()["assessments"], [])
+        other = self.org.add_staff(["peer_specialist"])
+        r = self.req("POST", path, {"instrument_id": "barc10", "answers": self.answers([1] * 10)},
+                     headers=other.auth)
+        self.assertProblem(r, 404)
+        self.assertProblem(self.req("GET", path, headers=other.auth), 404)
