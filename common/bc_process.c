@@ -50,6 +50,11 @@ const bc_setting_t bc_common_settings[] = {
      "audit before committing: fewer WAL flushes (measured at 64 concurrent callers: 10 reads "
      "per commit became 18 to 21, and 5.3-6.2k audited reads/s became 6.3-6.9k); 0 commits "
      "at once"},
+    {"field_keys_file", BC_CFG_STRING, "var/keys/field.keys", 0, 0,
+     "key file for encryption at rest of client identifiers and note text: AES-256-GCM keys "
+     "(the active one and older ones kept for rotation) and the blind-index key; format in "
+     "common/bc_crypt.h; must be mode 0600 and kept outside the database and its backups "
+     "(deploy/gen-keys.sh DIR creates DIR/field.keys)"},
     {"max_queued_requests", BC_CFG_INT, "1024", 1, 1000000,
      "requests waiting for a free worker before new ones are refused as overloaded"},
     {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,
