@@ -364,6 +364,8 @@ class Stack:
         self.log_dir = os.path.join(self.state_dir, "log")
         self.tls_dir = os.path.join(self.state_dir, "tls")
         self.cert_path = os.path.join(self.tls_dir, "cert.pem")
+        self.keys_dir = os.path.join(self.state_dir, "keys")
+        self.field_keys_path = os.path.join(self.keys_dir, "field.keys")
         self.key_path = os.path.join(self.tls_dir, "key.pem")
         self.database_url = database_url
         # With our own cluster, services always use the beacon_app role; with
@@ -424,6 +426,16 @@ class Stack:
         if proc.returncode != 0:
             raise LaunchError("gen-cert.sh failed: %s" % proc.stderr.strip())
 
+    def ensure_keys(self):
+        """Creates the field-encryption key file unless it exists (kept with
+        the data it protects the reading of: losing it loses the encrypted
+        identifiers)."""
+        proc = subprocess.run(["bash", os.path.join(self.repo_root, "deploy", "gen-keys.sh"),
+                               self.keys_dir], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise LaunchError("gen-keys.sh failed: %s" % proc.stderr.strip())
+
     def app_database_url(self):
         """The conninfo services use: the owner's with user=beacon_app, for
         clusters made by pg-cluster.sh (which creates that role); an explicit
@@ -442,6 +454,7 @@ class Stack:
             "migration_database_url": self.database_url,
             "migrations_dir": os.path.join(self.repo_root, "services"),
             "common_migrations_dir": os.path.join(self.repo_root, "common", "migrations"),
+            "field_keys_file": self.field_keys_path,
         }
         for svc, endpoint in self.endpoints.items():
             values["endpoint_" + svc] = endpoint
@@ -487,6 +500,7 @@ class Stack:
                 self._log("PostgreSQL ready in %.1fs: %s" % (time.monotonic() - t0,
                                                             self.database_url))
             self.ensure_cert()
+            self.ensure_keys()
             for name in SERVICES:
                 self._process(name).start()
             self._process(GATEWAY).start()

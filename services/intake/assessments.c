@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include "bc_crypt.h"
+#include "bc_mem.h"
 #include "bc_util.h"
 #include "instrument.h"
 #include "intake.h"
@@ -24,25 +26,38 @@
 
 int intake_start(const bc_config_t *config, void **state, bc_error_t *err)
 {
-    instrument_registry_t *reg =
-        instrument_registry_load(bc_config_str(config, "instruments_dir"), err);
-    if (!reg)
+    intake_state_t *st = bc_calloc(1, sizeof *st);
+    st->instruments = instrument_registry_load(bc_config_str(config, "instruments_dir"), err);
+    if (st->instruments)
+        st->keys = bc_keyring_load(bc_config_str(config, "field_keys_file"), err);
+    if (!st->instruments || !st->keys) {
+        intake_stop(st);
         return -1;
-    *state = reg;
+    }
+    *state = st;
     return 0;
 }
 
 void intake_stop(void *state)
 {
-    instrument_registry_t *reg = state;
-    instrument_registry_destroy(&reg);
+    intake_state_t *st = state;
+    if (!st)
+        return;
+    instrument_registry_destroy(&st->instruments);
+    bc_keyring_destroy(&st->keys);
+    free(st);
+}
+
+static const instrument_registry_t *s_registry(const bc_call_t *call)
+{
+    return ((const intake_state_t *)call->state)->instruments;
 }
 
 bc_code_t assessments_instruments(bc_call_t *call, const ProtobufCMessage *in,
                                   ProtobufCMessage **out)
 {
     (void)in;
-    const instrument_registry_t *reg = call->state;
+    const instrument_registry_t *reg = s_registry(call);
     Beacon__Intake__ListInstrumentsReply *r = bc_arena_alloc(call->arena, sizeof *r);
     beacon__intake__list_instruments_reply__init(r);
     r->n_instruments = instrument_registry_count(reg);
@@ -160,7 +175,7 @@ bc_code_t assessments_record(bc_call_t *call, const ProtobufCMessage *in, Protob
         (const Beacon__Intake__RecordAssessmentRequest *)in;
     if (!bc_is_uuid(req->client_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "client_id", "client_id must be a UUID");
-    const instrument_t *ins = instrument_find(call->state, req->instrument_id);
+    const instrument_t *ins = instrument_find(s_registry(call), req->instrument_id);
     if (!ins)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "instrument_id",
                             "no instrument \"%.64s\" (GET /api/v1/instruments lists them)",
@@ -283,7 +298,7 @@ bc_code_t assessments_list(bc_call_t *call, const ProtobufCMessage *in, Protobuf
         (const Beacon__Intake__ListAssessmentsRequest *)in;
     if (!bc_is_uuid(req->client_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "client_id", "client_id must be a UUID");
-    if (*req->instrument_id && !instrument_find(call->state, req->instrument_id))
+    if (*req->instrument_id && !instrument_find(s_registry(call), req->instrument_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "instrument_id", "no such instrument");
     const char *cp[] = {req->client_id, call->principal->agency_id};
     bc_error_t err;

@@ -88,7 +88,10 @@ bc_code_t caseload_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
     r->n_clients = (size_t)(rows > limit ? limit : rows);
     r->clients = bc_arena_alloc(call->arena, (r->n_clients ? r->n_clients : 1) * sizeof(void *));
     for (size_t i = 0; i < r->n_clients; i++)
-        r->clients[i] = intake_client_from_row(call, res, (int)i);
+        if (!(r->clients[i] = intake_client_from_row(call, res, (int)i))) {
+            PQclear(res);
+            return call->err.code;
+        }
     if (rows > limit) {
         char next[80];
         snprintf(next, sizeof next, "%s.%s", PQgetvalue(res, limit - 1, INTAKE_CLIENT_NCOLUMNS),
@@ -174,6 +177,8 @@ bc_code_t caseload_assign(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
     }
     Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
     PQclear(res);
+    if (!c)
+        return call->err.code;
     const char *hp[] = {req->id, *req->staff_id ? req->staff_id : NULL,
                         call->principal->staff_id, req->reason};
     res = bc_db_prepared(call->db, "intake_assignment_next",

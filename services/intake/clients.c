@@ -17,11 +17,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "bc_crypt.h"
 #include "bc_util.h"
 #include "intake.h"
 
 /* Builds a Client from row `row` of res (columns as INTAKE_CLIENT_COLUMNS),
  * copying every value into the call's arena. */
+const bc_keyring_t *intake_keys(const bc_call_t *call)
+{
+    return ((const intake_state_t *)call->state)->keys;
+}
+
 Beacon__Intake__Client *intake_client_from_row(bc_call_t *call, PGresult *res, int row)
 {
     Beacon__Intake__Client *c = bc_arena_alloc(call->arena, sizeof *c);
@@ -51,6 +57,22 @@ Beacon__Intake__Client *intake_client_from_row(bc_call_t *call, PGresult *res, i
         }
     }
     json_decref(lines);
+    const char *enc = PQgetvalue(res, row, 24);
+    c->medicaid_id = "";
+    if (*enc) {
+        char aad[96], *plain = NULL;
+        size_t len = 0;
+        bc_error_t err;
+        snprintf(aad, sizeof aad, "intake.clients.medicaid_id:%s", c->id);
+        if (bc_field_decrypt(intake_keys(call), enc, aad, &plain, &len, &err) < 0) {
+            bc_call_fail(call, BC_DATA_LOSS, "", "a stored identifier of client %s cannot be "
+                                                 "read", c->id);
+            bc_error_detail(&call->err, "%s", err.detail);
+            return NULL;
+        }
+        c->medicaid_id = bc_arena_strdup(call->arena, plain);
+        bc_field_plaintext_free(&plain, len);
+    }
     return c;
 }
 
@@ -116,7 +138,9 @@ typedef struct {
     bool do_not_contact;
     char *const *address_lines;
     size_t n_address_lines;
+    const char *medicaid_id;
     char address_json[4096]; /* address_lines as a JSON array, for the text[] parameter */
+    char medicaid_norm[72];  /* medicaid_id normalized (bc_field_normalize_id), or "" */
 } s_details_t;
 
 #define S_DETAILS(req)                                                                         \
@@ -137,7 +161,8 @@ typedef struct {
      .ec_phone = (req)->emergency_contact ? (req)->emergency_contact->phone : "",               \
      .do_not_contact = (req)->do_not_contact,                                                  \
      .address_lines = (req)->address_lines,                                                    \
-     .n_address_lines = (req)->n_address_lines}
+     .n_address_lines = (req)->n_address_lines,                                                \
+     .medicaid_id = (req)->medicaid_id}
 
 /* A phone number as people write it: digits, spaces and + ( ) - . only. */
 static const char *s_check_phone(const char *value)
@@ -205,6 +230,16 @@ static bc_code_t s_check_details(bc_call_t *call, s_details_t *d)
         if (checks[i].problem)
             return bc_call_fail(call, BC_INVALID_ARGUMENT, checks[i].field, "%s %s",
                                 checks[i].field, checks[i].problem);
+    d->medicaid_norm[0] = '\0';
+    if (*d->medicaid_id) {
+        bc_error_t err;
+        if (bc_field_normalize_id(d->medicaid_id, d->medicaid_norm, sizeof d->medicaid_norm,
+                                  &err) < 0 ||
+            strlen(d->medicaid_norm) < 4)
+            return bc_call_fail(call, BC_INVALID_ARGUMENT, "medicaid_id",
+                                "medicaid_id must be 4 to 64 letters and digits (spaces, dashes "
+                                "and dots are ignored)");
+    }
     if (d->n_address_lines > 4)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "address_lines",
                             "address_lines has at most 4 lines");
@@ -235,6 +270,99 @@ static bc_code_t s_check_details(bc_call_t *call, s_details_t *d)
 
 #define S_NULLIF(s) (*(s) ? (s) : NULL)
 
+/* What a client's identifiers become before they reach the database: the
+ * Medicaid ID encrypted for row id, and blind indexes of name + date of
+ * birth and of the Medicaid ID for duplicate detection. */
+typedef struct {
+    char *medicaid_enc; /* malloc'd envelope, or NULL */
+    char name_dob[BC_FIELD_INDEX_HEX_LEN + 1];
+    char medicaid[BC_FIELD_INDEX_HEX_LEN + 1]; /* "" without a Medicaid ID */
+} s_protected_t;
+
+static bc_code_t s_protect(bc_call_t *call, const s_details_t *d, const char *id,
+                           s_protected_t *p)
+{
+    memset(p, 0, sizeof *p);
+    const bc_keyring_t *keys = intake_keys(call);
+    bc_error_t err;
+    char key[700];
+    size_t n = 0;
+    /* Case and surrounding space do not make a different person. */
+    const char *parts[] = {d->given_name, d->family_name, d->date_of_birth};
+    for (int i = 0; i < 3; i++) {
+        const char *v = parts[i];
+        while (*v == ' ')
+            v++;
+        size_t len = strlen(v);
+        while (len && v[len - 1] == ' ')
+            len--;
+        for (size_t k = 0; k < len && n < sizeof key - 2; k++)
+            key[n++] = (char)tolower((unsigned char)v[k]);
+        key[n++] = '|';
+    }
+    key[n] = '\0';
+    if (bc_field_blind_index(keys, "name_dob", key, p->name_dob, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    if (*d->medicaid_norm) {
+        char aad[96];
+        snprintf(aad, sizeof aad, "intake.clients.medicaid_id:%s", id);
+        if (bc_field_blind_index(keys, "medicaid_id", d->medicaid_norm, p->medicaid, &err) < 0 ||
+            bc_field_encrypt(keys, d->medicaid_norm, strlen(d->medicaid_norm), aad,
+                             &p->medicaid_enc, &err) < 0)
+            return bc_call_fail_err(call, &err);
+    }
+    return BC_OK;
+}
+
+/* Before registering: clients of the agency with the same name and date of
+ * birth, or the same Medicaid ID. Refuses with 409 naming those the caller
+ * may see (and counting the others) unless allow_duplicate. */
+static bc_code_t s_check_duplicates(bc_call_t *call, const s_protected_t *p)
+{
+    const char *params[] = {call->principal->agency_id, p->name_dob,
+                            *p->medicaid ? p->medicaid : NULL};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "intake_duplicates",
+        "SELECT k.client_id::text, c.id IS NOT NULL, "
+        "       (k.medicaid_index IS NOT DISTINCT FROM $3) AS same_medicaid "
+        "FROM intake.client_match_keys k LEFT JOIN intake.clients c ON c.id = k.client_id "
+        "WHERE k.agency_id = $1 AND (k.name_dob_index = $2 OR k.medicaid_index = $3) "
+        "ORDER BY 2 DESC, 1 LIMIT 20",
+        3, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    int rows = PQntuples(res);
+    if (rows == 0) {
+        PQclear(res);
+        return BC_OK;
+    }
+    char seen[400] = "";
+    size_t used = 0;
+    int hidden = 0;
+    for (int i = 0; i < rows; i++) {
+        if (PQgetvalue(res, i, 1)[0] != 't') {
+            hidden++;
+            continue;
+        }
+        int w = snprintf(seen + used, sizeof seen - used, "%s%s%s", used ? ", " : "",
+                         PQgetvalue(res, i, 0),
+                         PQgetvalue(res, i, 2)[0] == 't' ? " (same Medicaid ID)" : "");
+        if (w > 0 && (size_t)w < sizeof seen - used)
+            used += (size_t)w;
+    }
+    PQclear(res);
+    char others[96] = "";
+    if (hidden)
+        snprintf(others, sizeof others, "%s%d at sites outside your scope", used ? "; " : "",
+                 hidden);
+    return bc_call_fail(call, BC_CONFLICT, "allow_duplicate",
+                        "possible duplicate of an existing client (same name and date of birth, "
+                        "or same Medicaid ID): %s%s. Open the existing record, or send "
+                        "allow_duplicate: true to register a new one",
+                        seen, others);
+}
+
 bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
     const Beacon__Intake__CreateClientRequest *req =
@@ -261,6 +389,13 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
     /* A peer specialist's new client starts on their own caseload. */
     const char *assigned =
         bc_call_has_role(call, "peer_specialist") ? call->principal->staff_id : NULL;
+    char id[37];
+    bc_uuid_v4(id);
+    s_protected_t prot;
+    if ((code = s_protect(call, &d, id, &prot)) != BC_OK)
+        return code;
+    char *enc = bc_arena_strdup(call->arena, prot.medicaid_enc ? prot.medicaid_enc : "");
+    free(prot.medicaid_enc);
     const char *params[] = {
         d.given_name,       d.family_name,  S_NULLIF(d.preferred_name),
         S_NULLIF(d.pronouns), d.date_of_birth, S_NULLIF(d.preferred_language),
@@ -269,25 +404,40 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         *d.contact_method ? d.contact_method : "phone",
         d.do_not_contact ? "true" : "false", d.address_json, d.city,
         d.state,            d.postal_code,  d.ec_name,
-        d.ec_relationship,  d.ec_phone,
+        d.ec_relationship,  d.ec_phone,     id,
+        S_NULLIF(enc),
     };
     bc_error_t err;
     if (bc_db_begin(call->db, &err) < 0)
         return bc_call_fail_err(call, &err);
+    if (!req->allow_duplicate && (code = s_check_duplicates(call, &prot)) != BC_OK)
+        return code;
     PGresult *res = bc_db_prepared(
         call->db, "intake_client_insert",
         "INSERT INTO intake.clients (given_name, family_name, preferred_name, pronouns, "
         "date_of_birth, preferred_language, created_by, updated_by, agency_id, site_id, "
         "assigned_staff_id, phone, email, preferred_contact_method, do_not_contact, "
         "address_lines, city, state, postal_code, emergency_contact_name, "
-        "emergency_contact_relationship, emergency_contact_phone) "
+        "emergency_contact_relationship, emergency_contact_phone, id, medicaid_id_enc) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14::boolean, "
-        "ARRAY(SELECT json_array_elements_text($15::json)), $16, $17, $18, $19, $20, $21) "
+        "ARRAY(SELECT json_array_elements_text($15::json)), $16, $17, $18, $19, $20, $21, "
+        "$22::uuid, $23) "
         "RETURNING " INTAKE_CLIENT_COLUMNS,
-        21, params, &err);
+        23, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err); /* the dispatcher rolls back */
     Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
+    PQclear(res);
+    if (!c)
+        return call->err.code;
+    const char *kp[] = {c->id, call->principal->agency_id, prot.name_dob,
+                        S_NULLIF(prot.medicaid)};
+    res = bc_db_prepared(call->db, "intake_match_keys_insert",
+                         "INSERT INTO intake.client_match_keys (client_id, agency_id, "
+                         "name_dob_index, medicaid_index) VALUES ($1, $2, $3, $4)",
+                         4, kp, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
     PQclear(res);
     if (assigned) {
         const char *hp[] = {c->id, assigned};
@@ -332,6 +482,11 @@ bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
                             "status must be one of active, inactive, discharged");
     if (!bc_is_uuid(call->principal->staff_id) || !bc_is_uuid(call->principal->agency_id))
         return bc_call_fail(call, BC_PERMISSION_DENIED, "", "only staff change client records");
+    s_protected_t prot;
+    if ((code = s_protect(call, &d, req->id, &prot)) != BC_OK)
+        return code;
+    char *enc = bc_arena_strdup(call->arena, prot.medicaid_enc ? prot.medicaid_enc : "");
+    free(prot.medicaid_enc);
     char version[16];
     snprintf(version, sizeof version, "%d", req->expected_version);
     const char *params[] = {
@@ -343,6 +498,7 @@ bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         d.do_not_contact ? "true" : "false", d.address_json, d.city,
         d.state,          d.postal_code,      d.ec_name,
         d.ec_relationship, d.ec_phone,        call->principal->staff_id,
+        S_NULLIF(enc),
     };
     bc_error_t err;
     if (bc_db_begin(call->db, &err) < 0)
@@ -355,10 +511,10 @@ bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         "address_lines = ARRAY(SELECT json_array_elements_text($15::json)), city = $16, "
         "state = $17, postal_code = $18, emergency_contact_name = $19, "
         "emergency_contact_relationship = $20, emergency_contact_phone = $21, updated_by = $22, "
-        "version = version + 1, updated_at = now() "
+        "medicaid_id_enc = $23, version = version + 1, updated_at = now() "
         "WHERE id = $1 AND agency_id = $2 AND version = $3::int "
         "RETURNING " INTAKE_CLIENT_COLUMNS,
-        22, params, &err);
+        23, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
     if (PQntuples(res) == 0) {
@@ -384,6 +540,19 @@ bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
                             current);
     }
     Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
+    PQclear(res);
+    if (!c)
+        return call->err.code;
+    const char *kp[] = {c->id, call->principal->agency_id, prot.name_dob,
+                        S_NULLIF(prot.medicaid)};
+    res = bc_db_prepared(call->db, "intake_match_keys_upsert",
+                         "INSERT INTO intake.client_match_keys (client_id, agency_id, "
+                         "name_dob_index, medicaid_index) VALUES ($1, $2, $3, $4) "
+                         "ON CONFLICT (client_id) DO UPDATE SET name_dob_index = $3, "
+                         "medicaid_index = $4",
+                         4, kp, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
     PQclear(res);
     char detail[64];
     snprintf(detail, sizeof detail, "{\"version\":%d}", c->version);
@@ -437,8 +606,10 @@ bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
         return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->id);
     }
     Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
-    bool break_glass = !intake_in_scope(call, c);
     PQclear(res);
+    if (!c)
+        return call->err.code;
+    bool break_glass = !intake_in_scope(call, c);
     ev.site_id = c->site_id;
     ev.purpose = break_glass ? "break_glass" : "treatment";
     if (bc_call_audit_read(call, &ev) < 0)

@@ -18,10 +18,18 @@ extern const bc_service_def_t intake_service;
     "site_id::text, coalesce(assigned_staff_id::text, ''), version, coalesce(phone, ''), "        \
     "coalesce(email, ''), preferred_contact_method, do_not_contact, "                            \
     "array_to_json(address_lines)::text, city, state, postal_code, emergency_contact_name, "       \
-    "emergency_contact_relationship, emergency_contact_phone"
-#define INTAKE_CLIENT_NCOLUMNS 24
+    "emergency_contact_relationship, emergency_contact_phone, coalesce(medicaid_id_enc, '')"
+#define INTAKE_CLIENT_NCOLUMNS 25
+
+/* What intake loads at start (call->state). */
+typedef struct {
+    struct instrument_registry *instruments;
+    struct bc_keyring *keys;
+} intake_state_t;
 
 /* clients.c */
+const struct bc_keyring *intake_keys(const bc_call_t *call);
+/* NULL (call->err set, DATA_LOSS) when an encrypted field does not decrypt. */
 Beacon__Intake__Client *intake_client_from_row(bc_call_t *call, PGresult *res, int row);
 /* intake.in_scope in C: the caller's ordinary scope covers client c (of the
  * caller's agency); false when only break-glass let it through. */

@@ -333,3 +333,64 @@ class AssessmentTests(StackTestCase):
                      headers=other.auth)
         self.assertProblem(r, 404)
         self.assertProblem(self.req("GET", path, headers=other.auth), 404)
+
+
+class IdentifierTests(StackTestCase):
+    """The Medicaid ID is encrypted at rest and bound to its row; duplicates
+    are caught across the agency without revealing clients outside the
+    caller's scope."""
+    settings = {"allow_bootstrap": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = launch.Org(cls.stack).bootstrap()
+        cls.peer = cls.org.add_staff(["peer_specialist"])
+        cls.site_b = cls.org.add_site("Northside")
+        cls.peer_b = cls.org.add_staff(["peer_specialist"], [cls.site_b])
+
+    def create(self, who, **body):
+        return self.req("POST", "/api/v1/clients", full_client(**body), headers=who.auth)
+
+    def owner_sql(self, sql):
+        return self.psql("ALTER TABLE intake.clients NO FORCE ROW LEVEL SECURITY; %s; "
+                         "ALTER TABLE intake.clients FORCE ROW LEVEL SECURITY" % sql)
+
+    def test_medicaid_id_encrypted_and_bound_to_its_row(self):
+        a = self.create(self.peer, medicaid_id="ab-1234-5678")
+        self.assertEqual(a.status, 201, a.body)
+        a = a.json()
+        self.assertEqual(a["medicaid_id"], "AB12345678")
+        b = self.create(self.peer, medicaid_id="ZZ99887766").json()
+        stored = self.owner_sql("SELECT medicaid_id_enc FROM intake.clients WHERE id = '%s'"
+                                % a["id"]).split()
+        stored = [x for x in stored if x.startswith("v1:")]
+        self.assertEqual(len(stored), 1, stored)
+        self.assertNotIn("12345678", stored[0])
+        self.assertEqual(self.req("GET", "/api/v1/clients/" + a["id"],
+                                  headers=self.peer.auth).json()["medicaid_id"], "AB12345678")
+        # A ciphertext moved to another row does not decrypt there.
+        self.owner_sql("UPDATE intake.clients SET medicaid_id_enc = (SELECT medicaid_id_enc "
+                       "FROM intake.clients WHERE id = '%s') WHERE id = '%s'" % (a["id"], b["id"]))
+        r = self.req("GET", "/api/v1/clients/" + b["id"], headers=self.peer.auth)
+        self.assertProblem(r, 500)
+        self.assertNotIn("AB12345678", r.body.decode())
+        self.assertProblem(self.create(self.peer, medicaid_id="x!"), 400, field="medicaid_id")
+
+    def test_duplicates_reported_and_overridable(self):
+        first = self.create(self.peer, medicaid_id="MD-555-0001").json()
+        same = full_client(given_name=" robin ", family_name=first["family_name"].upper())
+        r = self.req("POST", "/api/v1/clients", same, headers=self.peer.auth)
+        doc = self.assertProblem(r, 409, field="allow_duplicate")
+        self.assertIn(first["id"], doc["detail"])
+        r = self.create(self.peer, medicaid_id="md5550001")
+        doc = self.assertProblem(r, 409, field="allow_duplicate")
+        self.assertIn("same Medicaid ID", doc["detail"])
+        # At another site: the match is reported, the record is not named.
+        r = self.req("POST", "/api/v1/clients", same, headers=self.peer_b.auth)
+        doc = self.assertProblem(r, 409, field="allow_duplicate")
+        self.assertNotIn(first["id"], doc["detail"])
+        self.assertIn("1 at sites outside your scope", doc["detail"])
+        r = self.req("POST", "/api/v1/clients", dict(same, allow_duplicate=True),
+                     headers=self.peer_b.auth)
+        self.assertEqual(r.status, 201, r.body)
