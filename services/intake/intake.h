@@ -47,6 +47,15 @@ bc_code_t caseload_history(bc_call_t *call, const ProtobufCMessage *in, Protobuf
 bc_code_t break_glass_open(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t break_glass_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* A NULL parameter for an empty string. */
+#define S_NULL_EMPTY(s) (*(s) ? (s) : NULL)
+
+/* enrollments.c */
+bc_code_t enrollments_enroll(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t enrollments_discharge(bc_call_t *call, const ProtobufCMessage *in,
+                                ProtobufCMessage **out);
+bc_code_t enrollments_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
 /* assessments.c */
 int intake_start(const bc_config_t *config, void **state, bc_error_t *err);
 void intake_stop(void *state);

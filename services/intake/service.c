@@ -11,6 +11,9 @@ static const bc_method_t s_methods[] = {
     {"ListInstruments", assessments_instruments},
     {"RecordAssessment", assessments_record},
     {"ListAssessments", assessments_list},
+    {"Enroll", enrollments_enroll},
+    {"Discharge", enrollments_discharge},
+    {"ListEnrollments", enrollments_list},
     {"OpenBreakGlass", break_glass_open},
     {"ListBreakGlass", break_glass_list},
     {NULL, NULL},
@@ -21,6 +24,9 @@ static const bc_setting_t s_settings[] = {
      "how long a break-glass grant lasts when the caller does not say"},
     {"break_glass_max_minutes", BC_CFG_INT, "240", 1, 480,
      "the longest break-glass grant anyone may ask for"},
+    {"comprehensive_requirements_days", BC_CFG_INT, "30", 1, 365,
+     "days after a comprehensive enrollment starts by which the intake assessment is due "
+     "(reported as overdue after)"},
     {"instruments_dir", BC_CFG_STRING, "services/intake/instruments", 0, 0,
      "folder of assessment instrument definitions (*.json, format in "
      "services/intake/instrument.h); a bad file stops the service from starting"},

@@ -40,6 +40,9 @@ SPEC = {
     ("POST", "/api/v1/clients/{id}/assignment"): "supervisor",
     ("GET", "/api/v1/clients/{id}/assignments"): CARE,
     ("GET", "/api/v1/instruments"): CARE,
+    ("POST", "/api/v1/clients/{client_id}/enrollments"): CARE,
+    ("POST", "/api/v1/clients/{client_id}/enrollments/{id}/discharge"): CARE,
+    ("GET", "/api/v1/clients/{client_id}/enrollments"): CARE,
     ("POST", "/api/v1/clients/{client_id}/assessments"): CARE,
     ("GET", "/api/v1/clients/{client_id}/assessments"): CARE,
     ("POST", "/api/v1/clients/{client_id}/break-glass"): CARE,
@@ -169,6 +172,15 @@ class AccessMatrixTests(StackTestCase):
             return path, new_client(site_id=site)
         if key in (("GET", "/api/v1/clients/{id}"), ("GET", "/api/v1/clients/{id}/assignments")):
             return path.replace("{id}", self.client[target]), None
+        if key == ("POST", "/api/v1/clients/{client_id}/enrollments"):
+            # Programs differ per call; a second open episode is refused (409).
+            return (path.replace("{client_id}", self.client[target]),
+                    {"program": "Matrix", "pathway": "brief"})
+        if key == ("POST", "/api/v1/clients/{client_id}/enrollments/{id}/discharge"):
+            return (path.replace("{client_id}", self.client[target])
+                        .replace("{id}", str(uuid.uuid4())), {"reason": "other"})
+        if key == ("GET", "/api/v1/clients/{client_id}/enrollments"):
+            return path.replace("{client_id}", self.client[target]), None
         if key == ("GET", "/api/v1/instruments"):
             return (path, None) if target == "own" else None
         if key == ("POST", "/api/v1/clients/{client_id}/assessments"):
@@ -264,6 +276,10 @@ class AccessMatrixTests(StackTestCase):
             return {400, 403, 404}
         if key == ("POST", "/api/v1/clients/{id}/assignment"):
             return {422} if target == "own" else {404}
+        if key == ("POST", "/api/v1/clients/{client_id}/enrollments"):
+            return {201, 409} if target == "own" else {404}
+        if key == ("POST", "/api/v1/clients/{client_id}/enrollments/{id}/discharge"):
+            return {404}  # no such episode, whoever asks
         if key == ("POST", "/api/v1/clients/{client_id}/break-glass"):
             # Breaking the glass to a client outside one's scope is the
             # point; a client already in scope needs none.

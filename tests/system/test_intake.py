@@ -394,3 +394,69 @@ class IdentifierTests(StackTestCase):
         r = self.req("POST", "/api/v1/clients", dict(same, allow_duplicate=True),
                      headers=self.peer_b.auth)
         self.assertEqual(r.status, 201, r.body)
+
+
+class EnrollmentTests(StackTestCase):
+    """Episodes: enroll, discharge with a reason, re-enroll; the
+    comprehensive pathway's intake assessment due date and overdue flag."""
+    sign_in = "peer_specialist"
+    process_settings = {"intake": {"comprehensive_requirements_days": 30}}
+
+    def test_enroll_discharge_reenroll(self):
+        _, c = self.create_client()
+        base = "/api/v1/clients/%s/enrollments" % c["id"]
+        r = self.req("POST", base, {"program": "Peer Recovery Support", "pathway": "brief",
+                                    "started_on": "2026-01-10"})
+        self.assertEqual(r.status, 201, r.body)
+        first = r.json()
+        self.assertEqual((first["pathway"], first["assessment_due_on"], first["discharged_on"]),
+                         ("brief", "", ""))
+        again = self.req("POST", base, {"program": "Peer Recovery Support", "pathway": "brief"})
+        self.assertProblem(again, 409, field="client_id")
+        d = self.req("POST", "%s/%s/discharge" % (base, first["id"]),
+                     {"discharged_on": "2026-03-01", "reason": "goals_met"})
+        self.assertEqual(d.status, 200, d.body)
+        self.assertEqual((d.json()["discharged_on"], d.json()["discharge_reason"]),
+                         ("2026-03-01", "goals_met"))
+        self.assertEqual(self.req("GET", "/api/v1/clients/" + c["id"]).json()["status"],
+                         "discharged")
+        self.assertProblem(self.req("POST", "%s/%s/discharge" % (base, first["id"]),
+                                    {"reason": "other"}), 404)
+        r = self.req("POST", base, {"program": "Peer Recovery Support",
+                                    "pathway": "comprehensive", "started_on": "2026-04-01"})
+        self.assertEqual(r.status, 201, r.body)
+        second = r.json()
+        self.assertEqual(second["assessment_due_on"], "2026-05-01")
+        self.assertTrue(second["assessment_overdue"])  # today is past the due date
+        self.assertEqual(self.req("GET", "/api/v1/clients/" + c["id"]).json()["status"],
+                         "active")
+        a = self.req("POST", "/api/v1/clients/%s/assessments" % c["id"],
+                     {"instrument_id": "barc10", "administered_on": "2026-04-10",
+                      "answers": [{"item_id": "q%d" % i, "value": 4} for i in range(1, 11)]})
+        self.assertEqual(a.status, 201, a.body)
+        eps = self.req("GET", base).json()["enrollments"]
+        self.assertEqual([e["id"] for e in eps], [first["id"], second["id"]])
+        self.assertTrue(eps[1]["assessment_done"])
+        self.assertFalse(eps[1]["assessment_overdue"])
+
+    def test_bad_enrollments(self):
+        _, c = self.create_client()
+        base = "/api/v1/clients/%s/enrollments" % c["id"]
+        for body, field in (({"program": "P", "pathway": "intensive"}, "pathway"),
+                            ({"program": "", "pathway": "brief"}, "program"),
+                            ({"program": "P", "pathway": "brief", "started_on": "2024-02-30"},
+                             "started_on"),
+                            ({"program": "P", "pathway": "brief", "started_on": "2999-01-01"},
+                             "started_on")):
+            with self.subTest(field=field):
+                self.assertProblem(self.req("POST", base, body), 400, field=field)
+        r = self.req("POST", base, {"program": "P", "pathway": "brief",
+                                    "started_on": "2026-02-01"})
+        self.assertEqual(r.status, 201, r.body)
+        e = r.json()
+        for body, field in (({"reason": "bored"}, "reason"),
+                            ({"reason": "moved", "discharged_on": "2026-01-01"}, "discharged_on")):
+            with self.subTest(field=field):
+                self.assertProblem(self.req("POST", "%s/%s/discharge" % (base, e["id"]), body),
+                                   400, field=field)
+        self.assertEqual(self.req("GET", base).json()["enrollments"][0]["discharged_on"], "")
