@@ -56,6 +56,12 @@ bc_code_t enrollments_discharge(bc_call_t *call, const ProtobufCMessage *in,
                                 ProtobufCMessage **out);
 bc_code_t enrollments_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* consents.c */
+bc_code_t consents_record(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t consents_revoke(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t consents_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t consents_check(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
 /* assessments.c */
 int intake_start(const bc_config_t *config, void **state, bc_error_t *err);
 void intake_stop(void *state);

@@ -40,6 +40,10 @@ SPEC = {
     ("POST", "/api/v1/clients/{id}/assignment"): "supervisor",
     ("GET", "/api/v1/clients/{id}/assignments"): CARE,
     ("GET", "/api/v1/instruments"): CARE,
+    ("POST", "/api/v1/clients/{client_id}/consents"): CARE,
+    ("POST", "/api/v1/clients/{client_id}/consents/{id}/revoke"): CARE,
+    ("GET", "/api/v1/clients/{client_id}/consents"): CARE,
+    ("GET", "/api/v1/clients/{client_id}/consent-check"): CARE,
     ("POST", "/api/v1/clients/{client_id}/enrollments"): CARE,
     ("POST", "/api/v1/clients/{client_id}/enrollments/{id}/discharge"): CARE,
     ("GET", "/api/v1/clients/{client_id}/enrollments"): CARE,
@@ -181,6 +185,22 @@ class AccessMatrixTests(StackTestCase):
                         .replace("{id}", str(uuid.uuid4())), {"reason": "other"})
         if key == ("GET", "/api/v1/clients/{client_id}/enrollments"):
             return path.replace("{client_id}", self.client[target]), None
+        if key == ("POST", "/api/v1/clients/{client_id}/consents"):
+            return (path.replace("{client_id}", self.client[target]), {
+                "disclosing_party": "Agency", "information_description": "attendance records",
+                "recipients": ["Partner"], "purposes": ["referral"],
+                "right_to_revoke_explained": True, "revocation_instructions": "in writing",
+                "expiry_event": "end of treatment", "signed_by": "Client",
+                "signer_relationship": "self", "signature_method": "wet",
+                "signed_on": "2026-01-01"})
+        if key == ("POST", "/api/v1/clients/{client_id}/consents/{id}/revoke"):
+            return (path.replace("{client_id}", self.client[target])
+                        .replace("{id}", str(uuid.uuid4())), {})
+        if key in (("GET", "/api/v1/clients/{client_id}/consents"),):
+            return path.replace("{client_id}", self.client[target]), None
+        if key == ("GET", "/api/v1/clients/{client_id}/consent-check"):
+            return (path.replace("{client_id}", self.client[target])
+                    + "?recipient=Partner&purpose=referral"), None
         if key == ("GET", "/api/v1/instruments"):
             return (path, None) if target == "own" else None
         if key == ("POST", "/api/v1/clients/{client_id}/assessments"):
@@ -280,6 +300,8 @@ class AccessMatrixTests(StackTestCase):
             return {201, 409} if target == "own" else {404}
         if key == ("POST", "/api/v1/clients/{client_id}/enrollments/{id}/discharge"):
             return {404}  # no such episode, whoever asks
+        if key == ("POST", "/api/v1/clients/{client_id}/consents/{id}/revoke"):
+            return {404}
         if key == ("POST", "/api/v1/clients/{client_id}/break-glass"):
             # Breaking the glass to a client outside one's scope is the
             # point; a client already in scope needs none.

@@ -3,6 +3,7 @@ registering a client with their details, bad input of every kind, changing
 the record under optimistic concurrency (ETag / If-Match), the caseload list
 with filters and cursor pages, and caseload assignment with its history."""
 
+import urllib.parse
 import uuid
 
 from harness import StackTestCase, launch, new_client
@@ -460,3 +461,101 @@ class EnrollmentTests(StackTestCase):
                 self.assertProblem(self.req("POST", "%s/%s/discharge" % (base, e["id"]), body),
                                    400, field=field)
         self.assertEqual(self.req("GET", base).json()["enrollments"][0]["discharged_on"], "")
+
+
+def consent(**overrides):
+    body = {
+        "disclosing_party": "Harbor Recovery Network",
+        "information_description": "Dates of service, attendance and progress in peer "
+                                   "recovery support; no counseling notes",
+        "recipients": ["Northside Housing Partners"],
+        "purposes": ["referral", "care_coordination"],
+        "purpose_description": "to arrange supportive housing",
+        "right_to_revoke_explained": True,
+        "revocation_instructions": "In writing to the program director at any time",
+        "expires_on": "2027-06-30",
+        "signed_by": "Robin Test",
+        "signer_relationship": "self",
+        "signature_method": "wet",
+        "signed_on": "2026-11-01",
+    }
+    body.update(overrides)
+    return body
+
+
+class ConsentTests(StackTestCase):
+    """42 CFR Part 2 consents: every required element, derived status,
+    revocation effective at once, and consent.check never answering from a
+    cache."""
+    sign_in = "peer_specialist"
+
+    def check(self, cid, recipient, purpose):
+        r = self.req("GET", "/api/v1/clients/%s/consent-check?recipient=%s&purpose=%s"
+                     % (cid, urllib.parse.quote(recipient), purpose))
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()
+
+    def test_give_check_revoke(self):
+        _, c = self.create_client()
+        base = "/api/v1/clients/%s/consents" % c["id"]
+        self.assertFalse(self.check(c["id"], "Northside Housing Partners", "referral")["allowed"])
+        r = self.req("POST", base, consent())
+        self.assertEqual(r.status, 201, r.body)
+        k = r.json()
+        self.assertEqual(k["status"], "active")
+        ok = self.check(c["id"], "Northside Housing Partners", "referral")
+        self.assertEqual((ok["allowed"], ok["consent_id"]), (True, k["id"]))
+        self.assertFalse(self.check(c["id"], "Northside Housing Partners", "payment")["allowed"])
+        self.assertFalse(self.check(c["id"], "Someone Else", "referral")["allowed"])
+        r = self.req("POST", "%s/%s/revoke" % (base, k["id"]),
+                     {"received_on": "2026-11-20", "note": "letter received"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["status"], "revoked")
+        # Effective at once: the very next check says no.
+        self.assertFalse(self.check(c["id"], "Northside Housing Partners", "referral")["allowed"])
+        self.assertProblem(self.req("POST", "%s/%s/revoke" % (base, k["id"]), {}), 404)
+        listed = self.req("GET", base).json()["consents"]
+        self.assertEqual([x["status"] for x in listed], ["revoked"])
+        n = self.psql("SELECT count(*) FROM audit.events WHERE client_id = '%s' AND action IN "
+                      "('consent_given', 'consent_revoked', 'consent_check')" % c["id"])
+        self.assertGreaterEqual(int(n), 7)
+
+    def test_general_designation_only_for_tpo_and_expiry(self):
+        _, c = self.create_client()
+        base = "/api/v1/clients/%s/consents" % c["id"]
+        self.assertProblem(self.req("POST", base, consent(recipients=["*"])), 400,
+                           field="recipients")
+        r = self.req("POST", base, consent(recipients=["*"], purposes=["treatment", "payment"],
+                                           expires_on="", expiry_event="end of treatment"))
+        self.assertEqual(r.status, 201, r.body)
+        self.assertTrue(self.check(c["id"], "Any Clinic", "treatment")["allowed"])
+        self.assertFalse(self.check(c["id"], "Any Clinic", "referral")["allowed"])
+        r = self.req("POST", base, consent(expires_on="2026-11-02", signed_on="2026-11-01"))
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.json()["status"], "expired")
+        self.assertFalse(self.check(c["id"], "Northside Housing Partners", "referral")["allowed"])
+
+    def test_incomplete_consents_refused(self):
+        _, c = self.create_client()
+        base = "/api/v1/clients/%s/consents" % c["id"]
+        cases = [
+            ({"disclosing_party": ""}, "disclosing_party"),
+            ({"information_description": "records"}, "information_description"),
+            ({"recipients": []}, "recipients"),
+            ({"purposes": []}, "purposes"),
+            ({"purposes": ["marketing"]}, "purposes"),
+            ({"right_to_revoke_explained": False}, "right_to_revoke_explained"),
+            ({"revocation_instructions": ""}, "revocation_instructions"),
+            ({"expires_on": "", "expiry_event": ""}, "expires_on"),
+            ({"expires_on": "2026-02-30"}, "expires_on"),
+            ({"expires_on": "2026-10-01"}, "expires_on"),
+            ({"signed_by": ""}, "signed_by"),
+            ({"signer_relationship": "friend"}, "signer_relationship"),
+            ({"signature_method": "verbal"}, "signature_method"),
+            ({"signed_on": "2999-01-01"}, "signed_on"),
+        ]
+        for overrides, field in cases:
+            with self.subTest(field=field):
+                self.assertProblem(self.req("POST", base, consent(**overrides)), 400,
+                                   field=field)
+        self.assertEqual(self.req("GET", base).json()["consents"], [])
