@@ -1,9 +1,10 @@
 /*  enrollments: episodes of a client's participation in a program.
  *
  *  A client is enrolled on a pathway: "brief" (check-ins) or
- *  "comprehensive", which requires an intake assessment within
- *  comprehensive_requirements_days of the start; each episode reports when
- *  that is due, whether it is done and whether it is overdue (computed at
+ *  "comprehensive", which requires an intake assessment and an initial
+ *  recovery plan (a first goal) within comprehensive_requirements_days of
+ *  the start; each episode reports when they are due, whether they are done
+ *  and whether they are overdue (computed at
  *  read time from the assessments, so it can never go stale). Discharge
  *  closes the episode with a reason; re-enrollment opens a new one. The
  *  client's status follows: active while enrolled, discharged after.
@@ -32,7 +33,11 @@ static const char *const s_reasons[] = {"goals_met",    "completed", "moved",
     "EXISTS (SELECT FROM intake.assessments a WHERE a.client_id = e.client_id "                 \
     "        AND a.administered_on >= e.started_on "                                            \
     "        AND (e.discharged_on IS NULL OR a.administered_on <= e.discharged_on)), "          \
-    INTAKE_TIME("e.created_at") ", c.site_id::text"
+    INTAKE_TIME("e.created_at") ", c.site_id::text, "                                           \
+    "EXISTS (SELECT FROM intake.goals g WHERE g.client_id = e.client_id "                       \
+    "        AND (g.created_at AT TIME ZONE 'UTC')::date >= e.started_on "                      \
+    "        AND (e.discharged_on IS NULL OR (g.created_at AT TIME ZONE 'UTC')::date "           \
+    "             <= e.discharged_on))"
 
 static Beacon__Intake__Enrollment *s_from_row(bc_call_t *call, PGresult *res, int row)
 {
@@ -50,6 +55,11 @@ static Beacon__Intake__Enrollment *s_from_row(bc_call_t *call, PGresult *res, in
     strftime(today, sizeof today, "%Y-%m-%d", gmtime(&now));
     e->assessment_overdue = *e->assessment_due_on && !e->assessment_done &&
                             !*e->discharged_on && strcmp(today, e->assessment_due_on) > 0;
+    /* The initial recovery plan is due on the same day as the assessment. */
+    e->plan_due_on = e->assessment_due_on;
+    e->plan_done = PQgetvalue(res, row, 13)[0] == 't';
+    e->plan_overdue = *e->plan_due_on && !e->plan_done && !*e->discharged_on &&
+                      strcmp(today, e->plan_due_on) > 0;
     return e;
 }
 

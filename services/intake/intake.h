@@ -62,6 +62,11 @@ bc_code_t consents_revoke(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
 bc_code_t consents_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t consents_check(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* goals.c */
+bc_code_t goals_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t goals_progress(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t goals_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
 /* assessments.c */
 int intake_start(const bc_config_t *config, void **state, bc_error_t *err);
 void intake_stop(void *state);

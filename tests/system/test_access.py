@@ -40,6 +40,9 @@ SPEC = {
     ("POST", "/api/v1/clients/{id}/assignment"): "supervisor",
     ("GET", "/api/v1/clients/{id}/assignments"): CARE,
     ("GET", "/api/v1/instruments"): CARE,
+    ("POST", "/api/v1/clients/{client_id}/goals"): CARE,
+    ("POST", "/api/v1/clients/{client_id}/goals/{id}/progress"): CARE,
+    ("GET", "/api/v1/clients/{client_id}/goals"): CARE,
     ("POST", "/api/v1/clients/{client_id}/consents"): CARE,
     ("POST", "/api/v1/clients/{client_id}/consents/{id}/revoke"): CARE,
     ("GET", "/api/v1/clients/{client_id}/consents"): CARE,
@@ -201,6 +204,14 @@ class AccessMatrixTests(StackTestCase):
         if key == ("GET", "/api/v1/clients/{client_id}/consent-check"):
             return (path.replace("{client_id}", self.client[target])
                     + "?recipient=Partner&purpose=referral"), None
+        if key == ("POST", "/api/v1/clients/{client_id}/goals"):
+            return (path.replace("{client_id}", self.client[target]),
+                    {"domain": "recovery", "description": "matrix goal"})
+        if key == ("POST", "/api/v1/clients/{client_id}/goals/{id}/progress"):
+            return (path.replace("{client_id}", self.client[target])
+                        .replace("{id}", str(uuid.uuid4())), {"note": "matrix"})
+        if key == ("GET", "/api/v1/clients/{client_id}/goals"):
+            return path.replace("{client_id}", self.client[target]), None
         if key == ("GET", "/api/v1/instruments"):
             return (path, None) if target == "own" else None
         if key == ("POST", "/api/v1/clients/{client_id}/assessments"):
@@ -300,7 +311,8 @@ class AccessMatrixTests(StackTestCase):
             return {201, 409} if target == "own" else {404}
         if key == ("POST", "/api/v1/clients/{client_id}/enrollments/{id}/discharge"):
             return {404}  # no such episode, whoever asks
-        if key == ("POST", "/api/v1/clients/{client_id}/consents/{id}/revoke"):
+        if key in (("POST", "/api/v1/clients/{client_id}/consents/{id}/revoke"),
+                   ("POST", "/api/v1/clients/{client_id}/goals/{id}/progress")):
             return {404}
         if key == ("POST", "/api/v1/clients/{client_id}/break-glass"):
             # Breaking the glass to a client outside one's scope is the

@@ -559,3 +559,59 @@ class ConsentTests(StackTestCase):
                 self.assertProblem(self.req("POST", base, consent(**overrides)), 400,
                                    field=field)
         self.assertEqual(self.req("GET", base).json()["consents"], [])
+
+
+class RecoveryPlanTests(StackTestCase):
+    """Goals with steps, lifecycle and progress; the comprehensive pathway's
+    initial plan requirement."""
+    sign_in = "peer_specialist"
+
+    def test_goal_lifecycle_and_progress(self):
+        _, c = self.create_client()
+        base = "/api/v1/clients/%s/goals" % c["id"]
+        r = self.req("POST", base, {"domain": "housing", "description": "Stable housing",
+                                    "target_date": "2027-03-01",
+                                    "steps": [{"description": "Apply for voucher",
+                                               "target_date": "2026-12-15"},
+                                              {"description": "Visit two apartments"}]})
+        self.assertEqual(r.status, 201, r.body)
+        g = r.json()
+        self.assertEqual((g["status"], [s["position"] for s in g["steps"]]), ("proposed", [1, 2]))
+        prog = "%s/%s/progress" % (base, g["id"])
+        self.assertProblem(self.req("POST", prog, {"note": "x", "status": "completed"}), 422,
+                           field="status")
+        r = self.req("POST", prog, {"note": "Agreed together", "status": "active"})
+        self.assertEqual(r.json()["status"], "active", r.body)
+        r = self.req("POST", prog, {"note": "Voucher application sent", "step_done": 1})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(r.json()["steps"][0]["done_on"])
+        self.assertProblem(self.req("POST", prog, {"note": "again", "step_done": 1}), 422,
+                           field="step_done")
+        self.assertProblem(self.req("POST", prog, {"note": "no", "step_done": 9}), 422,
+                           field="step_done")
+        r = self.req("POST", prog, {"note": "Moved in", "status": "completed"})
+        self.assertEqual(r.json()["status"], "completed")
+        self.assertProblem(self.req("POST", prog, {"note": "reopen", "status": "active"}), 422,
+                           field="status")
+        goals = self.req("GET", base).json()["goals"]
+        self.assertEqual([(p["from_status"], p["to_status"]) for p in goals[0]["progress"]],
+                         [("proposed", "active"), ("", ""), ("active", "completed")])
+        for body, field in (({"domain": "space", "description": "x"}, "domain"),
+                            ({"domain": "health", "description": ""}, "description"),
+                            ({"domain": "health", "description": "x",
+                              "target_date": "2026-13-01"}, "target_date"),
+                            ({"domain": "health", "description": "x", "status": "completed"},
+                             "status")):
+            with self.subTest(field=field):
+                self.assertProblem(self.req("POST", base, body), 400, field=field)
+
+    def test_comprehensive_needs_an_initial_plan(self):
+        _, c = self.create_client()
+        e = self.req("POST", "/api/v1/clients/%s/enrollments" % c["id"],
+                     {"program": "PRS", "pathway": "comprehensive"}).json()
+        self.assertFalse(e["plan_done"])
+        self.assertFalse(e["plan_overdue"])  # due in 30 days
+        self.req("POST", "/api/v1/clients/%s/goals" % c["id"],
+                 {"domain": "recovery", "description": "Daily meeting attendance"})
+        eps = self.req("GET", "/api/v1/clients/%s/enrollments" % c["id"]).json()["enrollments"]
+        self.assertTrue(eps[0]["plan_done"])
