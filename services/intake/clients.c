@@ -324,10 +324,13 @@ static bc_code_t s_check_duplicates(bc_call_t *call, const s_protected_t *p)
     bc_error_t err;
     PGresult *res = bc_db_prepared(
         call->db, "intake_duplicates",
-        "SELECT k.client_id::text, c.id IS NOT NULL, "
-        "       (k.medicaid_index IS NOT DISTINCT FROM $3) AS same_medicaid "
-        "FROM intake.client_match_keys k LEFT JOIN intake.clients c ON c.id = k.client_id "
-        "WHERE k.agency_id = $1 AND (k.name_dob_index = $2 OR k.medicaid_index = $3) "
+        "WITH m AS (SELECT client_id, medicaid_index FROM intake.client_match_keys "
+        "           WHERE agency_id = $1 AND name_dob_index = $2 "
+        "           UNION SELECT client_id, medicaid_index FROM intake.client_match_keys "
+        "           WHERE agency_id = $1 AND medicaid_index = $3) "
+        "SELECT m.client_id::text, c.id IS NOT NULL, "
+        "       (m.medicaid_index IS NOT DISTINCT FROM $3) AS same_medicaid "
+        "FROM m LEFT JOIN intake.clients c ON c.id = m.client_id "
         "ORDER BY 2 DESC, 1 LIMIT 20",
         3, params, &err);
     if (!res)

@@ -54,10 +54,16 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
 BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b615}
 
 # Benchmarks, run in this order.
-BENCHMARKS=(client_get_skeleton client_get pgbench_select)
+BENCHMARKS=(client_get_skeleton client_get client_create caseload_list pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
+# Absolute targets: "key min|max value label".
+TARGETS=(
+  "client_create.rps min 1500 client registrations per second (audited, Medicaid ID encrypted)"
+  "caseload_list.p99_ms max 20 p99 of a caseload page of 50 over 50,000 clients"
+)
+
 RATIOS=(
   "client_get.rps client_get_skeleton.rps 0.70 signed-in, audited GET over the unauthenticated skeleton (auth + audit cost <= 30%)"
   "client_get_skeleton.rps pgbench_select.tps 0.15 skeleton GET /api/v1/clients/{id} req/s over pgbench -S tps"
@@ -94,6 +100,15 @@ pg_admin() {
     -U postgres -d postgres -c "$1"
 }
 
+# s_token: sets BENCH_PEER_TOKEN, the bench peer specialist's session token
+# (the agency is made once per stack, on first use). Call it directly, not
+# in $(...), so that the token is kept for the next benchmark.
+s_token() {
+  if [ -z "${BENCH_PEER_TOKEN:-}" ]; then
+    BENCH_PEER_TOKEN=$(python3 "$HERE/signin.py" peer_specialist) || return 1
+  fi
+}
+
 # pg_beacon SQL: runs SQL in the stack's Beacon database as its owner.
 pg_beacon() {
   psql "$BENCH_DATABASE_URL" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"
@@ -127,11 +142,11 @@ s_wrk() {
   local -A w=()
   if [ "$BENCH_WARMUP" != 0 ]; then
     run_child "$out" wrk -t"$threads" -c"$conns" -d"${BENCH_WARMUP}s" "${hdr[@]}" \
-      "$BENCH_URL$path" || true
+      ${WRK_SCRIPT:+-s "$WRK_SCRIPT"} "$BENCH_URL$path" || true
   fi
   echo "  wrk -t$threads -c$conns -d${BENCH_SECONDS}s --latency${5:+ -H '${5%% *} ...'} $BENCH_URL$path"
   if ! run_child "$out" wrk -t"$threads" -c"$conns" -d"${BENCH_SECONDS}s" --latency \
-         "${hdr[@]}" -s "$HERE/wrk_report.lua" "$BENCH_URL$path"; then
+         "${hdr[@]}" -s "${WRK_SCRIPT:-$HERE/wrk_report.lua}" "$BENCH_URL$path"; then
     sed 's/^/    /' "$out"
     fail "$name" "wrk exited non-zero"
     return 0
@@ -169,10 +184,11 @@ s_wrk() {
 bench_client_get() {
   echo "== client_get: GET /api/v1/clients/{id} signed in, audited, TLS keep-alive"
   local id token
-  if ! token=$(python3 "$HERE/signin.py" peer_specialist); then
+  if ! s_token; then
     fail client_get "could not sign in a peer specialist"
     return 0
   fi
+  token=$BENCH_PEER_TOKEN
   if ! id=$(api POST /api/v1/clients \
               '{"given_name":"Ada","family_name":"Lovelace","date_of_birth":"1990-01-01"}' \
               --token "$token" --field id); then
@@ -197,6 +213,50 @@ bench_client_get() {
   if [ $((after - before)) -lt "${RESULT[client_get.requests]:-0}" ]; then
     fail client_get "fewer audit records than answered requests"
   fi
+}
+
+# Client registration through the whole path: each POST a new client (a
+# distinct name, so duplicate detection passes) with a Medicaid ID to
+# encrypt, audited in its transaction.
+bench_client_create() {
+  echo "== client_create: POST /api/v1/clients signed in, audited, Medicaid ID encrypted"
+  local token
+  if ! s_token; then
+    fail client_create "could not sign in a peer specialist"
+    return 0
+  fi
+  token=$BENCH_PEER_TOKEN
+  BENCH_TOKEN=$token BENCH_HERE=$HERE WRK_SCRIPT="$HERE/create_client.lua" \
+    s_wrk client_create /api/v1/clients 2 "$BENCH_CONNECTIONS"
+}
+
+# One page of 50 of a caseload of 50,000 clients (seeded straight into the
+# table), newest first, as the peer specialist whose caseload it is; every
+# listed client audited as read.
+bench_caseload_list() {
+  echo "== caseload_list: GET /api/v1/clients?limit=50 over 50,000 clients"
+  local token who
+  if ! s_token; then
+    fail caseload_list "could not sign in a peer specialist"
+    return 0
+  fi
+  token=$BENCH_PEER_TOKEN
+  who=$(pg_beacon "SELECT s.id || ' ' || s.agency_id || ' ' || ss.site_id FROM identity.staff s
+                   JOIN identity.staff_roles r ON r.staff_id = s.id AND r.role = 'peer_specialist'
+                   JOIN identity.staff_sites ss ON ss.staff_id = s.id LIMIT 1")
+  read -r staff agency site <<<"$who"
+  if ! pg_beacon "ALTER TABLE intake.clients NO FORCE ROW LEVEL SECURITY;
+        INSERT INTO intake.clients (given_name, family_name, date_of_birth, agency_id, site_id,
+          assigned_staff_id, created_by, created_at)
+        SELECT 'Seed', 'Client-' || g, date '1960-01-01' + (g % 20000), '$agency', '$site',
+          '$staff', '$staff', now() - g * interval '1 minute'
+        FROM generate_series(1, 50000) g;
+        ALTER TABLE intake.clients FORCE ROW LEVEL SECURITY; ANALYZE intake.clients" >/dev/null; then
+    fail caseload_list "could not seed 50,000 clients"
+    return 0
+  fi
+  echo "  seeded 50,000 clients on the peer specialist's caseload"
+  s_wrk caseload_list "/api/v1/clients?limit=50" 2 "$BENCH_CONNECTIONS" "Authorization: Bearer $token"
 }
 
 # The same GET on the skeleton (BENCH_BASELINE_REV): no sign-in, no audit.
@@ -383,6 +443,25 @@ s_summary() {
     printf '  %-32s %14s %s\n' "$key" "${RESULT[$key]}" "${RESULT_UNIT[$key]}"
   done
   [ ${#FAILED[@]} -eq 0 ] || echo "  not run cleanly: ${FAILED[*]}"
+  local key2 op want tlabel tv tmet
+  for r in "${TARGETS[@]}"; do
+    read -r key2 op want tlabel <<<"$r"
+    if [ -z "${RESULT[$key2]:-}" ]; then
+      echo "TARGET $key2: not measured in this run ($op $want)"
+      continue
+    fi
+    local tbad=""
+    for b in "${FAILED[@]}"; do [ "$b" = "${key2%%.*}" ] && tbad=" $b"; done
+    if [ -n "$tbad" ]; then
+      echo "TARGET $key2: INVALID, not run cleanly ($op $want)"
+      verdict=1
+      continue
+    fi
+    tv=${RESULT[$key2]}
+    tmet=$(awk -v v="$tv" -v w="$want" -v o="$op" 'BEGIN { print ((o == "min" && v >= w) || (o == "max" && v <= w)) ? "MET" : "MISSED" }')
+    [ "$tmet" = MET ] || verdict=1
+    echo "TARGET $key2 = $tv ($op $want): $tmet  [$tlabel]"
+  done
   for r in "${RATIOS[@]}"; do
     read -r num den min label <<<"$r"
     if [ -z "${RESULT[$num]:-}" ] || [ -z "${RESULT[$den]:-}" ]; then
