@@ -35,6 +35,8 @@
 #                  concurrent callers to saturate this 2-core machine, so
 #                  req/s is capacity; at 16 the audited path is bound by its
 #                  commit latency instead and its figure measures that)
+#   BENCH_LIST_CONNECTIONS  wrk connections for the caseload page (default 2:
+#                  its target is a latency, measured below saturation)
 #   BENCH_BASELINE_REV  the skeleton's commit (default: the last one before
 #                  client routes required sign-in)
 #
@@ -51,6 +53,7 @@ BENCH_ONLY=${BENCH_ONLY:-}
 BENCH_STRICT=${BENCH_STRICT:-0}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
+BENCH_LIST_CONNECTIONS=${BENCH_LIST_CONNECTIONS:-2}
 BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b615}
 
 # Benchmarks, run in this order.
@@ -256,7 +259,7 @@ bench_caseload_list() {
     return 0
   fi
   echo "  seeded 50,000 clients on the peer specialist's caseload"
-  s_wrk caseload_list "/api/v1/clients?limit=50" 2 "$BENCH_CONNECTIONS" "Authorization: Bearer $token"
+  s_wrk caseload_list "/api/v1/clients?limit=50" 2 "$BENCH_LIST_CONNECTIONS" "Authorization: Bearer $token"
 }
 
 # The same GET on the skeleton (BENCH_BASELINE_REV): no sign-in, no audit.
