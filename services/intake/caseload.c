@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "bc_util.h"
 #include "intake.h"
@@ -51,9 +52,9 @@ bc_code_t caseload_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "assigned_staff_id",
                             "assigned_staff_id must be a UUID or \"me\"");
     if (*req->status && strcmp(req->status, "active") && strcmp(req->status, "inactive") &&
-        strcmp(req->status, "discharged"))
+        strcmp(req->status, "discharged") && strcmp(req->status, "merged"))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "status",
-                            "status must be one of active, inactive, discharged");
+                            "status must be one of active, inactive, discharged, merged");
     if (req->limit < 0 || req->limit > S_LIST_MAX)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "limit", "limit must be 1 to %d",
                             S_LIST_MAX);
@@ -75,7 +76,7 @@ bc_code_t caseload_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
         "FROM intake.clients WHERE agency_id = $1 "
         "AND ($2::uuid IS NULL OR site_id = $2::uuid) "
         "AND ($3::uuid IS NULL OR assigned_staff_id = $3::uuid) "
-        "AND ($4::text IS NULL OR status = $4) "
+        "AND (($4::text IS NULL AND status <> 'merged') OR status = $4) "
         "AND ($5::bigint IS NULL OR (created_at, id) < "
         "     (timestamptz 'epoch' + $5::bigint * interval '1 microsecond', $6::uuid)) "
         "ORDER BY created_at DESC, id DESC LIMIT $7::int",
@@ -258,5 +259,109 @@ bc_code_t caseload_history(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     if (bc_call_audit_read(call, &ev) < 0)
         return call->err.code;
     *out = &r->base;
+    return BC_OK;
+}
+
+bc_code_t caseload_merge(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Intake__MergeClientsRequest *req =
+        (const Beacon__Intake__MergeClientsRequest *)in;
+    if (!bc_is_uuid(req->id) || !bc_is_uuid(req->duplicate_id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "duplicate_id", "ids must be UUIDs");
+    if (!strcasecmp(req->id, req->duplicate_id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "duplicate_id",
+                            "a client cannot be merged into itself");
+    const char *problem = bc_text_problem(req->reason, true, 500);
+    if (problem)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "reason", "reason %s", problem);
+    if (!bc_call_has_role(call, "supervisor") || !bc_is_uuid(call->principal->staff_id))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "", "a supervisor merges duplicates");
+    const char *params[] = {req->id, req->duplicate_id, call->principal->agency_id};
+    bc_error_t err;
+    if (bc_db_begin(call->db, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    /* Both in the caller's ordinary scope and not already merged; locked
+     * for the move. */
+    PGresult *res = bc_db_prepared(
+        call->db, "intake_merge_lock",
+        "SELECT id::text, status FROM intake.clients WHERE id IN ($1::uuid, $2::uuid) "
+        "AND agency_id = $3 AND intake.in_scope(agency_id, site_id, assigned_staff_id) "
+        "ORDER BY id FOR UPDATE",
+        3, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    int found = PQntuples(res);
+    bool merged = false;
+    for (int i = 0; i < found; i++)
+        merged |= !strcmp(PQgetvalue(res, i, 1), "merged");
+    PQclear(res);
+    if (found != 2) {
+        bc_db_rollback(call->db);
+        return bc_call_fail(call, BC_NOT_FOUND, "", "both clients must exist in your scope");
+    }
+    if (merged) {
+        bc_db_rollback(call->db);
+        return bc_call_fail(call, BC_FAILED_PRECONDITION, "duplicate_id",
+                            "one of the clients was already merged");
+    }
+    res = bc_db_prepared(
+        call->db, "intake_merge_move",
+        "WITH e AS (UPDATE intake.enrollments SET client_id = $1 WHERE client_id = $2 RETURNING 1), "
+        "k AS (UPDATE intake.consents SET client_id = $1 WHERE client_id = $2 RETURNING 1), "
+        "a AS (UPDATE intake.assessments SET client_id = $1 WHERE client_id = $2 RETURNING 1), "
+        "g AS (UPDATE intake.goals SET client_id = $1 WHERE client_id = $2 RETURNING 1), "
+        "h AS (UPDATE intake.client_assignments SET client_id = $1 WHERE client_id = $2 "
+        "      RETURNING 1) "
+        "SELECT json_build_object('enrollments', (SELECT count(*) FROM e), "
+        "  'consents', (SELECT count(*) FROM k), 'assessments', (SELECT count(*) FROM a), "
+        "  'goals', (SELECT count(*) FROM g), 'assignments', (SELECT count(*) FROM h))::text",
+        2, params, &err);
+    if (!res) {
+        if (err.code == BC_ALREADY_EXISTS)
+            return bc_call_fail(call, BC_FAILED_PRECONDITION, "duplicate_id",
+                                "both clients have an open enrollment: discharge one first");
+        return bc_call_fail_err(call, &err);
+    }
+    char *moved = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    const char *mp[] = {req->id, req->duplicate_id, call->principal->staff_id, req->reason, moved};
+    res = bc_db_prepared(
+        call->db, "intake_merge_mark",
+        "WITH d AS (UPDATE intake.clients SET status = 'merged', merged_into = $1::uuid, "
+        "           version = version + 1, updated_at = now(), updated_by = $3 "
+        "           WHERE id = $2::uuid RETURNING 1), "
+        "x AS (DELETE FROM intake.client_match_keys WHERE client_id = $2::uuid), "
+        "m AS (INSERT INTO intake.client_merges (survivor_id, duplicate_id, merged_by, reason, "
+        "      moved) VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5::jsonb) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM m)",
+        5, mp, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    PQclear(res);
+    const char *gp[] = {req->id, call->principal->agency_id};
+    res = bc_db_prepared(call->db, "intake_merge_survivor",
+                         "SELECT " INTAKE_CLIENT_COLUMNS " FROM intake.clients "
+                         "WHERE id = $1 AND agency_id = $2",
+                         2, gp, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    Beacon__Intake__Client *c = PQntuples(res) ? intake_client_from_row(call, res, 0) : NULL;
+    PQclear(res);
+    if (!c)
+        return call->err.code ? call->err.code
+                              : bc_call_fail(call, BC_INTERNAL, "", "the survivor vanished");
+    char detail[300];
+    snprintf(detail, sizeof detail, "{\"duplicate_id\":\"%s\",\"moved\":%s}", req->duplicate_id,
+             moved);
+    bc_audit_event_t ev = {.site_id = c->site_id, .action = "merge", .resource_type = "client",
+                           .resource_id = c->id, .client_id = c->id, .purpose = "operations",
+                           .detail = detail};
+    bc_audit_event_t ev2 = ev;
+    ev2.resource_id = req->duplicate_id;
+    ev2.client_id = req->duplicate_id;
+    if (bc_call_audit_write(call, &ev) < 0 || bc_call_audit_write(call, &ev2) < 0 ||
+        bc_call_commit(call) < 0)
+        return call->err.code;
+    *out = &c->base;
     return BC_OK;
 }

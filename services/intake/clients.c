@@ -57,6 +57,7 @@ Beacon__Intake__Client *intake_client_from_row(bc_call_t *call, PGresult *res, i
         }
     }
     json_decref(lines);
+    c->merged_into = bc_arena_strdup(call->arena, PQgetvalue(res, row, 25));
     const char *enc = PQgetvalue(res, row, 24);
     c->medicaid_id = "";
     if (*enc) {

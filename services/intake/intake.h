@@ -18,8 +18,8 @@ extern const bc_service_def_t intake_service;
     "site_id::text, coalesce(assigned_staff_id::text, ''), version, coalesce(phone, ''), "        \
     "coalesce(email, ''), preferred_contact_method, do_not_contact, "                            \
     "array_to_json(address_lines)::text, city, state, postal_code, emergency_contact_name, "       \
-    "emergency_contact_relationship, emergency_contact_phone, coalesce(medicaid_id_enc, '')"
-#define INTAKE_CLIENT_NCOLUMNS 25
+    "emergency_contact_relationship, emergency_contact_phone, coalesce(medicaid_id_enc, ''), coalesce(merged_into::text, '')"
+#define INTAKE_CLIENT_NCOLUMNS 26
 
 /* What intake loads at start (call->state). */
 typedef struct {
@@ -42,6 +42,7 @@ bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
 bc_code_t caseload_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t caseload_assign(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t caseload_history(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t caseload_merge(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
 /* break_glass.c */
 bc_code_t break_glass_open(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);

@@ -21,6 +21,7 @@ static const bc_method_t s_methods[] = {
     {"CreateGoal", goals_create},
     {"RecordProgress", goals_progress},
     {"ListGoals", goals_list},
+    {"MergeClients", caseload_merge},
     {"OpenBreakGlass", break_glass_open},
     {"ListBreakGlass", break_glass_list},
     {NULL, NULL},

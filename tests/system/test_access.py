@@ -39,6 +39,7 @@ SPEC = {
     ("PUT", "/api/v1/clients/{id}"): CARE,
     ("POST", "/api/v1/clients/{id}/assignment"): "supervisor",
     ("GET", "/api/v1/clients/{id}/assignments"): CARE,
+    ("POST", "/api/v1/clients/{id}/merge"): "supervisor",
     ("GET", "/api/v1/instruments"): CARE,
     ("POST", "/api/v1/clients/{client_id}/goals"): CARE,
     ("POST", "/api/v1/clients/{client_id}/goals/{id}/progress"): CARE,
@@ -212,6 +213,10 @@ class AccessMatrixTests(StackTestCase):
                         .replace("{id}", str(uuid.uuid4())), {"note": "matrix"})
         if key == ("GET", "/api/v1/clients/{client_id}/goals"):
             return path.replace("{client_id}", self.client[target]), None
+        if key == ("POST", "/api/v1/clients/{id}/merge"):
+            # Into itself: refused whoever asks (400) once the role is right.
+            return (path.replace("{id}", self.client[target]),
+                    {"duplicate_id": self.client[target], "reason": "matrix"})
         if key == ("GET", "/api/v1/instruments"):
             return (path, None) if target == "own" else None
         if key == ("POST", "/api/v1/clients/{client_id}/assessments"):
@@ -307,6 +312,8 @@ class AccessMatrixTests(StackTestCase):
             return {400, 403, 404}
         if key == ("POST", "/api/v1/clients/{id}/assignment"):
             return {422} if target == "own" else {404}
+        if key == ("POST", "/api/v1/clients/{id}/merge"):
+            return {400}
         if key == ("POST", "/api/v1/clients/{client_id}/enrollments"):
             return {201, 409} if target == "own" else {404}
         if key == ("POST", "/api/v1/clients/{client_id}/enrollments/{id}/discharge"):

@@ -615,3 +615,66 @@ class RecoveryPlanTests(StackTestCase):
                  {"domain": "recovery", "description": "Daily meeting attendance"})
         eps = self.req("GET", "/api/v1/clients/%s/enrollments" % c["id"]).json()["enrollments"]
         self.assertTrue(eps[0]["plan_done"])
+
+
+class MergeTests(StackTestCase):
+    """A duplicate registration merged into the record that stays: history
+    moves, the duplicate remains as a pointer, supervisors only."""
+    settings = {"allow_bootstrap": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = launch.Org(cls.stack).bootstrap()
+        cls.peer = cls.org.add_staff(["peer_specialist"])
+        cls.sup = cls.org.add_staff(["supervisor"])
+
+    def test_merge_moves_history_and_keeps_the_duplicate(self):
+        r = self.req("POST", "/api/v1/clients", full_client(), headers=self.peer.auth)
+        keep = r.json()
+        dup = self.req("POST", "/api/v1/clients",
+                       full_client(family_name=keep["family_name"], allow_duplicate=True),
+                       headers=self.peer.auth).json()
+        answers = [{"item_id": "q%d" % i, "value": 3} for i in range(1, 11)]
+        self.req("POST", "/api/v1/clients/%s/assessments" % dup["id"],
+                 {"instrument_id": "barc10", "answers": answers}, headers=self.peer.auth)
+        self.req("POST", "/api/v1/clients/%s/goals" % dup["id"],
+                 {"domain": "housing", "description": "Keep the flat"}, headers=self.peer.auth)
+        path = "/api/v1/clients/%s/merge" % keep["id"]
+        body = {"duplicate_id": dup["id"], "reason": "registered twice at intake"}
+        self.assertProblem(self.req("POST", path, body, headers=self.peer.auth), 403)
+        r = self.req("POST", path, body, headers=self.sup.auth)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["id"], keep["id"])
+        got = self.req("GET", "/api/v1/clients/" + dup["id"], headers=self.sup.auth).json()
+        self.assertEqual((got["status"], got["merged_into"]), ("merged", keep["id"]))
+        a = self.req("GET", "/api/v1/clients/%s/assessments" % keep["id"],
+                     headers=self.sup.auth).json()["assessments"]
+        self.assertEqual(len(a), 1)
+        g = self.req("GET", "/api/v1/clients/%s/goals" % keep["id"],
+                     headers=self.sup.auth).json()["goals"]
+        self.assertEqual(len(g), 1)
+        # Merged records leave the caseload list and duplicate detection.
+        listed = self.req("GET", "/api/v1/clients?limit=200", headers=self.sup.auth).json()
+        self.assertNotIn(dup["id"], [c["id"] for c in listed["clients"]])
+        again = self.req("POST", path, body, headers=self.sup.auth)
+        self.assertProblem(again, 422, field="duplicate_id")
+        self.assertProblem(self.req("POST", path, {"duplicate_id": keep["id"], "reason": "x"},
+                                    headers=self.sup.auth), 400, field="duplicate_id")
+        rows = self.psql("SELECT count(*) FROM audit.events WHERE action = 'merge' AND "
+                         "client_id IN ('%s', '%s')" % (keep["id"], dup["id"]))
+        self.assertEqual(int(rows), 2)
+
+    def test_both_open_enrollments_refused(self):
+        a = self.req("POST", "/api/v1/clients", full_client(), headers=self.peer.auth).json()
+        b = self.req("POST", "/api/v1/clients", full_client(family_name=a["family_name"],
+                                                            allow_duplicate=True),
+                     headers=self.peer.auth).json()
+        for c in (a, b):
+            self.req("POST", "/api/v1/clients/%s/enrollments" % c["id"],
+                     {"program": "PRS", "pathway": "brief"}, headers=self.peer.auth)
+        r = self.req("POST", "/api/v1/clients/%s/merge" % a["id"],
+                     {"duplicate_id": b["id"], "reason": "duplicate"}, headers=self.sup.auth)
+        self.assertProblem(r, 422, field="duplicate_id")
+        self.assertEqual(self.req("GET", "/api/v1/clients/" + b["id"],
+                                  headers=self.sup.auth).json()["status"], "active")
