@@ -41,6 +41,7 @@ typedef struct {
     pthread_cond_t ready;
     s_job_t *in_head, *in_tail;
     s_job_t *out_head, *out_tail;
+    bool out_unwoken; /* the out list holds a reply nobody woke the socket thread for */
     s_job_t *held_head, *held_tail; /* replies waiting for their audit record (socket thread) */
     bc_audit_writer_t **audit; /* group writers for reads; worker i uses i % naudit */
     int naudit;
@@ -69,11 +70,16 @@ static void s_job_free(s_job_t *job)
 /* Puts a finished job on the reply list. The socket thread is woken only
  * when the list was empty: it takes the whole list at once, so one wake-up
  * (one syscall) serves every reply that piles up meanwhile. */
+/* Queues a finished reply for the socket thread. A reply that waits for its
+ * audit record does not wake the thread: the writer's settle notice will
+ * (it comes after the record is durable, and this reply is queued before we
+ * look), which saves a wake-up and a scan per audited read. If the record
+ * settled before we looked, we wake it ourselves. */
 static void s_push_reply(s_queue_t *q, s_job_t *job, bool from_worker)
 {
     pthread_mutex_lock(&q->lock);
     job->next = NULL;
-    bool wake = q->out_head == NULL;
+    bool wake = q->out_head == NULL || q->out_unwoken;
     if (q->out_tail)
         q->out_tail->next = job;
     else
@@ -81,6 +87,14 @@ static void s_push_reply(s_queue_t *q, s_job_t *job, bool from_worker)
     q->out_tail = job;
     if (from_worker)
         q->busy--;
+    if (wake && job->audit_ticket &&
+        bc_audit_writer_state(q->audit[job->audit_writer], job->audit_ticket) ==
+            BC_AUDIT_PENDING) {
+        wake = false;
+        q->out_unwoken = true;
+    } else if (wake) {
+        q->out_unwoken = false;
+    }
     pthread_mutex_unlock(&q->lock);
     if (wake) {
         uint64_t one = 1;
@@ -196,6 +210,7 @@ static void s_send_replies(s_queue_t *q, void *frontend)
     pthread_mutex_lock(&q->lock);
     s_job_t *job = q->out_head;
     q->out_head = q->out_tail = NULL;
+    q->out_unwoken = false;
     pthread_mutex_unlock(&q->lock);
     s_job_t *held = q->held_head;
     q->held_head = q->held_tail = NULL;
