@@ -167,6 +167,78 @@ static void s_audit_actor(bc_call_t *call, bc_audit_event_t *ev)
         ev->outcome = BC_AUDIT_OK;
 }
 
+int bc_call_emit(bc_call_t *call, const char *topic, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *payload = bc_arena_alloc(call->arena, len ? len : 1);
+    protobuf_c_message_pack(msg, payload);
+    const char *values[] = {call->request->service, topic, (const char *)payload,
+                            call->request->request_id};
+    int lengths[] = {0, 0, (int)len, 0};
+    int formats[] = {0, 0, 1, 0};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared_binary(
+        call->db, "bc_outbox_emit",
+        "WITH e AS (INSERT INTO events.outbox (producer, topic, payload, request_id) "
+        "           VALUES ($1, $2, $3, nullif($4, '')) RETURNING 1) "
+        "SELECT pg_notify('beacon_events', $1) FROM e",
+        4, values, lengths, formats, &err);
+    if (!res) {
+        bc_err("event %s not written: %s (%s)", topic, err.message, err.detail);
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+bc_code_t bc_replay_events(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__ReplayEventsRequest *req = (const Beacon__ReplayEventsRequest *)in;
+    if (req->after_seq < 0)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "after_seq", "after_seq must be >= 0");
+    if (req->limit < 0 || req->limit > 1000)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "limit", "limit must be 1 to 1000");
+    char after[24], limit[16];
+    snprintf(after, sizeof after, "%lld", (long long)req->after_seq);
+    snprintf(limit, sizeof limit, "%d", req->limit ? req->limit : 500);
+    const char *params[] = {call->request->service, after, limit};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "bc_outbox_replay",
+        "SELECT published_seq, topic, payload, coalesce(request_id, ''), "
+        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+        "FROM events.outbox WHERE producer = $1 AND published_seq > $2::bigint "
+        "ORDER BY published_seq LIMIT $3::int",
+        3, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    Beacon__ReplayEventsReply *r = bc_arena_alloc(call->arena, sizeof *r);
+    beacon__replay_events_reply__init(r);
+    int rows = PQntuples(res);
+    r->events = bc_arena_alloc(call->arena, (size_t)(rows ? rows : 1) * sizeof(void *));
+    for (int i = 0; i < rows; i++) {
+        Beacon__Event *e = bc_arena_alloc(call->arena, sizeof *e);
+        beacon__event__init(e);
+        e->producer = (char *)call->request->service;
+        e->seq = atoll(PQgetvalue(res, i, 0));
+        e->topic = bc_arena_strdup(call->arena, PQgetvalue(res, i, 1));
+        size_t n = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &n);
+        e->payload.data = bc_arena_alloc(call->arena, n ? n : 1);
+        if (raw && n)
+            memcpy(e->payload.data, raw, n);
+        e->payload.len = raw ? n : 0;
+        PQfreemem(raw);
+        e->request_id = bc_arena_strdup(call->arena, PQgetvalue(res, i, 3));
+        e->occurred_at = bc_arena_strdup(call->arena, PQgetvalue(res, i, 4));
+        r->events[r->n_events++] = e;
+    }
+    PQclear(res);
+    *out = &r->base;
+    return BC_OK;
+}
+
 static bool s_in(char *const *items, size_t n, const char *value)
 {
     for (size_t i = 0; value && i < n; i++)

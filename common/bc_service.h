@@ -70,6 +70,16 @@ int bc_call_audit_write(bc_call_t *call, bc_audit_event_t *ev);
  * gets that reply, never a second change); the handler cannot tell. */
 int bc_call_commit(bc_call_t *call);
 
+/* Writes an event (topic, the packed msg as payload) to the outbox inside
+ * the handler's open transaction, so it commits or vanishes with the
+ * change; the service's relay publishes it (DESIGN.md, transactional
+ * outbox). -1 with call->err set: roll back. */
+int bc_call_emit(bc_call_t *call, const char *topic, const ProtobufCMessage *msg);
+/* A handler for ReplayEvents (beacon.ReplayEventsRequest -> ReplyEventsReply):
+ * the service's published events after a sequence number, for subscribers
+ * that saw a gap or are starting. */
+bc_code_t bc_replay_events(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
 /* True when the caller holds role / works at site_id. */
 bool bc_call_has_role(const bc_call_t *call, const char *role);
 bool bc_call_has_site(const bc_call_t *call, const char *site_id);

@@ -274,6 +274,15 @@ bc_code_t assessments_record(bc_call_t *call, const ProtobufCMessage *in, Protob
     PQclear(res);
     if (!a)
         return bc_call_fail(call, BC_INTERNAL, "", "the assessment vanished after recording");
+    Beacon__Intake__IntakeEvent e = BEACON__INTAKE__INTAKE_EVENT__INIT;
+    e.client_id = a->client_id;
+    e.site_id = site;
+    e.assessment_id = a->id;
+    e.instrument_id = a->instrument_id;
+    e.total = a->total;
+    e.on_date = a->administered_on;
+    if (intake_emit(call, "assessment.completed", &e) < 0)
+        return call->err.code;
     char detail[160];
     snprintf(detail, sizeof detail, "{\"instrument\":\"%s\",\"total\":%d}", a->instrument_id,
              a->total);

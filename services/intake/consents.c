@@ -181,6 +181,13 @@ static bc_code_t s_check(bc_call_t *call, const Beacon__Intake__RecordConsentReq
 static bc_code_t s_audit_write(bc_call_t *call, Beacon__Intake__Consent *k, const char *site,
                                const char *action, ProtobufCMessage **out)
 {
+    Beacon__Intake__IntakeEvent e = BEACON__INTAKE__INTAKE_EVENT__INIT;
+    e.client_id = k->client_id;
+    e.site_id = (char *)site;
+    e.consent_id = k->id;
+    if (intake_emit(call, !strcmp(action, "consent_given") ? "consent.given" : "consent.revoked",
+                    &e) < 0)
+        return call->err.code;
     bc_audit_event_t ev = {
         .site_id = site,
         .action = action,

@@ -19,6 +19,12 @@
 #include "bc_util.h"
 #include "intake.h"
 
+int intake_emit(bc_call_t *call, const char *topic, Beacon__Intake__IntakeEvent *ev)
+{
+    ev->agency_id = (char *)call->principal->agency_id;
+    return bc_call_emit(call, topic, &ev->base);
+}
+
 static const char *const s_reasons[] = {"goals_met",    "completed", "moved",
                                         "transferred",  "lost_contact", "declined",
                                         "incarcerated", "deceased",  "other",
@@ -182,6 +188,14 @@ bc_code_t enrollments_enroll(bc_call_t *call, const ProtobufCMessage *in, Protob
     PQclear(res);
     if (s_client_status(call, e->client_id, "active", &err) < 0)
         return bc_call_fail_err(call, &err);
+    Beacon__Intake__IntakeEvent ev = BEACON__INTAKE__INTAKE_EVENT__INIT;
+    ev.client_id = e->client_id;
+    ev.site_id = site;
+    ev.enrollment_id = e->id;
+    ev.pathway = e->pathway;
+    ev.on_date = e->started_on;
+    if (intake_emit(call, "client.enrolled", &ev) < 0)
+        return call->err.code;
     return s_finish(call, e, site, "enrolled", out);
 }
 
@@ -237,6 +251,15 @@ bc_code_t enrollments_discharge(bc_call_t *call, const ProtobufCMessage *in,
     PQclear(res);
     if (s_client_status(call, e->client_id, "discharged", &err) < 0)
         return bc_call_fail_err(call, &err);
+    Beacon__Intake__IntakeEvent ev = BEACON__INTAKE__INTAKE_EVENT__INIT;
+    ev.client_id = e->client_id;
+    ev.site_id = site;
+    ev.enrollment_id = e->id;
+    ev.pathway = e->pathway;
+    ev.discharge_reason = e->discharge_reason;
+    ev.on_date = e->discharged_on;
+    if (intake_emit(call, "client.discharged", &ev) < 0)
+        return call->err.code;
     return s_finish(call, e, site, "discharged", out);
 }
 

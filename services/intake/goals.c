@@ -297,6 +297,15 @@ bc_code_t goals_progress(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         return bc_call_fail(call, BC_FAILED_PRECONDITION, "step_done",
                             "step %d does not exist or is already done", req->step_done);
     }
+    if (change) {
+        Beacon__Intake__IntakeEvent e = BEACON__INTAKE__INTAKE_EVENT__INIT;
+        e.client_id = (char *)req->client_id;
+        e.goal_id = (char *)req->id;
+        e.from_status = from;
+        e.to_status = (char *)req->status;
+        if (intake_emit(call, "goal.status_changed", &e) < 0)
+            return call->err.code;
+    }
     return s_reply_goal(call, req->id, BC_AUDIT_UPDATE, out);
 }
 

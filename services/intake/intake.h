@@ -48,6 +48,10 @@ bc_code_t caseload_merge(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
 bc_code_t break_glass_open(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t break_glass_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* Writes one of intake's events (payload IntakeEvent; agency filled in) in
+ * the handler's transaction. -1 with call->err set. */
+int intake_emit(bc_call_t *call, const char *topic, Beacon__Intake__IntakeEvent *ev);
+
 /* A NULL parameter for an empty string. */
 #define S_NULL_EMPTY(s) (*(s) ? (s) : NULL)
 

@@ -22,6 +22,7 @@ static const bc_method_t s_methods[] = {
     {"RecordProgress", goals_progress},
     {"ListGoals", goals_list},
     {"MergeClients", caseload_merge},
+    {"ReplayEvents", bc_replay_events},
     {"OpenBreakGlass", break_glass_open},
     {"ListBreakGlass", break_glass_list},
     {NULL, NULL},

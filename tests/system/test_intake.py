@@ -678,3 +678,31 @@ class MergeTests(StackTestCase):
         self.assertProblem(r, 422, field="duplicate_id")
         self.assertEqual(self.req("GET", "/api/v1/clients/" + b["id"],
                                   headers=self.sup.auth).json()["status"], "active")
+
+
+class OutboxTests(StackTestCase):
+    """Intake's events are written in the transaction of their change: one
+    per change that committed, none for a change that was refused."""
+    sign_in = "peer_specialist"
+
+    def events(self, client_id):
+        rows = self.psql("SELECT topic FROM events.outbox WHERE producer = 'intake' AND "
+                         "position(convert_to('%s', 'UTF8') IN payload) > 0 "
+                         "ORDER BY id" % client_id)
+        return rows.split()
+
+    def test_events_follow_committed_changes(self):
+        _, c = self.create_client()
+        base = "/api/v1/clients/%s" % c["id"]
+        e = self.req("POST", base + "/enrollments", {"program": "PRS", "pathway": "brief"})
+        self.assertEqual(e.status, 201, e.body)
+        refused = self.req("POST", base + "/enrollments", {"program": "PRS", "pathway": "brief"})
+        self.assertEqual(refused.status, 409)
+        self.req("POST", base + "/assessments", {"instrument_id": "barc10", "answers": [
+            {"item_id": "q%d" % i, "value": 5} for i in range(1, 11)]})
+        g = self.req("POST", base + "/goals", {"domain": "health", "description": "Sleep"}).json()
+        self.req("POST", "%s/goals/%s/progress" % (base, g["id"]), {"note": "go", "status": "active"})
+        self.req("POST", "%s/enrollments/%s/discharge" % (base, e.json()["id"]),
+                 {"reason": "goals_met"})
+        self.assertEqual(self.events(c["id"]), ["client.enrolled", "assessment.completed",
+                                               "goal.status_changed", "client.discharged"])
