@@ -55,6 +55,9 @@ const bc_setting_t bc_common_settings[] = {
      "(the active one and older ones kept for rotation) and the blind-index key; format in "
      "common/bc_crypt.h; must be mode 0600 and kept outside the database and its backups "
      "(deploy/gen-keys.sh DIR creates DIR/field.keys)"},
+    {"events_bind_endpoint", BC_CFG_STRING, "", 0, 0,
+     "ZeroMQ endpoint on which this service publishes its events (PUB, numbered for "
+     "ReplayEvents); empty: events wait in the outbox, unpublished"},
     {"max_queued_requests", BC_CFG_INT, "1024", 1, 1000000,
      "requests waiting for a free worker before new ones are refused as overloaded"},
     {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,

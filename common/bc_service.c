@@ -4,6 +4,7 @@
  *  bc_process.c.
  */
 #include "bc_version.h"
+#include "bc_relay.h"
 #include "bc_service.h"
 
 #include <errno.h>
@@ -351,6 +352,7 @@ struct bc_service {
     s_queue_t queue;
     s_worker_t *workers;
     int started;
+    bc_relay_t *relay; /* publishes the outbox, when events_bind_endpoint is set */
 };
 
 /* Applies <root>/<name>/migrations for name ("common": <root> itself holds
@@ -433,6 +435,10 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
             goto fail;
         }
     }
+    const char *events = bc_config_str(config, "events_bind_endpoint");
+    if (*events && !(self->relay = bc_relay_start(zctx, bc_config_str(config, "database_url"),
+                                                  def->name, events, err)))
+        goto fail;
     bc_info("%s %s listening on %s with %d worker(s)", program, BEACON_VERSION, self->endpoint,
             self->started);
     return self;
@@ -466,6 +472,8 @@ void bc_service_destroy(bc_service_t **self_p)
     pthread_mutex_unlock(&q->lock);
     for (int i = 0; i < self->started; i++)
         pthread_join(self->workers[i].thread, NULL);
+    /* After the workers: their last events are committed and get out. */
+    bc_relay_stop(&self->relay);
     while (q->in_head) { /* left over only when the shutdown timeout passed */
         s_job_t *next = q->in_head->next;
         s_job_free(q->in_head);

@@ -391,6 +391,13 @@ class Stack:
             self.service_ports[name] = self._pick_port(wanted, taken=self.service_ports.values())
         self.endpoints = {name: "tcp://127.0.0.1:%d" % port
                           for name, port in self.service_ports.items()}
+        # Services that publish events (beacon-events-tail reads them).
+        wanted = (service_ports or {}).get("intake")
+        self.event_ports = {"intake": self._pick_port(
+            wanted + 100 if wanted else None,
+            taken=list(self.service_ports.values()))}
+        self.event_endpoints = {name: "tcp://127.0.0.1:%d" % port
+                                for name, port in self.event_ports.items()}
         self.procs = {}
         self._ctx = None
 
@@ -458,6 +465,8 @@ class Stack:
         }
         for svc, endpoint in self.endpoints.items():
             values["endpoint_" + svc] = endpoint
+        if name in self.event_endpoints:
+            values["events_bind_endpoint"] = self.event_endpoints[name]
         if name == GATEWAY:
             values.update(listen_address=self.host, listen_port=str(self.port),
                           tls_cert=self.cert_path, tls_key=self.key_path)

@@ -3,10 +3,14 @@ registering a client with their details, bad input of every kind, changing
 the record under optimistic concurrency (ETag / If-Match), the caseload list
 with filters and cursor pages, and caseload assignment with its history."""
 
+import json
+import os
+import subprocess
+import time
 import urllib.parse
 import uuid
 
-from harness import StackTestCase, launch, new_client
+from harness import BUILD_DIR, StackTestCase, launch, new_client
 
 
 def full_client(**overrides):
@@ -706,3 +710,39 @@ class OutboxTests(StackTestCase):
                  {"reason": "goals_met"})
         self.assertEqual(self.events(c["id"]), ["client.enrolled", "assessment.completed",
                                                "goal.status_changed", "client.discharged"])
+
+
+class EventBusTests(StackTestCase):
+    """The relay publishes intake's events on its PUB socket in sequence,
+    and a consumer that starts late gets the earlier ones by replay."""
+    sign_in = "peer_specialist"
+
+    def tail(self, *args):
+        return subprocess.Popen(
+            [os.path.join(BUILD_DIR, "bin", "beacon-events-tail"),
+             "--events_endpoint=" + self.stack.event_endpoints["intake"],
+             "--endpoint_intake=" + self.stack.endpoints["intake"], "--log_level=error"]
+            + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def test_live_and_replayed_events(self):
+        live = self.tail("--count=2")
+        time.sleep(0.5)  # the subscription reaches the publisher
+        _, c = self.create_client()
+        e = self.req("POST", "/api/v1/clients/%s/enrollments" % c["id"],
+                     {"program": "PRS", "pathway": "comprehensive"}).json()
+        self.req("POST", "/api/v1/clients/%s/enrollments/%s/discharge" % (c["id"], e["id"]),
+                 {"reason": "moved"})
+        out, err = live.communicate(timeout=30)
+        self.assertEqual(live.returncode, 0, err)
+        events = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([ev["topic"] for ev in events], ["client.enrolled", "client.discharged"])
+        self.assertEqual(events[1]["seq"], events[0]["seq"] + 1)
+        self.assertEqual(events[0]["payload"]["client_id"], c["id"])
+        self.assertEqual(events[0]["payload"]["pathway"], "comprehensive")
+        self.assertEqual(events[1]["payload"]["discharge_reason"], "moved")
+        # A consumer starting now replays from the start and sees the same.
+        late = self.tail("--replay_after=0", "--count=2")
+        out, err = late.communicate(timeout=30)
+        self.assertEqual(late.returncode, 0, err)
+        self.assertEqual([json.loads(line)["seq"] for line in out.splitlines()],
+                         [events[0]["seq"], events[1]["seq"]])

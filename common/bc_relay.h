@@ -1,0 +1,32 @@
+/*  bc_relay: publishes a service's outbox (DESIGN.md, transactional outbox).
+ *
+ *  One thread with its own PostgreSQL connection and a ZeroMQ PUB socket.
+ *  It wakes on NOTIFY beacon_events (bc_call_emit sends it with each event)
+ *  or every second, and in one transaction, holding a per-producer advisory
+ *  lock so that only one instance of a service relays at a time: takes the
+ *  oldest unpublished events of its producer (up to 200), numbers them
+ *  after the producer's last published number (1, 2, 3... without gaps, in
+ *  the order published), commits, then sends each as two frames: the topic
+ *  (subscribers filter on it) and a packed beacon.Event.
+ *
+ *  Delivery is at least once and may skip on a crash between commit and
+ *  send, or when a subscriber is slow (PUB drops): subscribers keep the last
+ *  seq they applied and ask ReplayEvents for the rest when they see a gap
+ *  or start. Events stay in the table after publication for that.
+ */
+#ifndef BC_RELAY_H
+#define BC_RELAY_H
+
+#include "bc_error.h"
+
+typedef struct bc_relay bc_relay_t;
+
+/* Binds bind_endpoint in zctx and starts relaying producer's events. NULL
+ * with err when the socket cannot be bound. The database may be down: the
+ * relay retries every second. */
+bc_relay_t *bc_relay_start(void *zctx, const char *conninfo, const char *producer,
+                           const char *bind_endpoint, bc_error_t *err);
+/* Publishes what is ready, stops the thread, closes everything. NULL ok. */
+void bc_relay_stop(bc_relay_t **self);
+
+#endif
