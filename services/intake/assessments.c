@@ -309,30 +309,12 @@ bc_code_t assessments_list(bc_call_t *call, const ProtobufCMessage *in, Protobuf
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "client_id", "client_id must be a UUID");
     if (*req->instrument_id && !instrument_find(s_registry(call), req->instrument_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "instrument_id", "no such instrument");
-    const char *cp[] = {req->client_id, call->principal->agency_id};
+    bc_audit_event_t ev;
+    bc_code_t code = intake_read_scope(call, req->client_id, "assessment", &ev);
+    if (code != BC_OK)
+        return code;
     bc_error_t err;
-    PGresult *res = bc_db_prepared(call->db, "intake_client_site",
-                                   "SELECT site_id::text FROM intake.clients "
-                                   "WHERE id = $1 AND agency_id = $2",
-                                   2, cp, &err);
-    if (!res)
-        return bc_call_fail_err(call, &err);
-    bc_audit_event_t ev = {
-        .action = BC_AUDIT_READ,
-        .resource_type = "assessment",
-        .resource_id = req->client_id,
-        .client_id = req->client_id,
-        .purpose = "treatment",
-    };
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        ev.outcome = BC_AUDIT_DENIED;
-        if (bc_call_audit_read(call, &ev) < 0)
-            return call->err.code;
-        return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->client_id);
-    }
-    ev.site_id = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 0));
-    PQclear(res);
+    PGresult *res;
     const char *rp[] = {req->client_id, *req->instrument_id ? req->instrument_id : NULL};
     res = bc_db_prepared(call->db, "intake_assessment_series",
                          "SELECT " S_ASSESSMENT_COLUMNS " FROM intake.assessments a "

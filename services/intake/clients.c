@@ -23,6 +23,37 @@
 
 /* Builds a Client from row `row` of res (columns as INTAKE_CLIENT_COLUMNS),
  * copying every value into the call's arena. */
+bc_code_t intake_not_found(bc_call_t *call, bc_audit_event_t *ev, const char *client_id)
+{
+    ev->outcome = BC_AUDIT_DENIED;
+    if (bc_call_audit_read(call, ev) < 0)
+        return call->err.code;
+    return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", client_id);
+}
+
+bc_code_t intake_read_scope(bc_call_t *call, const char *client_id, const char *resource_type,
+                            bc_audit_event_t *ev)
+{
+    *ev = (bc_audit_event_t){.action = BC_AUDIT_READ, .resource_type = resource_type,
+                             .resource_id = client_id, .client_id = client_id,
+                             .purpose = "treatment"};
+    const char *params[] = {client_id, call->principal->agency_id};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(call->db, "intake_client_site",
+                                   "SELECT site_id::text FROM intake.clients "
+                                   "WHERE id = $1 AND agency_id = $2",
+                                   2, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return intake_not_found(call, ev, client_id);
+    }
+    ev->site_id = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return BC_OK;
+}
+
 const bc_keyring_t *intake_keys(const bc_call_t *call)
 {
     return ((const intake_state_t *)call->state)->keys;
@@ -604,10 +635,7 @@ bc_code_t clients_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
         PQclear(res);
         /* Not there, or not the caller's to see: the same answer either
          * way, and the attempt is on record. */
-        ev.outcome = BC_AUDIT_DENIED;
-        if (bc_call_audit_read(call, &ev) < 0)
-            return call->err.code;
-        return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->id);
+        return intake_not_found(call, &ev, req->id);
     }
     Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
     PQclear(res);

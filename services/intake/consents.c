@@ -326,10 +326,7 @@ bc_code_t consents_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
     int rows = PQntuples(res);
     if (rows == 0) {
         PQclear(res);
-        ev.outcome = BC_AUDIT_DENIED;
-        if (bc_call_audit_read(call, &ev) < 0)
-            return call->err.code;
-        return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->client_id);
+        return intake_not_found(call, &ev, req->client_id);
     }
     Beacon__Intake__ListConsentsReply *r = bc_arena_alloc(call->arena, sizeof *r);
     beacon__intake__list_consents_reply__init(r);
@@ -382,10 +379,7 @@ bc_code_t consents_check(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
                            .purpose = req->purpose};
     if (PQntuples(res) == 0) {
         PQclear(res);
-        ev.outcome = BC_AUDIT_DENIED;
-        if (bc_call_audit_read(call, &ev) < 0)
-            return call->err.code;
-        return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->client_id);
+        return intake_not_found(call, &ev, req->client_id);
     }
     Beacon__Intake__CheckConsentReply *r = bc_arena_alloc(call->arena, sizeof *r);
     beacon__intake__check_consent_reply__init(r);

@@ -290,10 +290,7 @@ bc_code_t enrollments_list(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     int rows = PQntuples(res);
     if (rows == 0) {
         PQclear(res);
-        ev.outcome = BC_AUDIT_DENIED;
-        if (bc_call_audit_read(call, &ev) < 0)
-            return call->err.code;
-        return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->client_id);
+        return intake_not_found(call, &ev, req->client_id);
     }
     Beacon__Intake__ListEnrollmentsReply *r = bc_arena_alloc(call->arena, sizeof *r);
     beacon__intake__list_enrollments_reply__init(r);

@@ -314,26 +314,13 @@ bc_code_t goals_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessa
     const Beacon__Intake__ListGoalsRequest *req = (const Beacon__Intake__ListGoalsRequest *)in;
     if (!bc_is_uuid(req->client_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "client_id", "client_id must be a UUID");
-    const char *cp[] = {req->client_id, call->principal->agency_id};
+    bc_audit_event_t ev;
+    bc_code_t code = intake_read_scope(call, req->client_id, "goal", &ev);
+    if (code != BC_OK)
+        return code;
+    const char *cp[] = {req->client_id};
     bc_error_t err;
-    PGresult *res = bc_db_prepared(call->db, "intake_client_site", "SELECT site_id::text FROM "
-                                   "intake.clients WHERE id = $1 AND agency_id = $2",
-                                   2, cp, &err);
-    if (!res)
-        return bc_call_fail_err(call, &err);
-    bc_audit_event_t ev = {.action = BC_AUDIT_READ, .resource_type = "goal",
-                           .resource_id = req->client_id, .client_id = req->client_id,
-                           .purpose = "treatment"};
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        ev.outcome = BC_AUDIT_DENIED;
-        if (bc_call_audit_read(call, &ev) < 0)
-            return call->err.code;
-        return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", req->client_id);
-    }
-    ev.site_id = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 0));
-    PQclear(res);
-    res = bc_db_prepared(call->db, "intake_goals", S_GOAL_SELECT
+    PGresult *res = bc_db_prepared(call->db, "intake_goals", S_GOAL_SELECT
                          "WHERE g.client_id = $1 ORDER BY g.created_at, g.id",
                          1, cp, &err);
     if (!res)

@@ -52,6 +52,17 @@ bc_code_t break_glass_list(bc_call_t *call, const ProtobufCMessage *in, Protobuf
  * the handler's transaction. -1 with call->err set. */
 int intake_emit(bc_call_t *call, const char *topic, Beacon__Intake__IntakeEvent *ev);
 
+/* A read of a client's record (or a part of it) that found no such client
+ * in the caller's scope: audited as refused (ev, outcome set here), then
+ * answered 404 exactly like an id that never existed. */
+bc_code_t intake_not_found(bc_call_t *call, bc_audit_event_t *ev, const char *client_id);
+
+/* Starts an audited read of part of client_id's record (resource_type:
+ * "goal", "assessment"...): fills ev and finds the client's site in the
+ * caller's scope. BC_OK, or the refusal already recorded (404, audited). */
+bc_code_t intake_read_scope(bc_call_t *call, const char *client_id, const char *resource_type,
+                            bc_audit_event_t *ev);
+
 /* A NULL parameter for an empty string. */
 #define S_NULL_EMPTY(s) (*(s) ? (s) : NULL)
 
