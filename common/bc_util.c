@@ -48,6 +48,30 @@ void bc_hex(const void *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+int bc_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool bc_unhex(const char *s, size_t n, uint8_t *out)
+{
+    if (!s || strlen(s) != 2 * n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = bc_hexval(s[2 * i]), lo = bc_hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
 void bc_uuid_v4(char out[37])
 {
     unsigned char b[16];

@@ -21,6 +21,11 @@ void bc_uuid_v4(char out[37]);
 bool bc_is_uuid(const char *s);
 /* Hex-encodes n bytes into out (2n+1 bytes). */
 void bc_hex(const void *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int bc_hexval(char c);
+/* Decodes exactly 2n hex digits of s into n bytes of out; false for any
+ * other length or a non-hex character (out is then undefined). */
+bool bc_unhex(const char *s, size_t n, uint8_t *out);
 /* True when s (len bytes) is valid UTF-8 without NUL bytes. */
 bool bc_utf8_valid(const char *s, size_t len);
 /* Checks a short human-entered text field (a name, a title): "" is allowed

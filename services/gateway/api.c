@@ -113,14 +113,6 @@ static const char *s_bearer(h2o_req_t *req)
     return h2o_strdup(&req->pool, v.base + start, v.len - start).base;
 }
 
-static int s_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-}
-
 /* Percent-decodes a query component ('+' is a space). Returns a new JSON
  * string, or NULL for a bad escape or invalid UTF-8. */
 static json_t *s_decode_component(const char *s, size_t len)
@@ -133,7 +125,7 @@ static json_t *s_decode_component(const char *s, size_t len)
         if (s[i] == '%') {
             if (i + 2 >= len)
                 return NULL;
-            int a = s_hexval(s[i + 1]), b = s_hexval(s[i + 2]);
+            int a = bc_hexval(s[i + 1]), b = bc_hexval(s[i + 2]);
             if (a < 0 || b < 0)
                 return NULL;
             buf[o++] = (char)(a * 16 + b);

@@ -283,17 +283,12 @@ IDENTITY_HANDLER(identity_totp_enroll)
     return BC_OK;
 }
 
+/* Decodes hex of any even length up to 2 * max digits; the byte count or -1. */
 static int s_unhex(const char *hex, uint8_t *out, size_t max)
 {
     size_t len = strlen(hex);
-    if (len % 2 || len / 2 > max)
+    if (len % 2 || len / 2 > max || !bc_unhex(hex, len / 2, out))
         return -1;
-    for (size_t i = 0; i < len / 2; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
     return (int)(len / 2);
 }
 
