@@ -286,19 +286,8 @@ bc_code_t assessments_record(bc_call_t *call, const ProtobufCMessage *in, Protob
     char detail[160];
     snprintf(detail, sizeof detail, "{\"instrument\":\"%s\",\"total\":%d}", a->instrument_id,
              a->total);
-    bc_audit_event_t ev = {
-        .site_id = site,
-        .action = BC_AUDIT_CREATE,
-        .resource_type = "assessment",
-        .resource_id = a->id,
-        .client_id = a->client_id,
-        .purpose = "treatment",
-        .detail = detail,
-    };
-    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &a->base;
-    return BC_OK;
+    return intake_commit_change(call, BC_AUDIT_CREATE, "assessment", a->id, a->client_id, site,
+                                detail, &a->base, out);
 }
 
 bc_code_t assessments_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)

@@ -31,6 +31,26 @@ bc_code_t intake_not_found(bc_call_t *call, bc_audit_event_t *ev, const char *cl
     return bc_call_fail(call, BC_NOT_FOUND, "", "no client with id %s", client_id);
 }
 
+bc_code_t intake_commit_change(bc_call_t *call, const char *action, const char *resource_type,
+                               const char *resource_id, const char *client_id,
+                               const char *site_id, const char *detail, ProtobufCMessage *msg,
+                               ProtobufCMessage **out)
+{
+    bc_audit_event_t ev = {
+        .site_id = site_id,
+        .action = action,
+        .resource_type = resource_type,
+        .resource_id = resource_id,
+        .client_id = client_id,
+        .purpose = "treatment",
+        .detail = detail,
+    };
+    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
+        return call->err.code;
+    *out = msg;
+    return BC_OK;
+}
+
 bc_code_t intake_read_scope(bc_call_t *call, const char *client_id, const char *resource_type,
                             bc_audit_event_t *ev)
 {
@@ -484,18 +504,8 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
             return bc_call_fail_err(call, &err);
         PQclear(res);
     }
-    bc_audit_event_t ev = {
-        .site_id = c->site_id,
-        .action = BC_AUDIT_CREATE,
-        .resource_type = "client",
-        .resource_id = c->id,
-        .client_id = c->id,
-        .purpose = "treatment",
-    };
-    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &c->base;
-    return BC_OK;
+    return intake_commit_change(call, BC_AUDIT_CREATE, "client", c->id, c->id, c->site_id, NULL,
+                                &c->base, out);
 }
 
 bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)

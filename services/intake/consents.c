@@ -188,18 +188,8 @@ static bc_code_t s_audit_write(bc_call_t *call, Beacon__Intake__Consent *k, cons
     if (intake_emit(call, !strcmp(action, "consent_given") ? "consent.given" : "consent.revoked",
                     &e) < 0)
         return call->err.code;
-    bc_audit_event_t ev = {
-        .site_id = site,
-        .action = action,
-        .resource_type = "consent",
-        .resource_id = k->id,
-        .client_id = k->client_id,
-        .purpose = "treatment",
-    };
-    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &k->base;
-    return BC_OK;
+    return intake_commit_change(call, action, "consent", k->id, k->client_id, site, NULL,
+                                &k->base, out);
 }
 
 bc_code_t consents_record(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)

@@ -123,19 +123,8 @@ static bc_code_t s_finish(bc_call_t *call, Beacon__Intake__Enrollment *e, const 
     char detail[200];
     snprintf(detail, sizeof detail, "{\"event\":\"%s\",\"pathway\":\"%s\",\"reason\":\"%s\"}",
              what, e->pathway, e->discharge_reason);
-    bc_audit_event_t ev = {
-        .site_id = site,
-        .action = BC_AUDIT_UPDATE,
-        .resource_type = "enrollment",
-        .resource_id = e->id,
-        .client_id = e->client_id,
-        .purpose = "treatment",
-        .detail = detail,
-    };
-    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &e->base;
-    return BC_OK;
+    return intake_commit_change(call, BC_AUDIT_UPDATE, "enrollment", e->id, e->client_id, site,
+                                detail, &e->base, out);
 }
 
 bc_code_t enrollments_enroll(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)

@@ -141,13 +141,8 @@ static bc_code_t s_reply_goal(bc_call_t *call, const char *id, const char *actio
     PQclear(res);
     char detail[96];
     snprintf(detail, sizeof detail, "{\"status\":\"%s\"}", g->status);
-    bc_audit_event_t ev = {.site_id = site, .action = action, .resource_type = "goal",
-                           .resource_id = g->id, .client_id = g->client_id,
-                           .purpose = "treatment", .detail = detail};
-    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &g->base;
-    return BC_OK;
+    return intake_commit_change(call, action, "goal", g->id, g->client_id, site, detail, &g->base,
+                                out);
 }
 
 bc_code_t goals_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)

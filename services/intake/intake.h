@@ -57,6 +57,14 @@ int intake_emit(bc_call_t *call, const char *topic, Beacon__Intake__IntakeEvent 
  * answered 404 exactly like an id that never existed. */
 bc_code_t intake_not_found(bc_call_t *call, bc_audit_event_t *ev, const char *client_id);
 
+/* The end of every change to a client's record: audits it (action on
+ * resource_type/resource_id of client_id at site_id, purpose treatment,
+ * detail JSON or NULL) in the open transaction, commits, and answers msg. */
+bc_code_t intake_commit_change(bc_call_t *call, const char *action, const char *resource_type,
+                               const char *resource_id, const char *client_id,
+                               const char *site_id, const char *detail, ProtobufCMessage *msg,
+                               ProtobufCMessage **out);
+
 /* Starts an audited read of part of client_id's record (resource_type:
  * "goal", "assessment"...): fills ev and finds the client's site in the
  * caller's scope. BC_OK, or the refusal already recorded (404, audited). */
