@@ -300,31 +300,25 @@ bc_code_t consents_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
         (const Beacon__Intake__ListConsentsRequest *)in;
     if (!bc_is_uuid(req->client_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "client_id", "client_id must be a UUID");
-    const char *params[] = {req->client_id, call->principal->agency_id};
+    bc_audit_event_t ev;
+    bc_code_t code = intake_read_scope(call, req->client_id, "consent", &ev);
+    if (code != BC_OK)
+        return code;
+    const char *params[] = {req->client_id};
     bc_error_t err;
-    PGresult *res = bc_db_prepared(
-        call->db, "intake_consents",
-        "SELECT " S_CONSENT_COLUMNS " FROM intake.clients c "
-        "LEFT JOIN intake.consents k ON k.client_id = c.id "
-        "WHERE c.id = $1 AND c.agency_id = $2 ORDER BY k.created_at",
-        2, params, &err);
+    PGresult *res = bc_db_prepared(call->db, "intake_consents",
+                                   "SELECT " S_CONSENT_COLUMNS " FROM intake.consents k "
+                                   "JOIN intake.clients c ON c.id = k.client_id "
+                                   "WHERE k.client_id = $1 ORDER BY k.created_at",
+                                   1, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
-    bc_audit_event_t ev = {.action = BC_AUDIT_READ, .resource_type = "consent",
-                           .resource_id = req->client_id, .client_id = req->client_id,
-                           .purpose = "treatment"};
-    int rows = PQntuples(res);
-    if (rows == 0) {
-        PQclear(res);
-        return intake_not_found(call, &ev, req->client_id);
-    }
     Beacon__Intake__ListConsentsReply *r = bc_arena_alloc(call->arena, sizeof *r);
     beacon__intake__list_consents_reply__init(r);
-    r->consents = bc_arena_alloc(call->arena, (size_t)rows * sizeof(void *));
-    for (int i = 0; i < rows; i++)
-        if (!PQgetisnull(res, i, 0))
-            r->consents[r->n_consents++] = s_from_row(call, res, i);
-    ev.site_id = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 20));
+    r->n_consents = (size_t)PQntuples(res);
+    r->consents = bc_arena_alloc(call->arena, (r->n_consents + 1) * sizeof(void *));
+    for (size_t i = 0; i < r->n_consents; i++)
+        r->consents[i] = s_from_row(call, res, (int)i);
     PQclear(res);
     if (bc_call_audit_read(call, &ev) < 0)
         return call->err.code;

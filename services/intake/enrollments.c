@@ -258,36 +258,26 @@ bc_code_t enrollments_list(bc_call_t *call, const ProtobufCMessage *in, Protobuf
         (const Beacon__Intake__ListEnrollmentsRequest *)in;
     if (!bc_is_uuid(req->client_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "client_id", "client_id must be a UUID");
+    bc_audit_event_t ev;
+    bc_code_t code = intake_read_scope(call, req->client_id, "enrollment", &ev);
+    if (code != BC_OK)
+        return code;
     char days[16];
-    const char *params[] = {req->client_id, s_days(call, days), call->principal->agency_id};
+    const char *params[] = {req->client_id, s_days(call, days)};
     bc_error_t err;
-    PGresult *res = bc_db_prepared(
-        call->db, "intake_enrollments",
-        "SELECT " S_ENROLLMENT_COLUMNS ", c.id::text FROM intake.clients c "
-        "LEFT JOIN intake.enrollments e ON e.client_id = c.id "
-        "WHERE c.id = $1 AND c.agency_id = $3 ORDER BY e.started_on, e.created_at",
-        3, params, &err);
+    PGresult *res = bc_db_prepared(call->db, "intake_enrollments",
+                                   "SELECT " S_ENROLLMENT_COLUMNS " FROM intake.enrollments e "
+                                   "JOIN intake.clients c ON c.id = e.client_id "
+                                   "WHERE e.client_id = $1 ORDER BY e.started_on, e.created_at",
+                                   2, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
-    bc_audit_event_t ev = {
-        .action = BC_AUDIT_READ,
-        .resource_type = "enrollment",
-        .resource_id = req->client_id,
-        .client_id = req->client_id,
-        .purpose = "treatment",
-    };
-    int rows = PQntuples(res);
-    if (rows == 0) {
-        PQclear(res);
-        return intake_not_found(call, &ev, req->client_id);
-    }
     Beacon__Intake__ListEnrollmentsReply *r = bc_arena_alloc(call->arena, sizeof *r);
     beacon__intake__list_enrollments_reply__init(r);
-    r->enrollments = bc_arena_alloc(call->arena, (size_t)rows * sizeof(void *));
-    for (int i = 0; i < rows; i++)
-        if (!PQgetisnull(res, i, 0))
-            r->enrollments[r->n_enrollments++] = s_from_row(call, res, i);
-    ev.site_id = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 12));
+    r->n_enrollments = (size_t)PQntuples(res);
+    r->enrollments = bc_arena_alloc(call->arena, (r->n_enrollments + 1) * sizeof(void *));
+    for (size_t i = 0; i < r->n_enrollments; i++)
+        r->enrollments[i] = s_from_row(call, res, (int)i);
     PQclear(res);
     if (bc_call_audit_read(call, &ev) < 0)
         return call->err.code;
