@@ -12,6 +12,17 @@
  *  Statements go through PQexecParams / PQexecPrepared only; bc_db_script
  *  (trusted migration files) uses PQsendQuery so one call can run several
  *  statements. Every PGresult is cleared on every path.
+ *
+ *  Fewer round trips inside a transaction. bc_db_begin sends nothing: BEGIN
+ *  waits for the transaction's first statement. Statements whose rows are
+ *  not needed may be deferred (bc_db_defer): they wait for the next
+ *  statement or the COMMIT. Whatever waits goes out with that statement in
+ *  one libpq pipeline (BEGIN, deferred statements in order, the statement,
+ *  one Sync), so a transaction of "begin, read, insert, insert, commit"
+ *  costs two round trips instead of five. The first statement of the
+ *  pipeline that fails is the error the caller sees; the server skips the
+ *  rest, and the transaction is then failed as it would be without the
+ *  pipeline.
  */
 #include "bc_db.h"
 
@@ -30,6 +41,16 @@
 /* Total back-off when a later call finds the connection broken. */
 #define S_RECONNECT_BUDGET_MS 2000
 
+/* A statement waiting for the next round trip. Its parameters are copies. */
+typedef struct {
+    const char *name; /* prepared statement name and sql: literals */
+    const char *sql;
+    int nparams;
+    char **values;
+    int *lengths;
+    int *formats;
+} s_deferred_t;
+
 struct bc_db {
     char *conninfo;
     char *application_name;
@@ -43,6 +64,10 @@ struct bc_db {
     char **prepared;           /* statement names prepared on this connection */
     size_t nprepared;
     size_t prepared_cap;
+    bool begin_pending;        /* in_tx, but BEGIN not sent yet */
+    s_deferred_t *deferred;    /* bc_db_defer statements not sent yet, in order */
+    size_t ndeferred;
+    size_t deferred_cap;
 };
 
 bc_db_t *bc_db_new(const char *conninfo, const char *application_name)
@@ -60,6 +85,19 @@ static void s_forget_prepared(bc_db_t *self)
     self->nprepared = 0;
 }
 
+static void s_deferred_clear(bc_db_t *self)
+{
+    for (size_t i = 0; i < self->ndeferred; i++) {
+        s_deferred_t *d = &self->deferred[i];
+        for (int k = 0; k < d->nparams; k++)
+            free(d->values[k]);
+        free(d->values);
+        free(d->lengths);
+        free(d->formats);
+    }
+    self->ndeferred = 0;
+}
+
 static void s_close(bc_db_t *self)
 {
     if (self->conn)
@@ -75,6 +113,8 @@ void bc_db_destroy(bc_db_t **self_p)
         return;
     bc_db_t *self = *self_p;
     s_close(self);
+    s_deferred_clear(self);
+    free(self->deferred);
     free(self->prepared);
     free(self->conninfo);
     free(self->application_name);
@@ -312,15 +352,6 @@ static PGresult *s_check(bc_db_t *self, PGresult *res, bc_error_t *err)
     return NULL;
 }
 
-PGresult *bc_db_query(bc_db_t *self, const char *sql, int nparams, const char *const *params,
-                      bc_error_t *err)
-{
-    if (s_ready(self, err))
-        return NULL;
-    PGresult *res = PQexecParams(self->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    return s_check(self, res, err);
-}
-
 static bool s_is_prepared(const bc_db_t *self, const char *name)
 {
     for (size_t i = 0; i < self->nprepared; i++)
@@ -338,6 +369,178 @@ static void s_remember_prepared(bc_db_t *self, const char *name)
     self->prepared[self->nprepared++] = bc_strdup(name);
 }
 
+/* One statement: prepared under name, or unnamed when name is NULL. */
+typedef struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+    const char *const *values;
+    const int *lengths;
+    const int *formats;
+} s_stmt_t;
+
+/* What each result of a pipeline answers, in the order sent. */
+typedef enum { S_BEGIN, S_PREPARE, S_DEFERRED, S_MAIN } s_kind_t;
+typedef struct {
+    s_kind_t kind;
+    const char *name; /* S_PREPARE: the statement name */
+} s_expect_t;
+
+static bool s_prepare_sent(const s_expect_t *ex, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ex[i].kind == S_PREPARE && !strcmp(ex[i].name, name))
+            return true;
+    return false;
+}
+
+/* Queues st (with its Prepare the first time) on the pipeline. */
+static bool s_send(bc_db_t *self, const s_stmt_t *st, s_kind_t kind, s_expect_t *ex, size_t *n)
+{
+    PGconn *c = self->conn;
+    if (!st->name) {
+        ex[(*n)++] = (s_expect_t){kind, NULL};
+        return PQsendQueryParams(c, st->sql, st->nparams, NULL, st->values, st->lengths,
+                                 st->formats, 0);
+    }
+    if (!s_is_prepared(self, st->name) && !s_prepare_sent(ex, *n, st->name)) {
+        ex[(*n)++] = (s_expect_t){S_PREPARE, st->name};
+        if (!PQsendPrepare(c, st->name, st->sql, st->nparams, NULL))
+            return false;
+    }
+    ex[(*n)++] = (s_expect_t){kind, NULL};
+    return PQsendQueryPrepared(c, st->name, st->nparams, st->values, st->lengths, st->formats, 0);
+}
+
+/* The connection is in an unknown state (a send failed, or the results
+ * stopped before the Sync): drop it. Inside a transaction that loses the
+ * transaction, as any lost connection does. */
+static void s_abandon(bc_db_t *self, bc_error_t *err)
+{
+    bc_error_set(err, BC_UNAVAILABLE, NULL, "%s", s_public_message(BC_UNAVAILABLE));
+    s_conn_detail(self->conn, err);
+    if (self->in_tx)
+        self->tx_lost = true;
+    s_close(self);
+}
+
+/* Sends the pending BEGIN, the deferred statements and then main (NULL: none)
+ * as one pipeline, and reads every result. Returns 0 with main's result in
+ * *out (when main), or -1 with err set from the first statement that
+ * failed. */
+static int s_pipeline(bc_db_t *self, const s_stmt_t *main, PGresult **out, bc_error_t *err)
+{
+    PGconn *c = self->conn;
+    size_t cap = 2 + 2 * (self->ndeferred + 1), n = 0;
+    s_expect_t *ex = bc_calloc(cap, sizeof *ex);
+    bool sent = PQenterPipelineMode(c);
+    if (sent && self->begin_pending) {
+        ex[n++] = (s_expect_t){S_BEGIN, NULL};
+        sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    }
+    for (size_t i = 0; sent && i < self->ndeferred; i++) {
+        const s_deferred_t *d = &self->deferred[i];
+        s_stmt_t st = {d->name, d->sql, d->nparams, (const char *const *)d->values,
+                       d->lengths, d->formats};
+        sent = s_send(self, &st, S_DEFERRED, ex, &n);
+    }
+    if (sent && main)
+        sent = s_send(self, main, S_MAIN, ex, &n);
+    self->begin_pending = false; /* libpq holds copies of everything sent */
+    s_deferred_clear(self);
+    if (!sent || !PQpipelineSync(c)) {
+        free(ex);
+        s_abandon(self, err);
+        return -1;
+    }
+    /* Each statement's result is followed by a NULL; after a failure the
+     * rest come back PGRES_PIPELINE_ABORTED; the Sync's result ends it. */
+    PGresult *failed = NULL, *result = NULL, *res;
+    size_t k = 0;
+    bool synced = false;
+    int nulls = 0;
+    while (!synced && nulls < 2) {
+        if (!(res = PQgetResult(c))) {
+            nulls++;
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType status = PQresultStatus(res);
+        if (status == PGRES_PIPELINE_SYNC) {
+            synced = true;
+        } else if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+            if (status != PGRES_PIPELINE_ABORTED && !failed) {
+                failed = res;
+                res = NULL;
+            }
+        } else if (k < n && ex[k].kind == S_PREPARE) {
+            s_remember_prepared(self, ex[k].name);
+        } else if (k < n && ex[k].kind == S_MAIN) {
+            result = res;
+            res = NULL;
+        }
+        k++;
+        PQclear(res);
+    }
+    free(ex);
+    if (!synced || !PQexitPipelineMode(c)) {
+        PQclear(failed);
+        PQclear(result);
+        s_abandon(self, err);
+        return -1;
+    }
+    if (failed) {
+        PQclear(result);
+        s_check(self, failed, err); /* clears failed: never a success */
+        return -1;
+    }
+    if (main && !result) {
+        bc_error_set(err, BC_INTERNAL, NULL, "%s", s_public_message(BC_INTERNAL));
+        bc_error_detail(err, "pipeline ended without the statement's result");
+        return -1;
+    }
+    if (out)
+        *out = result;
+    else
+        PQclear(result);
+    return 0;
+}
+
+static PGresult *s_run(bc_db_t *self, const s_stmt_t *st, bc_error_t *err)
+{
+    if (s_ready(self, err))
+        return NULL;
+    if (self->begin_pending || self->ndeferred) {
+        PGresult *res = NULL;
+        return s_pipeline(self, st, &res, err) ? NULL : res;
+    }
+    if (!st->name)
+        return s_check(self,
+                       PQexecParams(self->conn, st->sql, st->nparams, NULL, st->values,
+                                    st->lengths, st->formats, 0),
+                       err);
+    if (!s_is_prepared(self, st->name)) {
+        /* Protocol-level PREPARE is not transactional: it survives a rollback. */
+        PGresult *res =
+            s_check(self, PQprepare(self->conn, st->name, st->sql, st->nparams, NULL), err);
+        if (!res)
+            return NULL;
+        PQclear(res);
+        s_remember_prepared(self, st->name);
+    }
+    return s_check(self,
+                   PQexecPrepared(self->conn, st->name, st->nparams, st->values, st->lengths,
+                                  st->formats, 0),
+                   err);
+}
+
+PGresult *bc_db_query(bc_db_t *self, const char *sql, int nparams, const char *const *params,
+                      bc_error_t *err)
+{
+    s_stmt_t st = {NULL, sql, nparams, params, NULL, NULL};
+    return s_run(self, &st, err);
+}
+
 PGresult *bc_db_prepared(bc_db_t *self, const char *name, const char *sql, int nparams,
                          const char *const *params, bc_error_t *err)
 {
@@ -348,18 +551,43 @@ PGresult *bc_db_prepared_binary(bc_db_t *self, const char *name, const char *sql
                                 const char *const *params, const int *lengths,
                                 const int *formats, bc_error_t *err)
 {
-    if (s_ready(self, err))
-        return NULL;
-    if (!s_is_prepared(self, name)) {
-        /* Protocol-level PREPARE is not transactional: it survives a rollback. */
-        PGresult *res = s_check(self, PQprepare(self->conn, name, sql, nparams, NULL), err);
-        if (!res)
-            return NULL;
-        PQclear(res);
-        s_remember_prepared(self, name);
+    s_stmt_t st = {name, sql, nparams, params, lengths, formats};
+    return s_run(self, &st, err);
+}
+
+int bc_db_defer(bc_db_t *self, const char *name, const char *sql, int nparams,
+                const char *const *params, const int *lengths, const int *formats,
+                bc_error_t *err)
+{
+    if (!self->in_tx) {
+        bc_error_set(err, BC_INTERNAL, NULL, "database error");
+        bc_error_detail(err, "bc_db_defer(%s) outside a transaction", name);
+        return -1;
     }
-    PGresult *res = PQexecPrepared(self->conn, name, nparams, params, lengths, formats, 0);
-    return s_check(self, res, err);
+    if (self->ndeferred == self->deferred_cap) {
+        self->deferred_cap = self->deferred_cap ? self->deferred_cap * 2 : 8;
+        self->deferred = bc_realloc(self->deferred, self->deferred_cap * sizeof *self->deferred);
+    }
+    s_deferred_t *d = &self->deferred[self->ndeferred++];
+    *d = (s_deferred_t){.name = name, .sql = sql, .nparams = nparams};
+    d->values = bc_calloc((size_t)(nparams > 0 ? nparams : 1), sizeof *d->values);
+    if (lengths && formats) {
+        d->lengths = bc_calloc((size_t)nparams, sizeof *d->lengths);
+        d->formats = bc_calloc((size_t)nparams, sizeof *d->formats);
+        memcpy(d->lengths, lengths, (size_t)nparams * sizeof *lengths);
+        memcpy(d->formats, formats, (size_t)nparams * sizeof *formats);
+    }
+    for (int k = 0; k < nparams; k++) {
+        if (!params[k])
+            continue;
+        if (d->formats && d->formats[k] == 1) {
+            d->values[k] = bc_malloc((size_t)d->lengths[k] + 1);
+            memcpy(d->values[k], params[k], (size_t)d->lengths[k]);
+        } else {
+            d->values[k] = bc_strdup(params[k]);
+        }
+    }
+    return 0;
 }
 
 int bc_db_command(bc_db_t *self, const char *sql, int nparams, const char *const *params,
@@ -384,9 +612,9 @@ int bc_db_begin(bc_db_t *self, bc_error_t *err)
         bc_error_detail(err, "bc_db_begin: a transaction is already open");
         return -1;
     }
-    if (bc_db_command(self, "BEGIN", 0, NULL, err))
+    if (s_ready(self, err))
         return -1;
-    self->in_tx = true;
+    self->in_tx = self->begin_pending = true; /* sent with the first statement */
     self->tx_lost = false;
     return 0;
 }
@@ -399,6 +627,10 @@ int bc_db_commit(bc_db_t *self, bc_error_t *err)
         bc_error_set(err, BC_INTERNAL, NULL, "database error");
         bc_error_detail(err, "bc_db_commit: no transaction is open");
         return -1;
+    }
+    if (self->begin_pending && !self->ndeferred) {
+        self->in_tx = self->begin_pending = self->tx_lost = false; /* nothing was sent */
+        return 0;
     }
     if (self->tx_lost || !bc_db_ok(self)) {
         self->in_tx = self->tx_lost = false;
@@ -413,9 +645,11 @@ int bc_db_commit(bc_db_t *self, bc_error_t *err)
         bc_error_detail(err, "commit of a transaction in which a statement failed; rolled back");
         return -1;
     }
-    PGresult *res =
-        s_check(self, PQexecParams(self->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0), err);
+    const s_stmt_t commit = {NULL, "COMMIT", 0, NULL, NULL, NULL};
+    PGresult *res = s_run(self, &commit, err);
     bool lost = !bc_db_ok(self);
+    if (!res && !lost && PQtransactionStatus(self->conn) != PQTRANS_IDLE)
+        bc_db_rollback(self); /* a deferred statement failed: the server skipped COMMIT */
     self->in_tx = self->tx_lost = false;
     if (!res) {
         if (lost)
@@ -436,6 +670,11 @@ void bc_db_rollback(bc_db_t *self)
 {
     if (!self->in_tx)
         return;
+    s_deferred_clear(self);
+    if (self->begin_pending) {
+        self->in_tx = self->begin_pending = self->tx_lost = false; /* nothing was sent */
+        return;
+    }
     if (!self->tx_lost && bc_db_ok(self))
         PQclear(PQexecParams(self->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0));
     self->in_tx = self->tx_lost = false;
@@ -457,6 +696,8 @@ int bc_db_set_local(bc_db_t *self, const char *name, const char *value, bc_error
 int bc_db_script(bc_db_t *self, const char *sql, bc_error_t *err)
 {
     if (s_ready(self, err))
+        return -1;
+    if ((self->begin_pending || self->ndeferred) && s_pipeline(self, NULL, NULL, err))
         return -1;
     if (!PQsendQuery(self->conn, sql)) {
         s_check(self, NULL, err);

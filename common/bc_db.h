@@ -57,12 +57,22 @@ PGresult *bc_db_prepared(bc_db_t *self, const char *name, const char *sql, int n
 PGresult *bc_db_prepared_binary(bc_db_t *self, const char *name, const char *sql, int nparams,
                                 const char *const *params, const int *lengths,
                                 const int *formats, bc_error_t *err);
+/* Queues a statement whose rows are not needed, inside a transaction, as a
+ * copy (name and sql as for bc_db_prepared; lengths and formats as for
+ * bc_db_prepared_binary, or NULL). It is sent with the transaction's next
+ * statement or its COMMIT, in one round trip; if it fails, that statement or
+ * the commit fails with its error, and the transaction is lost as usual.
+ * Rollback discards it. Returns 0, or -1 outside a transaction. */
+int bc_db_defer(bc_db_t *self, const char *name, const char *sql, int nparams,
+                const char *const *params, const int *lengths, const int *formats,
+                bc_error_t *err);
 /* Runs sql and clears the result; for statements whose rows are not needed. */
 int bc_db_command(bc_db_t *self, const char *sql, int nparams, const char *const *params,
                   bc_error_t *err);
 
-/* Transactions. begin fails if one is already open. rollback is safe to call
- * when none is open. */
+/* Transactions. begin fails if one is already open; it sends nothing: BEGIN
+ * goes out with the transaction's first statement (a transaction that runs
+ * none costs no round trip). rollback is safe to call when none is open. */
 int bc_db_begin(bc_db_t *self, bc_error_t *err);
 int bc_db_commit(bc_db_t *self, bc_error_t *err);
 void bc_db_rollback(bc_db_t *self);
@@ -74,7 +84,9 @@ int bc_db_set_local(bc_db_t *self, const char *name, const char *value, bc_error
  * anything that came from outside). */
 int bc_db_script(bc_db_t *self, const char *sql, bc_error_t *err);
 
-/* The raw connection, for code that needs libpq directly. May be NULL. */
+/* The raw connection, for code that needs libpq directly. May be NULL.
+ * Inside a transaction, BEGIN and deferred statements may not have been sent
+ * yet: run a statement through bc_db first. */
 PGconn *bc_db_conn(bc_db_t *self);
 
 #endif

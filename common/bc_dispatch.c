@@ -177,18 +177,17 @@ int bc_call_emit(bc_call_t *call, const char *topic, const ProtobufCMessage *msg
     int lengths[] = {0, 0, (int)len, 0};
     int formats[] = {0, 0, 1, 0};
     bc_error_t err;
-    PGresult *res = bc_db_prepared_binary(
-        call->db, "bc_outbox_emit",
-        "WITH e AS (INSERT INTO events.outbox (producer, topic, payload, request_id) "
-        "           VALUES ($1, $2, $3, nullif($4, '')) RETURNING 1) "
-        "SELECT pg_notify('beacon_events', $1) FROM e",
-        4, values, lengths, formats, &err);
-    if (!res) {
+    /* Deferred: it reaches the server with the transaction's next statement
+     * (the audit record or the COMMIT), whose failure then fails the call. */
+    if (bc_db_defer(call->db, "bc_outbox_emit",
+                    "WITH e AS (INSERT INTO events.outbox (producer, topic, payload, request_id) "
+                    "           VALUES ($1, $2, $3, nullif($4, '')) RETURNING 1) "
+                    "SELECT pg_notify('beacon_events', $1) FROM e",
+                    4, values, lengths, formats, &err) < 0) {
         bc_err("event %s not written: %s (%s)", topic, err.message, err.detail);
         bc_call_fail_err(call, &err);
         return -1;
     }
-    PQclear(res);
     return 0;
 }
 

@@ -182,15 +182,13 @@ bc_code_t caseload_assign(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
         return call->err.code;
     const char *hp[] = {req->id, *req->staff_id ? req->staff_id : NULL,
                         call->principal->staff_id, req->reason};
-    res = bc_db_prepared(call->db, "intake_assignment_next",
-                         "WITH e AS (UPDATE intake.client_assignments SET ended_at = now() "
-                         "           WHERE client_id = $1 AND ended_at IS NULL) "
-                         "INSERT INTO intake.client_assignments (client_id, staff_id, "
-                         "assigned_by, reason) VALUES ($1, $2::uuid, $3, $4)",
-                         4, hp, &err);
-    if (!res)
+    if (bc_db_defer(call->db, "intake_assignment_next",
+                    "WITH e AS (UPDATE intake.client_assignments SET ended_at = now() "
+                    "           WHERE client_id = $1 AND ended_at IS NULL) "
+                    "INSERT INTO intake.client_assignments (client_id, staff_id, "
+                    "assigned_by, reason) VALUES ($1, $2::uuid, $3, $4)",
+                    4, hp, NULL, NULL, &err) < 0)
         return bc_call_fail_err(call, &err);
-    PQclear(res);
     char detail[160];
     snprintf(detail, sizeof detail, "{\"assigned_staff_id\":\"%s\"}", req->staff_id);
     bc_audit_event_t ev = {

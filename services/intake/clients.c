@@ -487,23 +487,19 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         return call->err.code;
     const char *kp[] = {c->id, call->principal->agency_id, prot.name_dob,
                         S_NULLIF(prot.medicaid)};
-    res = bc_db_prepared(call->db, "intake_match_keys_insert",
-                         "INSERT INTO intake.client_match_keys (client_id, agency_id, "
-                         "name_dob_index, medicaid_index) VALUES ($1, $2, $3, $4)",
-                         4, kp, &err);
-    if (!res)
+    /* Deferred: they go to the server with the audit record, one round trip. */
+    if (bc_db_defer(call->db, "intake_match_keys_insert",
+                    "INSERT INTO intake.client_match_keys (client_id, agency_id, "
+                    "name_dob_index, medicaid_index) VALUES ($1, $2, $3, $4)",
+                    4, kp, NULL, NULL, &err) < 0)
         return bc_call_fail_err(call, &err);
-    PQclear(res);
-    if (assigned) {
-        const char *hp[] = {c->id, assigned};
-        res = bc_db_prepared(call->db, "intake_assignment_first",
-                             "INSERT INTO intake.client_assignments (client_id, staff_id, "
-                             "assigned_by, reason) VALUES ($1, $2, $2, 'registered the client')",
-                             2, hp, &err);
-        if (!res)
-            return bc_call_fail_err(call, &err);
-        PQclear(res);
-    }
+    const char *hp[] = {c->id, assigned};
+    if (assigned &&
+        bc_db_defer(call->db, "intake_assignment_first",
+                    "INSERT INTO intake.client_assignments (client_id, staff_id, "
+                    "assigned_by, reason) VALUES ($1, $2, $2, 'registered the client')",
+                    2, hp, NULL, NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
     return intake_commit_change(call, BC_AUDIT_CREATE, "client", c->id, c->id, c->site_id, NULL,
                                 &c->base, out);
 }
@@ -590,15 +586,13 @@ bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         return call->err.code;
     const char *kp[] = {c->id, call->principal->agency_id, prot.name_dob,
                         S_NULLIF(prot.medicaid)};
-    res = bc_db_prepared(call->db, "intake_match_keys_upsert",
-                         "INSERT INTO intake.client_match_keys (client_id, agency_id, "
-                         "name_dob_index, medicaid_index) VALUES ($1, $2, $3, $4) "
-                         "ON CONFLICT (client_id) DO UPDATE SET name_dob_index = $3, "
-                         "medicaid_index = $4",
-                         4, kp, &err);
-    if (!res)
+    if (bc_db_defer(call->db, "intake_match_keys_upsert",
+                    "INSERT INTO intake.client_match_keys (client_id, agency_id, "
+                    "name_dob_index, medicaid_index) VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT (client_id) DO UPDATE SET name_dob_index = $3, "
+                    "medicaid_index = $4",
+                    4, kp, NULL, NULL, &err) < 0)
         return bc_call_fail_err(call, &err);
-    PQclear(res);
     char detail[64];
     snprintf(detail, sizeof detail, "{\"version\":%d}", c->version);
     bc_audit_event_t ev = {

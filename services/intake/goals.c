@@ -213,15 +213,15 @@ bc_code_t goals_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMes
     PQclear(res);
     /* A statement of its own: the steps' row policy must see the goal. */
     const char *sp[] = {id, steps_text};
-    res = bc_db_prepared(call->db, "intake_goal_steps_insert",
+    int rc = bc_db_defer(call->db, "intake_goal_steps_insert",
                          "INSERT INTO intake.goal_steps (goal_id, position, description, "
-                         "target_date) SELECT $1::uuid, (x->>'position')::int, x->>'description', "
-                         "nullif(x->>'target_date', '')::date FROM json_array_elements($2::json) x",
-                         2, sp, &err);
+                         "target_date) SELECT $1::uuid, (x->>'position')::int, "
+                         "x->>'description', nullif(x->>'target_date', '')::date "
+                         "FROM json_array_elements($2::json) x",
+                         2, sp, NULL, NULL, &err);
     free(steps_text);
-    if (!res)
+    if (rc < 0)
         return bc_call_fail_err(call, &err);
-    PQclear(res);
     return s_reply_goal(call, id, BC_AUDIT_CREATE, out);
 }
 

@@ -429,6 +429,122 @@ static void test_script_runs_several_statements(void **state)
     assert_int_equal(bc_db_ping(fx->db, &err), 0);
 }
 
+/* Deferred statements and the lazy BEGIN: they go out with the next
+ * statement (in one pipeline) and take effect in the transaction's order. */
+static void test_deferred_statements_run_in_order(void **state)
+{
+    fixture_t *fx = *state;
+    bc_error_t err = {0};
+    char value[64], insert[256], count_sql[256];
+    snprintf(insert, sizeof insert, "%s", s_sql(fx, "INSERT INTO @S.people VALUES ($1, $2, $3)"));
+    snprintf(count_sql, sizeof count_sql, "%s",
+             s_sql(fx, "SELECT string_agg(name, ',' ORDER BY id) FROM @S.people"));
+    const char *one[] = {"1", "one", NULL};
+    assert_int_equal(bc_db_defer(fx->db, "t_ins", insert, 3, one, NULL, NULL, &err), -1);
+
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    assert_int_equal(bc_db_defer(fx->db, "t_ins", insert, 3, one, NULL, NULL, &err), 0);
+    /* the parameters are copies: the caller's buffers may change at once */
+    char id[4] = "2", name[8] = "two";
+    const char *mine[] = {id, name, "b"};
+    assert_int_equal(bc_db_defer(fx->db, "t_ins", insert, 3, mine, NULL, NULL, &err), 0);
+    snprintf(id, sizeof id, "9");
+    snprintf(name, sizeof name, "changed");
+    /* a statement of the transaction sees what was deferred before it */
+    s_value(fx->db, count_sql, 0, NULL, value, sizeof value);
+    assert_string_equal(value, "one,two");
+    /* binary parameters keep their bytes, NUL included */
+    const char bytes[] = {'a', '\0', 'b'};
+    const char *bp[] = {"3", bytes};
+    const int lengths[] = {0, 3}, formats[] = {0, 1};
+    const char *bin = s_sql(fx, "INSERT INTO @S.people VALUES ($1, encode($2::bytea, 'hex'))");
+    assert_int_equal(bc_db_defer(fx->db, "t_bin", bin, 2, bp, lengths, formats, &err), 0);
+    assert_int_equal(bc_db_commit(fx->db, &err), 0);
+    assert_false(bc_db_in_transaction(fx->db));
+    s_value(fx->db, count_sql, 0, NULL, value, sizeof value);
+    assert_string_equal(value, "one,two,610062");
+
+    /* the statement prepared inside a pipeline is prepared for good */
+    const char *four[] = {"4", "four", NULL};
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    assert_int_equal(bc_db_defer(fx->db, "t_ins", insert, 3, four, NULL, NULL, &err), 0);
+    assert_int_equal(bc_db_commit(fx->db, &err), 0);
+    s_value(fx->db, "SELECT count(*) FROM pg_prepared_statements WHERE name IN ('t_ins', 't_bin')",
+            0, NULL, value, sizeof value);
+    assert_string_equal(value, "2");
+}
+
+static void test_deferred_failure_fails_the_transaction(void **state)
+{
+    fixture_t *fx = *state;
+    bc_error_t err = {0};
+    char value[64], insert[256], count_sql[256];
+    snprintf(insert, sizeof insert, "%s", s_sql(fx, "INSERT INTO @S.people VALUES ($1, $2, $3)"));
+    snprintf(count_sql, sizeof count_sql, "%s", s_sql(fx, "SELECT count(*) FROM @S.people"));
+    const char *one[] = {"1", "one", NULL};
+
+    /* at commit: the commit fails with the statement's error, rolled back */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    assert_int_equal(bc_db_command(fx->db, insert, 3, one, &err), 0);
+    assert_int_equal(bc_db_defer(fx->db, "t_ins", insert, 3, one, NULL, NULL, &err), 0);
+    assert_int_equal(bc_db_commit(fx->db, &err), -1);
+    assert_int_equal(err.code, BC_ALREADY_EXISTS);
+    assert_false(bc_db_in_transaction(fx->db));
+    assert_int_equal(PQtransactionStatus(bc_db_conn(fx->db)), PQTRANS_IDLE);
+    s_value(fx->db, count_sql, 0, NULL, value, sizeof value);
+    assert_string_equal(value, "0");
+
+    /* at the next statement: that statement fails, and so does commit */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    assert_int_equal(bc_db_command(fx->db, insert, 3, one, &err), 0);
+    assert_int_equal(bc_db_defer(fx->db, "t_ins", insert, 3, one, NULL, NULL, &err), 0);
+    assert_null(bc_db_query(fx->db, "SELECT 1", 0, NULL, &err));
+    assert_int_equal(err.code, BC_ALREADY_EXISTS);
+    assert_int_equal(bc_db_commit(fx->db, &err), -1);
+    assert_int_equal(err.code, BC_FAILED_PRECONDITION);
+    s_value(fx->db, count_sql, 0, NULL, value, sizeof value);
+    assert_string_equal(value, "0");
+
+    /* a statement that does not even prepare: its error, nothing kept */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    assert_null(bc_db_prepared(fx->db, "t_bad", "SELECT no_such_column", 0, NULL, &err));
+    assert_non_null(strstr(err.detail, "42703"));
+    bc_db_rollback(fx->db);
+    s_value(fx->db, "SELECT count(*) FROM pg_prepared_statements WHERE name = 't_bad'", 0, NULL,
+            value, sizeof value);
+    assert_string_equal(value, "0");
+
+    /* rollback discards what was deferred; an empty transaction sends nothing */
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    assert_int_equal(bc_db_defer(fx->db, "t_ins", insert, 3, one, NULL, NULL, &err), 0);
+    bc_db_rollback(fx->db);
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    assert_int_equal(bc_db_commit(fx->db, &err), 0);
+    s_value(fx->db, count_sql, 0, NULL, value, sizeof value);
+    assert_string_equal(value, "0");
+    assert_int_equal(bc_db_connections(fx->db), 1);
+}
+
+/* A connection lost with deferred statements waiting: nothing committed. */
+static void test_deferred_with_connection_lost(void **state)
+{
+    fixture_t *fx = *state;
+    bc_error_t err = {0};
+    char value[64], insert[256];
+    snprintf(insert, sizeof insert, "%s", s_sql(fx, "INSERT INTO @S.people VALUES ($1, $2, $3)"));
+    const char *one[] = {"1", "one", NULL};
+    assert_int_equal(bc_db_begin(fx->db, &err), 0);
+    assert_int_equal(bc_db_defer(fx->db, "t_ins", insert, 3, one, NULL, NULL, &err), 0);
+    assert_null(
+        bc_db_query(fx->db, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL, &err));
+    assert_int_equal(err.code, BC_UNAVAILABLE);
+    assert_int_equal(bc_db_commit(fx->db, &err), -1);
+    assert_int_equal(err.code, BC_UNAVAILABLE);
+    bc_db_rollback(fx->db);
+    s_value(fx->db, s_sql(fx, "SELECT count(*) FROM @S.people"), 0, NULL, value, sizeof value);
+    assert_string_equal(value, "0");
+}
+
 int main(void)
 {
     s_url = getenv("BEACON_TEST_DATABASE_URL");
@@ -456,6 +572,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transaction_commit_and_rollback, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_set_local_is_transaction_scoped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_script_runs_several_statements, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_statements_run_in_order, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_failure_fails_the_transaction, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_with_connection_lost, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
