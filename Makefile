@@ -104,6 +104,10 @@ $(BUILD)/tests/test_identity: $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out servi
 $(BUILD)/tests/test_instrument: $(BUILD)/obj/services/intake/instrument.o
 # (it lands after the library on the link line, so the library is listed again)
 $(BUILD)/tests/test_instrument: LIBS := $(LIB) $(LIBS)
+$(BUILD)/tests/test_recurrence: $(BUILD)/obj/services/scheduling/recurrence.o
+$(BUILD)/tests/test_recurrence: LIBS := $(LIB) $(LIBS)
+$(BUILD)/tests/test_ical: $(BUILD)/obj/services/scheduling/ical.o $(BUILD)/obj/services/scheduling/recurrence.o
+$(BUILD)/tests/test_ical: LIBS := $(LIB) $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(TGEN_C)) $(LIB)
 	@mkdir -p $(dir $@)
