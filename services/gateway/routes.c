@@ -6,9 +6,11 @@
 #include "gateway.h"
 #include "identity.pb-c.h"
 #include "intake.pb-c.h"
+#include "scheduling.pb-c.h"
 
 #define S_IDENTITY "identity", &beacon__identity__identity__descriptor
 #define S_INTAKE "intake", &beacon__intake__intake__descriptor
+#define S_SCHEDULING "scheduling", &beacon__scheduling__scheduling__descriptor
 /* Who works with client records (README, "Who may do what"). Admins manage
  * accounts, not care: they see no client data. */
 #define S_CARE_TEAM "peer_specialist,supervisor"
@@ -75,6 +77,42 @@ const gw_route_t gw_routes[] = {
      NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
     {{"GET", "/api/v1/clients/{client_id}/goals"}, S_INTAKE, "ListGoals", 200,
      "The client's recovery plan: goals with steps and progress",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/locations"}, S_SCHEDULING, "CreateLocation", 201,
+     "Add a meeting place at a site (office room, community place, virtual room)",
+     NULL, GW_ROUTE_AUTH, "supervisor,site_admin"},
+    {{"GET", "/api/v1/locations"}, S_SCHEDULING, "ListLocations", 200,
+     "Meeting places at the caller's sites (filter: site_id)",
+     NULL, GW_ROUTE_AUTH, "peer_specialist,supervisor,site_admin"},
+    {{"PUT", "/api/v1/staff/{staff_id}/working-hours"}, S_SCHEDULING, "SetWorkingHours", 200,
+     "Replace a staff member's weekly hours at a site (\"me\" for oneself)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/staff/{staff_id}/time-off"}, S_SCHEDULING, "AddTimeOff", 201,
+     "Record leave or other time off (blocks booking)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/staff/{staff_id}/availability"}, S_SCHEDULING, "GetAvailability", 200,
+     "A staff member's working hours and upcoming time off",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/appointments"}, S_SCHEDULING, "BookAppointment", 201,
+     "Book a one-on-one meeting (double bookings refused, naming the conflict)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/appointments/{id}"}, S_SCHEDULING, "GetAppointment", 200,
+     "Read an appointment with its history (audited)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/appointments"}, S_SCHEDULING, "ListAppointments", 200,
+     "A day or week of a schedule: a staff member's, a site's or a client's (audited)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/appointments/{id}/reschedule"}, S_SCHEDULING, "RescheduleAppointment", 200,
+     "Move an appointment; the old time stays in its history",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM, "expected_version"},
+    {{"POST", "/api/v1/appointments/{id}/status"}, S_SCHEDULING, "ChangeAppointmentStatus", 200,
+     "Arrived, checked in, cancelled (with reason), no-show, entered in error",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM, "expected_version"},
+    {{"POST", "/api/v1/appointments/{id}/complete"}, S_SCHEDULING, "CompleteAppointment", 201,
+     "Record that the meeting took place: the encounter notes and billing use",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM, "expected_version"},
+    {{"GET", "/api/v1/encounters"}, S_SCHEDULING, "ListEncounters", 200,
+     "Encounters of a client or a staff member (audited)",
      NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
     {{"POST", "/api/v1/clients/{client_id}/break-glass"}, S_INTAKE, "OpenBreakGlass", 201,
      "Break the glass: time-limited, reasoned, audited access to a client outside your scope",

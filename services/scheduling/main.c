@@ -1,17 +1,8 @@
-/*  beacon-scheduling: the scheduling service. Until the scheduling issue adds its methods it
- *  answers Health (built into the dispatcher) and owns its schema. */
-#include "bc_service.h"
-#include "scheduling.pb-c.h"
-
-static const bc_method_t s_methods[] = {{NULL, NULL}};
-
-static const bc_service_def_t s_service = {
-    .name = "scheduling",
-    .descriptor = &beacon__scheduling__scheduling__descriptor,
-    .methods = s_methods,
-};
+/*  beacon-scheduling: staff availability, locations, appointments and the
+ *  encounters they record. Thin: the table is in service.c. */
+#include "scheduling.h"
 
 int main(int argc, char **argv)
 {
-    return bc_service_main(&s_service, argc, argv);
+    return bc_service_main(&scheduling_service, argc, argv);
 }

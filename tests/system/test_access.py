@@ -70,7 +70,28 @@ SPEC = {
     ("POST", "/api/v1/staff/{id}/disable"): ADMINS,
     ("POST", "/api/v1/api-keys"): "agency_admin",
     ("POST", "/api/v1/api-keys/{id}/revoke"): "agency_admin",
+    ("POST", "/api/v1/locations"): "supervisor,site_admin",
+    ("GET", "/api/v1/locations"): "peer_specialist,supervisor,site_admin",
+    ("PUT", "/api/v1/staff/{staff_id}/working-hours"): CARE,
+    ("POST", "/api/v1/staff/{staff_id}/time-off"): CARE,
+    ("GET", "/api/v1/staff/{staff_id}/availability"): CARE,
+    ("POST", "/api/v1/appointments"): CARE,
+    ("GET", "/api/v1/appointments/{id}"): CARE,
+    ("GET", "/api/v1/appointments"): CARE,
+    ("POST", "/api/v1/appointments/{id}/reschedule"): CARE,
+    ("POST", "/api/v1/appointments/{id}/status"): CARE,
+    ("POST", "/api/v1/appointments/{id}/complete"): CARE,
+    ("GET", "/api/v1/encounters"): CARE,
 }
+
+_SLOTS = iter(range(1, 10000))
+
+
+def slot():
+    """A one-hour meeting at a time no other matrix request uses."""
+    n = next(_SLOTS)
+    return {"start": "2031-%02d-%02dT%02d:00:00Z" % (1 + n // 600, 1 + n // 24 % 25, n % 24),
+            "end": "2031-%02d-%02dT%02d:59:00Z" % (1 + n // 600, 1 + n // 24 % 25, n % 24)}
 
 TARGETS = ("own", "other_site", "other_agency")
 
@@ -154,6 +175,16 @@ class AccessMatrixTests(StackTestCase):
         cls.client = {"own": client(cls.staff["peer_specialist"]),
                       "other_site": client(cls.peer_b),
                       "other_agency": client(cls.other["peer_specialist"])}
+        # Appointments: A's by the matrix peer, B's and X's by their own peers.
+        def appointment(who, client_id):
+            r = req("POST", "/api/v1/appointments", headers=who.auth,
+                    body=dict(slot(), client_id=client_id, mode="in_person"))
+            assert r.status == 201, r.body
+            return r.json()["id"]
+        cls.appointment = {
+            "own": appointment(cls.staff["peer_specialist"], cls.client["own"]),
+            "other_site": appointment(cls.peer_b, cls.client["other_site"]),
+            "other_agency": appointment(cls.other["peer_specialist"], cls.client["other_agency"])}
         # Staff accounts to read, change and disable.
         cls.target_staff = {"own": org.add_staff(["peer_specialist"], [cls.site_a]).id,
                             "other_site": org.add_staff(["peer_specialist"], [cls.site_b]).id,
@@ -285,6 +316,38 @@ class AccessMatrixTests(StackTestCase):
                                          "site_ids": [self.site_a]})
             self.assertEqual(r.status, 201, r.body)
             return path.replace("{id}", r.json()["api_key"]["id"]), {}
+        if key == ("POST", "/api/v1/locations"):
+            return path, {"site_id": site, "name": "Room " + uuid.uuid4().hex[:6],
+                          "kind": "office_room"}
+        if key == ("GET", "/api/v1/locations"):
+            return (path + "?site_id=" + site, None) if target == "own" else None
+        if key == ("PUT", "/api/v1/staff/{staff_id}/working-hours"):
+            return (path.replace("{staff_id}", "me"),
+                    {"site_id": site, "hours": [{"weekday": d, "start": "00:00", "end": "24:00"}
+                                                for d in ("monday", "tuesday", "wednesday",
+                                                          "thursday", "friday", "saturday",
+                                                          "sunday")]})
+        if key == ("POST", "/api/v1/staff/{staff_id}/time-off"):
+            return (path.replace("{staff_id}", "me"),
+                    {"start": "2035-01-01T00:00:00Z", "end": "2035-01-02T00:00:00Z"}) \
+                if target == "own" else None
+        if key == ("GET", "/api/v1/staff/{staff_id}/availability"):
+            return (path.replace("{staff_id}", "me"), None) if target == "own" else None
+        if key == ("POST", "/api/v1/appointments"):
+            return path, dict(slot(), client_id=self.client[target], mode="telephone")
+        if key == ("GET", "/api/v1/appointments/{id}"):
+            return path.replace("{id}", self.appointment[target]), None
+        if key == ("GET", "/api/v1/appointments"):
+            return (path + "?staff_id=me&view=week", None) if target == "own" else None
+        if key == ("POST", "/api/v1/appointments/{id}/reschedule"):
+            return path.replace("{id}", self.appointment[target]), dict(slot(), reason="matrix")
+        if key == ("POST", "/api/v1/appointments/{id}/status"):
+            return path.replace("{id}", self.appointment[target]), {"status": "checked_in"}
+        if key == ("POST", "/api/v1/appointments/{id}/complete"):
+            return path.replace("{id}", self.appointment[target]), {}
+        if key == ("GET", "/api/v1/encounters"):
+            return (path + "?client_id=" + self.client[target], None) \
+                if target == "own" else None
         raise AssertionError("no request written for %s %s: add one" % key)
 
     def expected(self, method, path, who, target):
@@ -325,6 +388,11 @@ class AccessMatrixTests(StackTestCase):
             # Breaking the glass to a client outside one's scope is the
             # point; a client already in scope needs none.
             return {422} if target == "own" else {201}
+        if target == "own" and key in (("POST", "/api/v1/appointments/{id}/status"),
+                                       ("POST", "/api/v1/appointments/{id}/complete")):
+            # The first caller checks the client in; after that the step is
+            # refused as out of order, and a future meeting cannot be completed.
+            return {200, 422} if key[1].endswith("/status") else {422}
         if target == "other_site" and not who.agency_wide:
             return {403, 404}
         return {200, 201}

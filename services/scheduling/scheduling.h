@@ -1,0 +1,111 @@
+/*  scheduling: handlers of the scheduling service, one file per resource
+ *  (locations.c, availability.c, appointments.c), and the time handling
+ *  they share (times.c). */
+#ifndef SCHEDULING_H
+#define SCHEDULING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bc_service.h"
+#include "scheduling.pb-c.h"
+
+extern const bc_service_def_t scheduling_service;
+
+/* ---- times.c ----------------------------------------------------------- */
+
+/* Longest zone name accepted from identity.site_directory. */
+#define SCHED_ZONE_MAX 64
+
+/* Parses an RFC 3339 instant ("2027-03-14T15:30:00Z", "...T10:30:00-05:00",
+ * seconds and fraction optional) strictly: a real calendar date, hours
+ * 0-23, offset within +-18:00. 0 with *us (microseconds since the epoch), or
+ * -1. */
+int sched_parse_instant(const char *text, int64_t *us);
+/* "2027-03-14T15:30:00Z" (whole seconds; UTC). */
+void sched_format_instant(int64_t us, char out[32]);
+/* The instant as PostgreSQL timestamptz input ("2027-03-14 15:30:00.000000+00"). */
+void sched_sql_instant(int64_t us, char out[40]);
+/* Parses a wall-clock time "YYYY-MM-DDTHH:MM[:SS]" (no offset) strictly
+ * into PostgreSQL timestamp input ("2027-03-14 10:30:00"); 0 or -1. */
+int sched_parse_local(const char *text, char out[24]);
+
+/* The time zone of one of the caller's agency's sites (identity's
+ * site_directory), or NOT_FOUND. */
+bc_code_t sched_site_zone(bc_call_t *call, const char *site_id, char zone[SCHED_ZONE_MAX]);
+
+/* The start and end of a meeting from a request: start/end (instants) or
+ * start_local/end_local (wall-clock in zone), not both and not a mix.
+ * Refuses, naming the field: malformed times, a local time that does not
+ * exist in zone (skipped by a daylight-saving change), end not after start,
+ * longer than max_minutes. prefix names the fields ("" or "actual_"). */
+bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *start,
+                              const char *end, const char *start_local, const char *end_local,
+                              int max_minutes, int64_t *start_us, int64_t *end_us);
+
+/* Reads a bigint column holding epoch microseconds. */
+int64_t sched_us_value(PGresult *res, int row, int col);
+
+/* ---- helpers shared by the handlers ----------------------------------- */
+
+/* staff_id from a request: "" or "me" is the caller. NULL (call->err set)
+ * when malformed, or when it names someone else and the caller is not a
+ * supervisor (only supervisors act for others). */
+const char *sched_staff_arg(bc_call_t *call, const char *staff_id, const char *field);
+/* True when staff_id is an active staff member at site_id (identity's
+ * staff_site_directory). -1 with call->err set on a database error. */
+int sched_staff_at_site(bc_call_t *call, const char *staff_id, const char *site_id);
+
+/* ---- appointments.c: rows and their messages --------------------------- */
+
+/* Epoch microseconds of a timestamptz column, as read by sched_us_value. */
+#define SCHED_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+#define SCHED_APPT_COLUMNS                                                                            \
+    "a.id::text, a.client_id::text, a.staff_id::text, a.site_id::text, "                          \
+    "coalesce(a.location_id::text, ''), " SCHED_US("a.starts_at") ", " SCHED_US("a.ends_at") ", "        \
+    "d.time_zone, to_char(a.starts_at AT TIME ZONE d.time_zone, 'YYYY-MM-DD\"T\"HH24:MI'), "      \
+    "a.mode, coalesce(a.purpose, ''), a.status, coalesce(a.status_reason, ''), "                 \
+    "coalesce(a.override_reason, ''), a.version, " SCHED_US("a.created_at") ", "                      \
+    SCHED_US("a.updated_at") ", coalesce(e.id::text, '')"
+#define SCHED_APPT_JOINS                                                                              \
+    " JOIN identity.site_directory d ON d.site_id = a.site_id"                                    \
+    " LEFT JOIN scheduling.encounters e ON e.appointment_id = a.id"
+
+/* An appointment row (SCHED_APPT_COLUMNS, from appointments a with
+ * SCHED_APPT_JOINS) as a message in call->arena; history left empty. */
+Beacon__Scheduling__Appointment *sched_appointment_from_row(bc_call_t *call, PGresult *res,
+                                                            int row);
+/* The audit event of reading (action BC_AUDIT_READ) or changing an
+ * appointment: it is part of the client's record. */
+bc_audit_event_t sched_appointment_event(const Beacon__Scheduling__Appointment *a,
+                                         const char *action);
+#define SCHED_ENCOUNTER_COLUMNS                                                                        \
+    "e.id::text, coalesce(e.appointment_id::text, ''), e.client_id::text, e.staff_id::text, "     \
+    "e.site_id::text, " SCHED_US("e.starts_at") ", " SCHED_US("e.ends_at") ", e.minutes, e.mode, "        \
+    "e.place_of_service, e.is_group, " SCHED_US("e.recorded_at")
+
+/* An encounter row (SCHED_ENCOUNTER_COLUMNS, from encounters e). */
+Beacon__Scheduling__Encounter *sched_encounter_from_row(bc_call_t *call, PGresult *res, int row);
+/* A microseconds column as "2027-03-14T15:30:00Z" in call->arena. */
+char *sched_time_value(bc_call_t *call, PGresult *res, int row, int col);
+
+/* ---- handlers ----------------------------------------------------------- */
+bc_code_t locations_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t locations_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t availability_set_hours(bc_call_t *call, const ProtobufCMessage *in,
+                                 ProtobufCMessage **out);
+bc_code_t availability_add_time_off(bc_call_t *call, const ProtobufCMessage *in,
+                                    ProtobufCMessage **out);
+bc_code_t availability_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t appointments_book(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t appointments_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t appointments_reschedule(bc_call_t *call, const ProtobufCMessage *in,
+                                  ProtobufCMessage **out);
+bc_code_t appointments_change_status(bc_call_t *call, const ProtobufCMessage *in,
+                                     ProtobufCMessage **out);
+bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
+                                ProtobufCMessage **out);
+bc_code_t appointments_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t encounters_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+#endif

@@ -1,0 +1,33 @@
+/*  The scheduling service's dispatch table and settings. */
+#include "scheduling.h"
+
+static const bc_method_t s_methods[] = {
+    {"CreateLocation", locations_create},
+    {"ListLocations", locations_list},
+    {"SetWorkingHours", availability_set_hours},
+    {"AddTimeOff", availability_add_time_off},
+    {"GetAvailability", availability_get},
+    {"BookAppointment", appointments_book},
+    {"GetAppointment", appointments_get},
+    {"RescheduleAppointment", appointments_reschedule},
+    {"ChangeAppointmentStatus", appointments_change_status},
+    {"CompleteAppointment", appointments_complete},
+    {"ListAppointments", appointments_list},
+    {"ListEncounters", encounters_list},
+    {"ReplayEvents", bc_replay_events},
+    {NULL, NULL},
+};
+
+static const bc_setting_t s_settings[] = {
+    {"max_appointment_minutes", BC_CFG_INT, "480", 15, 1439,
+     "the longest one-on-one meeting that can be booked or recorded, in minutes (meetings "
+     "last under 24 hours whatever this says)"},
+    BC_SETTINGS_END,
+};
+
+const bc_service_def_t scheduling_service = {
+    .name = "scheduling",
+    .descriptor = &beacon__scheduling__scheduling__descriptor,
+    .methods = s_methods,
+    .settings = s_settings,
+};
