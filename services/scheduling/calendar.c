@@ -68,29 +68,34 @@ static bc_code_t s_window(bc_call_t *call, const char *site_id, const char *from
         if (!bc_is_uuid(site))
             return bc_call_fail(call, BC_INVALID_ARGUMENT, "site_id",
                                 "say which site's calendar (site_id)");
-        char zone[SCHED_ZONE_MAX], start[40] = "", end[40] = "", n[8];
-        bc_code_t code = sched_site_zone(call, site, zone);
-        if (code != BC_OK)
-            return code;
+        char start[40] = "", end[40] = "", n[8];
         if (*from && !*from_date)
             sched_sql_instant(win[0], start);
         if (*to && !*to_date)
             sched_sql_instant(win[1], end);
         snprintf(n, sizeof n, "%d", days);
-        const char *params[] = {zone,     *from_date ? from_date : NULL, *start ? start : NULL,
-                                *to_date ? to_date : NULL, *end ? end : NULL, n};
+        const char *params[] = {site,     *from_date ? from_date : NULL, *start ? start : NULL,
+                                *to_date ? to_date : NULL, *end ? end : NULL, n,
+                                call->principal->agency_id};
         bc_error_t err;
+        /* The site's zone and both ends in one round trip. */
         PGresult *res = bc_db_prepared(
             call->db, "sched_window",
-            "WITH f AS (SELECT coalesce($3::timestamptz, coalesce($2::date, "
-            "  (now() AT TIME ZONE $1)::date)::timestamp AT TIME ZONE $1) AS t) "
+            "WITH z AS (SELECT time_zone AS tz FROM identity.site_directory "
+            "           WHERE site_id = $1::uuid AND agency_id = $7::uuid), "
+            "f AS (SELECT tz, coalesce($3::timestamptz, coalesce($2::date, "
+            "  (now() AT TIME ZONE tz)::date)::timestamp AT TIME ZONE tz) AS t FROM z) "
             "SELECT " SCHED_US("f.t") ", " SCHED_US(
-                "coalesce($5::timestamptz, $4::date::timestamp AT TIME ZONE $1, "
-                "((f.t AT TIME ZONE $1) + $6::int * interval '1 day') AT TIME ZONE $1)")
+                "coalesce($5::timestamptz, $4::date::timestamp AT TIME ZONE f.tz, "
+                "((f.t AT TIME ZONE f.tz) + $6::int * interval '1 day') AT TIME ZONE f.tz)")
             " FROM f",
-            6, params, &err);
+            7, params, &err);
         if (!res)
             return bc_call_fail_err(call, &err);
+        if (PQntuples(res) != 1) {
+            PQclear(res);
+            return bc_call_fail(call, BC_NOT_FOUND, "site_id", "no site with id %s", site);
+        }
         win[0] = sched_us_value(res, 0, 0);
         win[1] = sched_us_value(res, 0, 1);
         PQclear(res);

@@ -57,7 +57,8 @@ BENCH_LIST_CONNECTIONS=${BENCH_LIST_CONNECTIONS:-2}
 BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b615}
 
 # Benchmarks, run in this order.
-BENCHMARKS=(client_get_skeleton client_get client_create caseload_list pgbench_select)
+BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
+            pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -65,11 +66,13 @@ BENCHMARKS=(client_get_skeleton client_get client_create caseload_list pgbench_s
 TARGETS=(
   "client_create.rps min 1500 client registrations per second (audited, Medicaid ID encrypted)"
   "caseload_list.p99_ms max 20 p99 of a caseload page of 50 over 50,000 clients"
+  "week_view.p99_ms max 20 p99 of a specialist's week view over a year of 500 staff's history"
 )
 
 RATIOS=(
   "client_get.rps client_get_skeleton.rps 0.70 signed-in, audited GET over the unauthenticated skeleton (auth + audit cost <= 30%)"
   "client_get_skeleton.rps pgbench_select.tps 0.15 skeleton GET /api/v1/clients/{id} req/s over pgbench -S tps"
+  "appointment_book.rps client_create.rps 0.50 booking (conflict-checked) over registration, both audited writes"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -260,6 +263,84 @@ bench_caseload_list() {
   fi
   echo "  seeded 50,000 clients on the peer specialist's caseload"
   s_wrk caseload_list "/api/v1/clients?limit=50" 2 "$BENCH_LIST_CONNECTIONS" "Authorization: Bearer $token"
+}
+
+# Scheduling history: a year of meetings (two a day, 09:00 and 12:00 UTC)
+# for 500 staff members and 50,000 clients at the peer specialist's site,
+# the peer being one of the 500. Seeded straight into the table once.
+s_seed_schedule() {
+  [ -n "${BENCH_SCHEDULE_SEEDED:-}" ] && return 0
+  local who
+  who=$(pg_beacon "SELECT s.id || ' ' || s.agency_id || ' ' || ss.site_id FROM identity.staff s
+                   JOIN identity.staff_roles r ON r.staff_id = s.id AND r.role = 'peer_specialist'
+                   JOIN identity.staff_sites ss ON ss.staff_id = s.id LIMIT 1")
+  read -r staff agency site <<<"$who"
+  pg_beacon "ALTER TABLE scheduling.appointments NO FORCE ROW LEVEL SECURITY;
+      INSERT INTO scheduling.appointments (agency_id, site_id, client_id, staff_id, starts_at,
+        ends_at, mode, status, created_by, updated_by)
+      SELECT '$agency', '$site',
+        ('00000000-0000-4000-8000-' || lpad(to_hex((s * 731 + d * 2 + k) % 50000), 12, '0'))::uuid,
+        CASE WHEN s = 0 THEN '$staff'::uuid
+             ELSE ('00000000-0000-4000-9000-' || lpad(to_hex(s), 12, '0'))::uuid END,
+        date_trunc('day', now()) - d * interval '1 day' + (9 + 3 * k) * interval '1 hour',
+        date_trunc('day', now()) - d * interval '1 day' + (10 + 3 * k) * interval '1 hour',
+        'in_person', CASE WHEN d = 0 THEN 'booked' ELSE 'fulfilled' END, '$staff', '$staff'
+      FROM generate_series(0, 499) s, generate_series(0, 364) d, generate_series(0, 1) k;
+      ALTER TABLE scheduling.appointments FORCE ROW LEVEL SECURITY" >/dev/null || return 1
+  # A year of history is settled data: vacuumed (visibility map set), so the
+  # runs measure the service rather than the bulk load's aftermath.
+  pg_beacon "VACUUM (ANALYZE) scheduling.appointments" >/dev/null || return 1
+  BENCH_SCHEDULE_SEEDED=1
+  echo "  seeded 365,000 appointments: a year for 500 staff and 50,000 clients"
+}
+
+# Booking a meeting through the whole path as a peer specialist: client
+# looked up in intake's scope, people locked, conflicts checked against the
+# seeded year (staff, client, room, time off, hours), audited insert.
+bench_appointment_book() {
+  echo "== appointment_book: POST /api/v1/appointments over a year of history (500 staff, 50,000 clients)"
+  local token clients="" id i base
+  if ! s_token; then
+    fail appointment_book "could not sign in a peer specialist"
+    return 0
+  fi
+  token=$BENCH_PEER_TOKEN
+  if ! s_seed_schedule; then
+    fail appointment_book "could not seed the schedule"
+    return 0
+  fi
+  for i in 1 2 3 4; do
+    if ! id=$(api POST /api/v1/clients "{\"given_name\":\"Book\",\"family_name\":\"Bench-$i-$RANDOM\",\"date_of_birth\":\"1985-03-0$i\"}" \
+                --token "$token" --field id); then
+      fail appointment_book "could not create a client"
+      return 0
+    fi
+    clients="$clients${clients:+,}$id"
+  done
+  base=$(( $(date -u +%s) / 86400 * 86400 - 86400 + 14 * 3600 ))
+  BENCH_TOKEN=$token BENCH_HERE=$HERE BENCH_CLIENTS=$clients BENCH_BOOK_BASE=$base \
+    BENCH_BOOK_T0=$(date -u +%s) \
+    WRK_SCRIPT="$HERE/book_appointment.lua" \
+    s_wrk appointment_book /api/v1/appointments 2 "$BENCH_CONNECTIONS"
+}
+
+# A specialist's week (the week before this one: 14 meetings) from the
+# seeded year, every listed appointment audited as read.
+bench_week_view() {
+  echo "== week_view: GET /api/v1/appointments?staff_id=me&view=week over a year of history"
+  local token from
+  if ! s_token; then
+    fail week_view "could not sign in a peer specialist"
+    return 0
+  fi
+  token=$BENCH_PEER_TOKEN
+  if ! s_seed_schedule; then
+    fail week_view "could not seed the schedule"
+    return 0
+  fi
+  from=$(date -u -d '8 days ago' +%Y-%m-%d)
+  s_wrk week_view "/api/v1/appointments?staff_id=me&view=week&from=$from" 2 \
+    "$BENCH_LIST_CONNECTIONS" "Authorization: Bearer $token"
 }
 
 # The same GET on the skeleton (BENCH_BASELINE_REV): no sign-in, no audit.
