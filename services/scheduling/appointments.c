@@ -419,6 +419,23 @@ static bc_code_t s_check_version(bc_call_t *call, const Beacon__Scheduling__Appo
     return BC_OK;
 }
 
+/* Opens the change's transaction and reads the appointment locked: NULL
+ * (call->err set) when it is not in the caller's scope or, with
+ * expected_version, was changed meanwhile. */
+static Beacon__Scheduling__Appointment *s_open_for_change(bc_call_t *call, const char *id,
+                                                          int expected_version)
+{
+    bc_error_t err;
+    if (bc_db_begin(call->db, &err) < 0) {
+        bc_call_fail_err(call, &err);
+        return NULL;
+    }
+    Beacon__Scheduling__Appointment *a = s_load(call, id, true);
+    if (a && s_check_version(call, a, expected_version) != BC_OK)
+        return NULL;
+    return a;
+}
+
 static bc_code_t s_history(bc_call_t *call, Beacon__Scheduling__Appointment *a)
 {
     const char *params[] = {a->id};
@@ -499,14 +516,9 @@ bc_code_t appointments_reschedule(bc_call_t *call, const ProtobufCMessage *in,
     const char *problem = bc_text_problem(req->reason, false, 500);
     if (problem)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "reason", "reason %s", problem);
-    bc_error_t err;
-    if (bc_db_begin(call->db, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    Beacon__Scheduling__Appointment *a = s_load(call, req->id, true);
+    Beacon__Scheduling__Appointment *a = s_open_for_change(call, req->id, req->expected_version);
     if (!a)
         return call->err.code;
-    if ((code = s_check_version(call, a, req->expected_version)) != BC_OK)
-        return code;
     if (strcmp(a->status, "proposed") && strcmp(a->status, "booked"))
         return bc_call_fail(call, BC_FAILED_PRECONDITION, "id",
                             "only a proposed or booked appointment can be moved (this one is %s)",
@@ -597,15 +609,9 @@ bc_code_t appointments_change_status(bc_call_t *call, const ProtobufCMessage *in
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "reason", "reason %s%s", problem,
                             needs_reason ? " (cancelling or marking in error needs a reason)"
                                          : "");
-    bc_error_t err;
-    if (bc_db_begin(call->db, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    Beacon__Scheduling__Appointment *a = s_load(call, req->id, true);
+    Beacon__Scheduling__Appointment *a = s_open_for_change(call, req->id, req->expected_version);
     if (!a)
         return call->err.code;
-    bc_code_t code = s_check_version(call, a, req->expected_version);
-    if (code != BC_OK)
-        return code;
     if (!s_may_follow(a->status, req->status))
         return bc_call_fail(call, BC_FAILED_PRECONDITION, "status",
                             "an appointment that is %s cannot become %s", a->status, req->status);
@@ -681,14 +687,10 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
                             "place_of_service must be a CMS code Beacon knows: 02, 10, 11, 12, "
                             "53, 57 or 99");
     bc_error_t err;
-    if (bc_db_begin(call->db, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    Beacon__Scheduling__Appointment *a = s_load(call, req->id, true);
+    Beacon__Scheduling__Appointment *a = s_open_for_change(call, req->id, req->expected_version);
     if (!a)
         return call->err.code;
-    bc_code_t code = s_check_version(call, a, req->expected_version);
-    if (code != BC_OK)
-        return code;
+    bc_code_t code;
     if (strcmp(a->status, "booked") && strcmp(a->status, "arrived") &&
         strcmp(a->status, "checked_in"))
         return bc_call_fail(call, BC_FAILED_PRECONDITION, "id",
