@@ -23,9 +23,6 @@
 #include "scheduling.h"
 
 #define S_REASON_MIN 3
-#define S_LIST_DEFAULT 200
-#define S_LIST_MAX 500
-#define S_WINDOW_MAX_DAYS 62
 
 static const char *const s_modes[] = {"in_person", "community", "telehealth_video", "telephone",
                                       NULL};
@@ -71,8 +68,10 @@ bc_audit_event_t sched_appointment_event(const Beacon__Scheduling__Appointment *
                               .client_id = a->client_id, .purpose = "treatment"};
 }
 
+/* One of scheduling's events about a; e (NULL for none) is the encounter
+ * its completion recorded. */
 static int s_emit(bc_call_t *call, const char *topic, const Beacon__Scheduling__Appointment *a,
-                  const char *reason)
+                  const char *reason, const Beacon__Scheduling__Encounter *e)
 {
     Beacon__Scheduling__SchedulingEvent ev = BEACON__SCHEDULING__SCHEDULING_EVENT__INIT;
     ev.appointment_id = a->id;
@@ -80,11 +79,17 @@ static int s_emit(bc_call_t *call, const char *topic, const Beacon__Scheduling__
     ev.site_id = a->site_id;
     ev.client_id = a->client_id;
     ev.staff_id = a->staff_id;
-    ev.start = a->start;
-    ev.end = a->end;
+    ev.start = e ? e->start : a->start;
+    ev.end = e ? e->end : a->end;
     ev.status = a->status;
     ev.reason = (char *)(reason ? reason : "");
-    ev.mode = a->mode;
+    ev.mode = e ? e->mode : a->mode;
+    if (e) {
+        ev.encounter_id = e->id;
+        ev.minutes = e->minutes;
+        ev.place_of_service = e->place_of_service;
+        ev.is_group = e->is_group;
+    }
     return bc_call_emit(call, topic, &ev.base);
 }
 
@@ -336,7 +341,7 @@ bc_code_t appointments_book(bc_call_t *call, const ProtobufCMessage *in, Protobu
     if (location && (code = s_check_location(call, location, site)) != BC_OK)
         return code;
     int64_t start_us, end_us;
-    if ((code = sched_meeting_times(call, zone, req->start, req->end, req->start_local,
+    if ((code = sched_meeting_times(call, zone, "", req->start, req->end, req->start_local,
                                     req->end_local, s_max_minutes(call), &start_us, &end_us)) !=
         BC_OK)
         return code;
@@ -370,7 +375,7 @@ bc_code_t appointments_book(bc_call_t *call, const ProtobufCMessage *in, Protobu
     PQclear(res);
     bc_audit_event_t ev = sched_appointment_event(a, BC_AUDIT_CREATE);
     if (s_record_change(call, a, "booked", NULL, NULL, NULL, req->override_reason) < 0 ||
-        s_emit(call, "appointment.booked", a, NULL) < 0 || bc_call_audit_write(call, &ev) < 0 ||
+        s_emit(call, "appointment.booked", a, NULL, NULL) < 0 || bc_call_audit_write(call, &ev) < 0 ||
         bc_call_commit(call) < 0)
         return call->err.code;
     *out = &a->base;
@@ -529,7 +534,7 @@ bc_code_t appointments_reschedule(bc_call_t *call, const ProtobufCMessage *in,
     if (*req->location_id && (code = s_check_location(call, location, a->site_id)) != BC_OK)
         return code;
     int64_t start_us, end_us;
-    if ((code = sched_meeting_times(call, a->time_zone, req->start, req->end, req->start_local,
+    if ((code = sched_meeting_times(call, a->time_zone, "", req->start, req->end, req->start_local,
                                     req->end_local, s_max_minutes(call), &start_us, &end_us)) !=
         BC_OK)
         return code;
@@ -555,7 +560,7 @@ bc_code_t appointments_reschedule(bc_call_t *call, const ProtobufCMessage *in,
         return call->err.code;
     bc_audit_event_t ev = sched_appointment_event(b, BC_AUDIT_UPDATE);
     if (s_record_change(call, b, "rescheduled", from_start, from_end, NULL, req->reason) < 0 ||
-        s_emit(call, "appointment.rescheduled", b, req->reason) < 0 ||
+        s_emit(call, "appointment.rescheduled", b, req->reason, NULL) < 0 ||
         bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
         return call->err.code;
     *out = &b->base;
@@ -637,7 +642,7 @@ bc_code_t appointments_change_status(bc_call_t *call, const ProtobufCMessage *in
                                                         : NULL;
     bc_audit_event_t ev = sched_appointment_event(b, BC_AUDIT_UPDATE);
     if (s_record_change(call, b, "status", NULL, NULL, from_status, req->reason) < 0 ||
-        (topic && s_emit(call, topic, b, req->reason) < 0) ||
+        (topic && s_emit(call, topic, b, req->reason, NULL) < 0) ||
         bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
         return call->err.code;
     *out = &b->base;
@@ -700,13 +705,9 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
     int64_t start_us, end_us;
     const char *start = *req->actual_start ? req->actual_start : a->start;
     const char *end = *req->actual_end ? req->actual_end : a->end;
-    if ((code = sched_meeting_times(call, a->time_zone, start, end, "", "", s_max_minutes(call),
-                                    &start_us, &end_us)) != BC_OK) {
-        if (call->err.field[0])
-            snprintf(call->err.field, sizeof call->err.field, "actual_%s",
-                     strcmp(call->err.field, "end") ? "start" : "end");
+    if ((code = sched_meeting_times(call, a->time_zone, "actual_", start, end, "", "",
+                                    s_max_minutes(call), &start_us, &end_us)) != BC_OK)
         return code;
-    }
     if (end_us > (bc_now_ms() + 5 * 60 * 1000) * 1000)
         return bc_call_fail(call, BC_FAILED_PRECONDITION, "actual_end",
                             "a meeting is completed once it has ended");
@@ -749,24 +750,11 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
                     4, sp, NULL, NULL, &err) < 0)
         return bc_call_fail_err(call, &err);
     a->status = "fulfilled";
-    Beacon__Scheduling__SchedulingEvent ev = BEACON__SCHEDULING__SCHEDULING_EVENT__INIT;
-    ev.appointment_id = a->id;
-    ev.agency_id = (char *)call->principal->agency_id;
-    ev.site_id = e->site_id;
-    ev.client_id = e->client_id;
-    ev.staff_id = e->staff_id;
-    ev.start = e->start;
-    ev.end = e->end;
-    ev.status = "fulfilled";
-    ev.encounter_id = e->id;
-    ev.minutes = e->minutes;
-    ev.mode = e->mode;
-    ev.place_of_service = e->place_of_service;
     bc_audit_event_t audit = {.site_id = e->site_id, .action = BC_AUDIT_CREATE,
                               .resource_type = "encounter", .resource_id = e->id,
                               .client_id = e->client_id, .purpose = "treatment"};
     if (s_record_change(call, a, "status", NULL, NULL, from_status, NULL) < 0 ||
-        bc_call_emit(call, "encounter.completed", &ev.base) < 0 ||
+        s_emit(call, "encounter.completed", a, NULL, e) < 0 ||
         bc_call_audit_write(call, &audit) < 0 || bc_call_commit(call) < 0)
         return call->err.code;
     *out = &e->base;

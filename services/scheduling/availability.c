@@ -2,7 +2,9 @@
  *  site's local time) and their time off. Booking checks both
  *  (appointments.c): time off always blocks; hours block only for someone
  *  who has hours at that site. Staff set their own; supervisors anyone's
- *  at their sites. Not client data: changes are not audited as PHI. */
+ *  at their sites. Not client data: changes are not audited as PHI. Also
+ *  who may be scheduled: the staff_id a request names (sched_staff_arg) and
+ *  whether they work at a site (sched_staff_at_site). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,45 @@ static int s_clock(const char *text)
     if (m > 59 || h > 24 || (h == 24 && m))
         return -1;
     return h * 60 + m;
+}
+
+const char *sched_staff_arg(bc_call_t *call, const char *staff_id, const char *field)
+{
+    const char *me = call->principal->staff_id;
+    if (!*staff_id || !strcmp(staff_id, "me") || !strcmp(staff_id, me)) {
+        if (!bc_is_uuid(me)) {
+            bc_call_fail(call, BC_PERMISSION_DENIED, field, "only staff members have schedules");
+            return NULL;
+        }
+        return me;
+    }
+    if (!bc_is_uuid(staff_id)) {
+        bc_call_fail(call, BC_INVALID_ARGUMENT, field, "%s must be a UUID or \"me\"", field);
+        return NULL;
+    }
+    if (!bc_call_has_role(call, "supervisor")) {
+        bc_call_fail(call, BC_PERMISSION_DENIED, field,
+                     "only a supervisor manages another staff member's schedule");
+        return NULL;
+    }
+    return staff_id;
+}
+
+int sched_staff_at_site(bc_call_t *call, const char *staff_id, const char *site_id)
+{
+    const char *params[] = {staff_id, site_id, call->principal->agency_id};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(call->db, "sched_staff_at_site",
+                                   "SELECT 1 FROM identity.staff_site_directory "
+                                   "WHERE staff_id = $1 AND site_id = $2 AND agency_id = $3",
+                                   3, params, &err);
+    if (!res) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    int found = PQntuples(res) > 0;
+    PQclear(res);
+    return found;
 }
 
 static bc_code_t s_reply(bc_call_t *call, const char *staff_id, ProtobufCMessage **out)

@@ -39,14 +39,15 @@ bc_code_t sched_site_zone(bc_call_t *call, const char *site_id, char zone[SCHED_
  * Refuses, naming the field: malformed times, a local time that does not
  * exist in zone (skipped by a daylight-saving change), end not after start,
  * longer than max_minutes. prefix names the fields ("" or "actual_"). */
-bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *start,
-                              const char *end, const char *start_local, const char *end_local,
-                              int max_minutes, int64_t *start_us, int64_t *end_us);
+bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *prefix,
+                              const char *start, const char *end, const char *start_local,
+                              const char *end_local, int max_minutes, int64_t *start_us,
+                              int64_t *end_us);
 
 /* Reads a bigint column holding epoch microseconds. */
 int64_t sched_us_value(PGresult *res, int row, int col);
 
-/* ---- helpers shared by the handlers ----------------------------------- */
+/* ---- availability.c: who may be scheduled ----------------------------- */
 
 /* staff_id from a request: "" or "me" is the caller. NULL (call->err set)
  * when malformed, or when it names someone else and the caller is not a

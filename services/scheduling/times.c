@@ -202,28 +202,35 @@ static bc_code_t s_resolve_local(bc_call_t *call, const char *zone, const char *
     return BC_OK;
 }
 
-bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *start,
-                              const char *end, const char *start_local, const char *end_local,
-                              int max_minutes, int64_t *start_us, int64_t *end_us)
+bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *prefix,
+                              const char *start, const char *end, const char *start_local,
+                              const char *end_local, int max_minutes, int64_t *start_us,
+                              int64_t *end_us)
 {
+    char names[4][32];
+    const char *bare[] = {"start", "end", "start_local", "end_local"};
+    for (int i = 0; i < 4; i++)
+        snprintf(names[i], sizeof names[i], "%s%s", prefix, bare[i]);
     bool instants = *start || *end, locals = *start_local || *end_local;
     if (instants && locals)
-        return bc_call_fail(call, BC_INVALID_ARGUMENT, "start",
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, names[0],
                             "give start and end, or start_local and end_local, not both");
     int64_t t[2];
+    const char *end_field = names[1];
     if (instants || !locals) {
-        const char *v[] = {start, end}, *f[] = {"start", "end"};
+        const char *v[] = {start, end};
         for (int i = 0; i < 2; i++) {
             if (!*v[i])
-                return bc_call_fail(call, BC_INVALID_ARGUMENT, f[i], "%s is required", f[i]);
+                return bc_call_fail(call, BC_INVALID_ARGUMENT, names[i], "%s is required",
+                                    names[i]);
             if (sched_parse_instant(v[i], &t[i]))
-                return bc_call_fail(call, BC_INVALID_ARGUMENT, f[i],
+                return bc_call_fail(call, BC_INVALID_ARGUMENT, names[i],
                                     "%s must be an RFC 3339 time with its offset, e.g. "
                                     "2027-03-14T15:30:00Z",
-                                    f[i]);
+                                    names[i]);
         }
     } else {
-        const char *v[] = {start_local, end_local}, *f[] = {"start_local", "end_local"};
+        const char *v[] = {start_local, end_local}, *f[] = {names[2], names[3]};
         char norm[2][24];
         for (int i = 0; i < 2; i++) {
             if (!*v[i])
@@ -238,8 +245,8 @@ bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *sta
         bc_code_t code = s_resolve_local(call, zone, local, f, t);
         if (code != BC_OK)
             return code;
+        end_field = names[3];
     }
-    const char *end_field = instants || !locals ? "end" : "end_local";
     if (t[1] <= t[0])
         return bc_call_fail(call, BC_INVALID_ARGUMENT, end_field, "the end must be after the start");
     if (t[1] - t[0] > (int64_t)max_minutes * 60 * S_US_PER_S)
@@ -248,43 +255,4 @@ bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *sta
     *start_us = t[0];
     *end_us = t[1];
     return BC_OK;
-}
-
-const char *sched_staff_arg(bc_call_t *call, const char *staff_id, const char *field)
-{
-    const char *me = call->principal->staff_id;
-    if (!*staff_id || !strcmp(staff_id, "me") || !strcmp(staff_id, me)) {
-        if (!bc_is_uuid(me)) {
-            bc_call_fail(call, BC_PERMISSION_DENIED, field, "only staff members have schedules");
-            return NULL;
-        }
-        return me;
-    }
-    if (!bc_is_uuid(staff_id)) {
-        bc_call_fail(call, BC_INVALID_ARGUMENT, field, "%s must be a UUID or \"me\"", field);
-        return NULL;
-    }
-    if (!bc_call_has_role(call, "supervisor")) {
-        bc_call_fail(call, BC_PERMISSION_DENIED, field,
-                     "only a supervisor manages another staff member's schedule");
-        return NULL;
-    }
-    return staff_id;
-}
-
-int sched_staff_at_site(bc_call_t *call, const char *staff_id, const char *site_id)
-{
-    const char *params[] = {staff_id, site_id, call->principal->agency_id};
-    bc_error_t err;
-    PGresult *res = bc_db_prepared(call->db, "sched_staff_at_site",
-                                   "SELECT 1 FROM identity.staff_site_directory "
-                                   "WHERE staff_id = $1 AND site_id = $2 AND agency_id = $3",
-                                   3, params, &err);
-    if (!res) {
-        bc_call_fail_err(call, &err);
-        return -1;
-    }
-    int found = PQntuples(res) > 0;
-    PQclear(res);
-    return found;
 }
