@@ -24,10 +24,10 @@
 
 #define S_REASON_MIN 3
 
-static const char *const s_modes[] = {"in_person", "community", "telehealth_video", "telephone",
+const char *const sched_modes[] = {"in_person", "community", "telehealth_video", "telephone",
                                       NULL};
 
-static bool s_one_of(const char *v, const char *const *set)
+bool sched_one_of(const char *v, const char *const *set)
 {
     for (; *set; set++)
         if (!strcmp(v, *set))
@@ -93,13 +93,7 @@ static int s_emit(bc_call_t *call, const char *topic, const Beacon__Scheduling__
     return bc_call_emit(call, topic, &ev.base);
 }
 
-/* What intake says about the client, read with the caller's scope. */
-typedef struct {
-    char site_id[37];
-    char status[16];
-} s_client_t;
-
-static bc_code_t s_client(bc_call_t *call, const char *client_id, s_client_t *c)
+bc_code_t sched_client(bc_call_t *call, const char *client_id, sched_client_t *c)
 {
     if (!bc_is_uuid(client_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "client_id", "client_id must be a UUID");
@@ -163,6 +157,9 @@ static bc_code_t s_check_slot(bc_call_t *call, const s_slot_t *s)
     " AND scheduling.blocking(" alias ".status) AND " alias ".starts_at < $5::timestamptz"        \
     " AND " alias ".starts_at > $4::timestamptz - interval '24 hours'"                            \
     " AND " alias ".ends_at > $4::timestamptz AND " alias ".id IS DISTINCT FROM $6::uuid"
+#define S_GROUP_OVERLAP                                                                           \
+    " AND x.starts_at < $5::timestamptz AND x.starts_at > $4::timestamptz - interval '24 hours'" \
+    " AND x.ends_at > $4::timestamptz"
     PGresult *res = bc_db_prepared(
         call->db, "sched_conflicts",
         "SELECT what, coalesce(id::text, ''), " SCHED_US("s") ", " SCHED_US("e") " FROM ("
@@ -174,6 +171,18 @@ static bc_code_t s_check_slot(bc_call_t *call, const s_slot_t *s)
         " UNION ALL"
         " (SELECT 'room', a.id, a.starts_at, a.ends_at FROM scheduling.appointments a"
         "  WHERE a.location_id = $3::uuid AND a.location_id IS NOT NULL" S_OVERLAP("a") " LIMIT 3)"
+        " UNION ALL"
+        " (SELECT 'staff_group', x.id, x.starts_at, x.ends_at FROM scheduling.group_occurrences x"
+        "  WHERE x.facilitator_ids @> ARRAY[$1::uuid] AND x.status <> 'cancelled'" S_GROUP_OVERLAP
+        "  LIMIT 3)"
+        " UNION ALL"
+        " (SELECT 'client_group', x.id, x.starts_at, x.ends_at FROM scheduling.group_roster r"
+        "  JOIN scheduling.group_occurrences x ON x.group_id = r.group_id"
+        "  WHERE r.client_id = $2::uuid AND r.left_at IS NULL AND x.status = 'scheduled'"
+        S_GROUP_OVERLAP " LIMIT 3)"
+        " UNION ALL"
+        " (SELECT 'room_group', x.id, x.starts_at, x.ends_at FROM scheduling.group_occurrences x"
+        "  WHERE x.location_id = $3::uuid AND x.status <> 'cancelled'" S_GROUP_OVERLAP " LIMIT 3)"
         " UNION ALL"
         " (SELECT 'time_off', t.id, t.starts_at, t.ends_at FROM scheduling.time_off t"
         "  WHERE t.staff_id = $1::uuid AND t.ends_at > $4::timestamptz"
@@ -192,6 +201,7 @@ static bc_code_t s_check_slot(bc_call_t *call, const s_slot_t *s)
         ") c ORDER BY s, what",
         8, params, &err);
 #undef S_OVERLAP
+#undef S_GROUP_OVERLAP
     if (!res)
         return bc_call_fail_err(call, &err);
     int rows = PQntuples(res);
@@ -202,17 +212,21 @@ static bc_code_t s_check_slot(bc_call_t *call, const s_slot_t *s)
         char from[32], to[32];
         sched_format_instant(sched_us_value(res, i, 2), from);
         sched_format_instant(sched_us_value(res, i, 3), to);
-        const char *label = !strcmp(what, "staff")    ? "the staff member is booked"
-                            : !strcmp(what, "client") ? "the client is booked"
-                            : !strcmp(what, "room")   ? "the room is booked"
-                            : !strcmp(what, "time_off")
-                                ? "the staff member is off"
-                                : "outside the staff member's working hours";
+        const char *label = !strcmp(what, "staff")          ? "the staff member is booked"
+                            : !strcmp(what, "client")       ? "the client is booked"
+                            : !strcmp(what, "room")         ? "the room is booked"
+                            : !strcmp(what, "staff_group")  ? "the staff member runs a group"
+                            : !strcmp(what, "client_group") ? "the client's group meets"
+                            : !strcmp(what, "room_group")   ? "the room holds a group"
+                            : !strcmp(what, "time_off")     ? "the staff member is off"
+                                                            : "outside the staff member's working hours";
+        const char *kind = !strcmp(what, "time_off")  ? "time off"
+                           : strstr(what, "_group")   ? "group occurrence"
+                                                      : "appointment";
         int w = !strcmp(what, "hours")
                     ? snprintf(found + used, sizeof found - used, "%s%s", used ? "; " : "", label)
                     : snprintf(found + used, sizeof found - used, "%s%s %s to %s (%s %s)",
-                               used ? "; " : "", label, from, to,
-                               !strcmp(what, "time_off") ? "time off" : "appointment", id);
+                               used ? "; " : "", label, from, to, kind, id);
         if (w > 0 && (size_t)w < sizeof found - used)
             used += (size_t)w;
     }
@@ -229,7 +243,7 @@ static bc_code_t s_check_slot(bc_call_t *call, const s_slot_t *s)
 }
 
 /* override_conflicts/override_reason: only supervisors, always with a reason. */
-static bc_code_t s_check_override(bc_call_t *call, bool override, const char *reason)
+bc_code_t sched_check_override(bc_call_t *call, bool override, const char *reason)
 {
     if (!override) {
         if (*reason)
@@ -248,7 +262,7 @@ static bc_code_t s_check_override(bc_call_t *call, bool override, const char *re
 }
 
 /* The location, when given: one of the site's active ones. */
-static bc_code_t s_check_location(bc_call_t *call, const char *location_id, const char *site_id)
+bc_code_t sched_check_location(bc_call_t *call, const char *location_id, const char *site_id)
 {
     if (!bc_is_uuid(location_id))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "location_id",
@@ -269,7 +283,7 @@ static bc_code_t s_check_location(bc_call_t *call, const char *location_id, cons
     return BC_OK;
 }
 
-static int s_max_minutes(const bc_call_t *call)
+int sched_max_minutes(const bc_call_t *call)
 {
     return (int)bc_config_int(call->config, "max_appointment_minutes");
 }
@@ -302,7 +316,7 @@ bc_code_t appointments_book(bc_call_t *call, const ProtobufCMessage *in, Protobu
     const Beacon__Scheduling__BookAppointmentRequest *req =
         (const Beacon__Scheduling__BookAppointmentRequest *)in;
     const char *mode = *req->mode ? req->mode : "in_person";
-    if (!s_one_of(mode, s_modes))
+    if (!sched_one_of(mode, sched_modes))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "mode",
                             "mode must be one of in_person, community, telehealth_video, "
                             "telephone");
@@ -313,14 +327,14 @@ bc_code_t appointments_book(bc_call_t *call, const ProtobufCMessage *in, Protobu
     const char *problem = bc_text_problem(req->purpose, false, 500);
     if (problem)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "purpose", "purpose %s", problem);
-    bc_code_t code = s_check_override(call, req->override_conflicts, req->override_reason);
+    bc_code_t code = sched_check_override(call, req->override_conflicts, req->override_reason);
     if (code != BC_OK)
         return code;
     const char *staff = sched_staff_arg(call, req->staff_id, "staff_id");
     if (!staff)
         return call->err.code;
-    s_client_t client;
-    if ((code = s_client(call, req->client_id, &client)) != BC_OK)
+    sched_client_t client;
+    if ((code = sched_client(call, req->client_id, &client)) != BC_OK)
         return code;
     const char *site = *req->site_id ? req->site_id : client.site_id;
     if (!bc_is_uuid(site))
@@ -338,11 +352,11 @@ bc_code_t appointments_book(bc_call_t *call, const ProtobufCMessage *in, Protobu
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "staff_id",
                             "staff member %s does not work at site %s", staff, site);
     const char *location = *req->location_id ? req->location_id : NULL;
-    if (location && (code = s_check_location(call, location, site)) != BC_OK)
+    if (location && (code = sched_check_location(call, location, site)) != BC_OK)
         return code;
     int64_t start_us, end_us;
     if ((code = sched_meeting_times(call, zone, "", req->start, req->end, req->start_local,
-                                    req->end_local, s_max_minutes(call), &start_us, &end_us)) !=
+                                    req->end_local, sched_max_minutes(call), &start_us, &end_us)) !=
         BC_OK)
         return code;
 
@@ -515,7 +529,7 @@ bc_code_t appointments_reschedule(bc_call_t *call, const ProtobufCMessage *in,
 {
     const Beacon__Scheduling__RescheduleAppointmentRequest *req =
         (const Beacon__Scheduling__RescheduleAppointmentRequest *)in;
-    bc_code_t code = s_check_override(call, req->override_conflicts, req->override_reason);
+    bc_code_t code = sched_check_override(call, req->override_conflicts, req->override_reason);
     if (code != BC_OK)
         return code;
     const char *problem = bc_text_problem(req->reason, false, 500);
@@ -531,11 +545,11 @@ bc_code_t appointments_reschedule(bc_call_t *call, const ProtobufCMessage *in,
     const char *location = *req->location_id ? req->location_id
                            : *a->location_id  ? a->location_id
                                               : NULL;
-    if (*req->location_id && (code = s_check_location(call, location, a->site_id)) != BC_OK)
+    if (*req->location_id && (code = sched_check_location(call, location, a->site_id)) != BC_OK)
         return code;
     int64_t start_us, end_us;
     if ((code = sched_meeting_times(call, a->time_zone, "", req->start, req->end, req->start_local,
-                                    req->end_local, s_max_minutes(call), &start_us, &end_us)) !=
+                                    req->end_local, sched_max_minutes(call), &start_us, &end_us)) !=
         BC_OK)
         return code;
     s_slot_t slot = {a->staff_id, a->client_id, location, a->site_id, a->time_zone, a->id,
@@ -603,7 +617,7 @@ bc_code_t appointments_change_status(bc_call_t *call, const ProtobufCMessage *in
         (const Beacon__Scheduling__ChangeAppointmentStatusRequest *)in;
     static const char *const s_targets[] = {"booked", "arrived", "checked_in", "cancelled",
                                             "noshow", "entered_in_error", NULL};
-    if (!s_one_of(req->status, s_targets))
+    if (!sched_one_of(req->status, s_targets))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "status",
                             "status must be one of booked, arrived, checked_in, cancelled, "
                             "noshow, entered_in_error (fulfilled: complete the appointment)");
@@ -650,7 +664,7 @@ bc_code_t appointments_change_status(bc_call_t *call, const ProtobufCMessage *in
 }
 
 /* CMS place of service from how and where a meeting took place. */
-static const char *s_place_of_service(const char *mode, const char *location_kind)
+const char *sched_place_of_service(const char *mode, const char *location_kind)
 {
     if (!strcmp(mode, "telehealth_video") || !strcmp(mode, "telephone"))
         return "02";
@@ -659,7 +673,7 @@ static const char *s_place_of_service(const char *mode, const char *location_kin
     return !strcmp(location_kind, "community") ? "99" : "11";
 }
 
-static const char *const s_places[] = {"02", "10", "11", "12", "53", "57", "99", NULL};
+const char *const sched_places[] = {"02", "10", "11", "12", "53", "57", "99", NULL};
 
 Beacon__Scheduling__Encounter *sched_encounter_from_row(bc_call_t *call, PGresult *res, int row)
 {
@@ -675,6 +689,7 @@ Beacon__Scheduling__Encounter *sched_encounter_from_row(bc_call_t *call, PGresul
     e->place_of_service = bc_arena_strdup(call->arena, PQgetvalue(res, row, 9));
     e->is_group = PQgetvalue(res, row, 10)[0] == 't';
     e->recorded_at = sched_time_value(call, res, row, 11);
+    e->group_occurrence_id = bc_arena_strdup(call->arena, PQgetvalue(res, row, 12));
     return e;
 }
 
@@ -683,11 +698,11 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
 {
     const Beacon__Scheduling__CompleteAppointmentRequest *req =
         (const Beacon__Scheduling__CompleteAppointmentRequest *)in;
-    if (*req->mode && !s_one_of(req->mode, s_modes))
+    if (*req->mode && !sched_one_of(req->mode, sched_modes))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "mode",
                             "mode must be one of in_person, community, telehealth_video, "
                             "telephone");
-    if (*req->place_of_service && !s_one_of(req->place_of_service, s_places))
+    if (*req->place_of_service && !sched_one_of(req->place_of_service, sched_places))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "place_of_service",
                             "place_of_service must be a CMS code Beacon knows: 02, 10, 11, 12, "
                             "53, 57 or 99");
@@ -706,7 +721,7 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
     const char *start = *req->actual_start ? req->actual_start : a->start;
     const char *end = *req->actual_end ? req->actual_end : a->end;
     if ((code = sched_meeting_times(call, a->time_zone, "actual_", start, end, "", "",
-                                    s_max_minutes(call), &start_us, &end_us)) != BC_OK)
+                                    sched_max_minutes(call), &start_us, &end_us)) != BC_OK)
         return code;
     if (end_us > (bc_now_ms() + 5 * 60 * 1000) * 1000)
         return bc_call_fail(call, BC_FAILED_PRECONDITION, "actual_end",
@@ -724,7 +739,7 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
         PQclear(res);
     }
     const char *pos = *req->place_of_service ? req->place_of_service
-                                             : s_place_of_service(mode, kind);
+                                             : sched_place_of_service(mode, kind);
     char s_start[40], s_end[40];
     sched_sql_instant(start_us, s_start);
     sched_sql_instant(end_us, s_end);

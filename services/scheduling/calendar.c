@@ -41,7 +41,7 @@ static int s_end(const char *text, int64_t *us, char date[11])
 }
 
 /* The window [from, to) in microseconds. */
-static bc_code_t s_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
+bc_code_t sched_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
                           const char *view, int max_days, int64_t win[2])
 {
     int days = !*view ? 0 : !strcmp(view, "day") ? 1 : !strcmp(view, "week") ? 7 : -1;
@@ -175,7 +175,7 @@ bc_code_t appointments_list(bc_call_t *call, const ProtobufCMessage *in, Protobu
     if (by_client && !*req->from && !*req->to && !*req->view) {
         win[0] = now - S_CLIENT_DEFAULT_DAYS * S_US_PER_DAY;
         win[1] = now + S_CLIENT_DEFAULT_DAYS * S_US_PER_DAY;
-    } else if ((code = s_window(call, req->site_id, req->from, req->to, req->view,
+    } else if ((code = sched_window(call, req->site_id, req->from, req->to, req->view,
                                 by_client ? S_CLIENT_WINDOW_MAX_DAYS : S_WINDOW_MAX_DAYS, win)) !=
                BC_OK) {
         return code;

@@ -57,7 +57,29 @@ const char *sched_staff_arg(bc_call_t *call, const char *staff_id, const char *f
  * staff_site_directory). -1 with call->err set on a database error. */
 int sched_staff_at_site(bc_call_t *call, const char *staff_id, const char *site_id);
 
-/* ---- appointments.c: rows and their messages --------------------------- */
+/* ---- appointments.c: rows, messages and the checks groups share -------- */
+
+/* Meeting modes (NULL-terminated) and the CMS places of service Beacon knows. */
+extern const char *const sched_modes[];
+extern const char *const sched_places[];
+bool sched_one_of(const char *value, const char *const *set);
+/* The max_appointment_minutes setting. */
+int sched_max_minutes(const bc_call_t *call);
+/* CMS place of service from how and where a meeting took place. */
+const char *sched_place_of_service(const char *mode, const char *location_kind);
+/* override_conflicts/override_reason: only supervisors, always with a reason. */
+bc_code_t sched_check_override(bc_call_t *call, bool override, const char *reason);
+/* location_id: one of site_id's active locations. */
+bc_code_t sched_check_location(bc_call_t *call, const char *location_id, const char *site_id);
+
+/* What intake says about a client, read with the caller's scope (a client
+ * the caller may not see is NOT_FOUND); merged and discharged clients are
+ * refused (FAILED_PRECONDITION). */
+typedef struct {
+    char site_id[37];
+    char status[16];
+} sched_client_t;
+bc_code_t sched_client(bc_call_t *call, const char *client_id, sched_client_t *c);
 
 /* Epoch microseconds of a timestamptz column, as read by sched_us_value. */
 #define SCHED_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
@@ -83,12 +105,40 @@ bc_audit_event_t sched_appointment_event(const Beacon__Scheduling__Appointment *
 #define SCHED_ENCOUNTER_COLUMNS                                                                        \
     "e.id::text, coalesce(e.appointment_id::text, ''), e.client_id::text, e.staff_id::text, "     \
     "e.site_id::text, " SCHED_US("e.starts_at") ", " SCHED_US("e.ends_at") ", e.minutes, e.mode, "        \
-    "e.place_of_service, e.is_group, " SCHED_US("e.recorded_at")
+    "e.place_of_service, e.is_group, " SCHED_US("e.recorded_at") ", "                            \
+    "coalesce(e.group_occurrence_id::text, '')"
 
 /* An encounter row (SCHED_ENCOUNTER_COLUMNS, from encounters e). */
 Beacon__Scheduling__Encounter *sched_encounter_from_row(bc_call_t *call, PGresult *res, int row);
 /* A microseconds column as "2027-03-14T15:30:00Z" in call->arena. */
 char *sched_time_value(bc_call_t *call, PGresult *res, int row, int col);
+
+/* ---- calendar.c ---------------------------------------------------------- */
+
+/* A view's window [from, to) in microseconds: from and to are instants or
+ * dates in site_id's zone (else the caller's first site's); view day or
+ * week sets to one or seven local days after from (default: a day from
+ * today). At most max_days long. */
+bc_code_t sched_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
+                       const char *view, int max_days, int64_t win[2]);
+
+/* ---- groups.c, occurrences.c -------------------------------------------- */
+
+/* PostgreSQL's text form of a uuid[] ("{a,b}") as strings in call->arena. */
+char **sched_uuid_array(bc_call_t *call, const char *text, size_t *n);
+/* True when the caller is a supervisor or one of the facilitators. */
+bool sched_runs_group(const bc_call_t *call, char *const *facilitators, size_t n);
+/* Facilitators from a request as a uuid[] literal: distinct UUIDs, at most
+ * five, each working at site_id; none means the caller. With
+ * include_caller someone who is not a supervisor must be one of them.
+ * NULL with call->err set. */
+char *sched_facilitators(bc_call_t *call, char *const *ids, size_t n, const char *site_id,
+                         bool include_caller);
+/* Locks the facilitators and rooms of a series' scheduled future
+ * occurrences (group_id) or of one occurrence (occurrence_id), then refuses
+ * (CONFLICT, naming up to five) what collides with them, unless override. */
+bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const char *occurrence_id,
+                                bool override);
 
 /* ---- handlers ----------------------------------------------------------- */
 bc_code_t locations_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
@@ -108,5 +158,19 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
                                 ProtobufCMessage **out);
 bc_code_t appointments_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t encounters_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t groups_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t groups_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t groups_cancel(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t groups_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t groups_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t groups_enroll(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t groups_leave(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t occurrences_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t occurrences_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t occurrences_attendance(bc_call_t *call, const ProtobufCMessage *in,
+                                 ProtobufCMessage **out);
+bc_code_t occurrences_complete(bc_call_t *call, const ProtobufCMessage *in,
+                               ProtobufCMessage **out);
+bc_code_t occurrences_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
 #endif

@@ -14,6 +14,18 @@ static const bc_method_t s_methods[] = {
     {"CompleteAppointment", appointments_complete},
     {"ListAppointments", appointments_list},
     {"ListEncounters", encounters_list},
+    {"CreateGroupSession", groups_create},
+    {"UpdateGroupSession", groups_update},
+    {"CancelGroupSession", groups_cancel},
+    {"GetGroupSession", groups_get},
+    {"ListGroupSessions", groups_list},
+    {"EnrollInGroup", groups_enroll},
+    {"LeaveGroup", groups_leave},
+    {"GetGroupOccurrence", occurrences_get},
+    {"UpdateGroupOccurrence", occurrences_update},
+    {"RecordAttendance", occurrences_attendance},
+    {"CompleteGroupOccurrence", occurrences_complete},
+    {"ListGroupOccurrences", occurrences_list},
     {"ReplayEvents", bc_replay_events},
     {NULL, NULL},
 };
@@ -22,6 +34,9 @@ static const bc_setting_t s_settings[] = {
     {"max_appointment_minutes", BC_CFG_INT, "480", 15, 1439,
      "the longest one-on-one meeting that can be booked or recorded, in minutes (meetings "
      "last under 24 hours whatever this says)"},
+    {"max_group_occurrences", BC_CFG_INT, "260", 1, 1000,
+     "the most occurrences one group series may have (weekly for five years by default); a "
+     "longer programme is a new series"},
     BC_SETTINGS_END,
 };
 
