@@ -47,6 +47,20 @@ bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *pre
 /* Reads a bigint column holding epoch microseconds. */
 int64_t sched_us_value(PGresult *res, int row, int col);
 
+/* ---- calendar.c: windows of the schedule -------------------------------- */
+
+#define SCHED_US_PER_DAY (INT64_C(86400) * 1000000)
+
+/* The window [from, to) in microseconds (win[0], win[1]) from a request's
+ * from and to: each an RFC 3339 instant or a date (YYYY-MM-DD, local
+ * midnight in the zone of site_id, or of the caller's first site when
+ * site_id is ""). from "" is today's local midnight; to "" is days local
+ * days after from (so across a daylight-saving change still midnight to
+ * midnight). Refuses, naming the field: malformed ends, to not after from,
+ * a window longer than max_days; NOT_FOUND for an unknown site. */
+bc_code_t sched_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
+                       int days, int max_days, int64_t win[2]);
+
 /* ---- availability.c: who may be scheduled ----------------------------- */
 
 /* staff_id from a request: "" or "me" is the caller. NULL (call->err set)
