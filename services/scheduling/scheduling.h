@@ -1,6 +1,6 @@
 /*  scheduling: handlers of the scheduling service, one file per resource
- *  (locations.c, availability.c, appointments.c), and the time handling
- *  they share (times.c). */
+ *  (locations.c, availability.c, appointments.c, calendar.c, feed.c), and
+ *  the time handling they share (times.c). */
 #ifndef SCHEDULING_H
 #define SCHEDULING_H
 
@@ -122,5 +122,8 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
                                 ProtobufCMessage **out);
 bc_code_t appointments_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t encounters_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* feed.c: GetCalendarFeed, a staff member's schedule as an iCalendar file
+ * (beacon.FileReply). */
+bc_code_t feed_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
 #endif

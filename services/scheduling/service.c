@@ -14,6 +14,7 @@ static const bc_method_t s_methods[] = {
     {"CompleteAppointment", appointments_complete},
     {"ListAppointments", appointments_list},
     {"ListEncounters", encounters_list},
+    {"GetCalendarFeed", feed_get},
     {"ReplayEvents", bc_replay_events},
     {NULL, NULL},
 };
