@@ -174,6 +174,63 @@ static int s_parse_query(const char *q, size_t len, json_t *obj, bc_error_t *err
     return 0;
 }
 
+/* A header value from a service: 1 to 127 printable ASCII characters. */
+static bool s_header_value_ok(const char *v)
+{
+    size_t n = strlen(v);
+    bool ok = n >= 1 && n <= 127;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = v[i] >= 0x20 && v[i] < 0x7f;
+    return ok;
+}
+
+/* A download name that is safe inside a quoted Content-Disposition and on
+ * any file system: letters, digits, '.', '-' and '_' kept, other bytes
+ * (quotes, slashes, controls, non-ASCII) replaced by '_', no leading dot,
+ * at most 100 characters; "download" when nothing is left. */
+static void s_attachment_name(const char *name, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const char *p = name; *p && o + 1 < len && o < 100; p++) {
+        char ch = *p;
+        bool keep = isalnum((unsigned char)ch) || ch == '.' || ch == '-' || ch == '_';
+        if (o == 0 && ch == '.')
+            continue;
+        out[o++] = keep ? ch : '_';
+    }
+    out[o] = '\0';
+    if (o == 0)
+        snprintf(out, len, "download");
+}
+
+/* A GW_ROUTE_FILE reply (beacon.FileReply): its body as it is, with its
+ * content type, as a download. */
+static void s_send_file(s_call_t *c, const Beacon__Reply *reply)
+{
+    bc_error_t e;
+    Beacon__FileReply *f = NULL;
+    if (c->method->output == &beacon__file_reply__descriptor)
+        f = (Beacon__FileReply *)bc_pb_unpack(&beacon__file_reply__descriptor, NULL,
+                                              reply->payload.data, reply->payload.len,
+                                              BC_PB_MAX_DEPTH, &e);
+    if (!f || !s_header_value_ok(f->content_type)) {
+        bc_err("cannot serve %s reply as a file", c->route->rpc);
+        if (f)
+            protobuf_c_message_free_unpacked(&f->base, NULL);
+        s_problem(c, BC_INTERNAL, "the service sent a reply the gateway could not read", NULL);
+        return;
+    }
+    char name[128], disposition[160];
+    s_attachment_name(f->filename, name, sizeof name);
+    int n = snprintf(disposition, sizeof disposition, "attachment; filename=\"%s\"", name);
+    gw_common_headers(c->req, c->request_id);
+    h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_CONTENT_DISPOSITION, NULL,
+                   h2o_strdup(&c->req->pool, disposition, (size_t)n).base, (size_t)n);
+    gw_send_bytes(c->req, c->route->success_status, f->content_type, f->body.data, f->body.len);
+    protobuf_c_message_free_unpacked(&f->base, NULL);
+    gw_access_log(c->req, c->request_id, c->route->success_status, c->started_us);
+}
+
 static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *err)
 {
     s_call_t *c = arg;
@@ -181,6 +238,10 @@ static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *
     c->thread->inflight--;
     if (err) {
         s_problem(c, err->code, err->message, err->field);
+        return;
+    }
+    if (c->route->flags & GW_ROUTE_FILE) {
+        s_send_file(c, reply);
         return;
     }
     bc_error_t e;

@@ -1,7 +1,7 @@
 /*  gateway: the HTTPS/JSON edge. Terminates TLS, routes METHOD /path to
  *  service.method, converts JSON <-> protobuf with the generic converter,
- *  calls the service over ZeroMQ and answers with JSON or
- *  application/problem+json (RFC 9457).
+ *  calls the service over ZeroMQ and answers with JSON (or, for a file
+ *  route, the file the service made) or application/problem+json (RFC 9457).
  *
  *  Each gateway thread runs its own h2o event loop, its own listening socket
  *  (SO_REUSEPORT) and its own ZeroMQ clients, so threads share nothing but
@@ -59,6 +59,11 @@ typedef struct {
 #define GW_ROUTE_REVOKES 4
 /* If-Match is required (428 without it). */
 #define GW_ROUTE_IF_MATCH 8
+/* The reply is a file, not JSON: the method returns beacon.FileReply and
+ * the gateway sends its body as it is, with its content_type, as a
+ * download (Content-Disposition: attachment; the filename sanitised) and
+ * the headers every response carries. Errors stay problem+json. */
+#define GW_ROUTE_FILE 16
 
 extern const gw_route_t gw_routes[];
 extern const size_t gw_nroutes;
@@ -131,6 +136,9 @@ void gw_health(gw_thread_t *t, h2o_req_t *req, const char *request_id);
 void gw_common_headers(h2o_req_t *req, const char *request_id);
 /* Sends json (reference stolen) with status and content type. */
 void gw_send_json(h2o_req_t *req, int status, const char *content_type, json_t *json);
+/* Sends len bytes of body (copied) with status and content type (copied). */
+void gw_send_bytes(h2o_req_t *req, int status, const char *content_type, const void *body,
+                   size_t len);
 /* Sends an RFC 9457 problem built from err (message, field) and code. */
 void gw_send_problem(h2o_req_t *req, const char *request_id, bc_code_t code, const char *detail,
                      const char *field);

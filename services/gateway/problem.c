@@ -1,5 +1,5 @@
-/*  problem: JSON and RFC 9457 problem+json responses, the headers every
- *  response carries, and the access log. */
+/*  problem: JSON, RFC 9457 problem+json and file responses, the headers
+ *  every response carries, and the access log. */
 #include <stdio.h>
 #include <string.h>
 
@@ -22,21 +22,26 @@ void gw_common_headers(h2o_req_t *req, const char *request_id)
                    H2O_STRLIT("max-age=31536000"));
 }
 
+void gw_send_bytes(h2o_req_t *req, int status, const char *content_type, const void *body,
+                   size_t len)
+{
+    req->res.status = status;
+    req->res.reason = "";
+    h2o_iovec_t type = h2o_strdup(&req->pool, content_type, SIZE_MAX);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type.base,
+                   type.len);
+    /* With a known length h2o keeps an HTTP/1.1 connection alive for every
+     * status; without it, only 200 responses would be. */
+    req->res.content_length = len;
+    h2o_send_inline(req, len ? body : "", len); /* copies the body into the pool */
+}
+
 void gw_send_json(h2o_req_t *req, int status, const char *content_type, json_t *json)
 {
     char *text = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(json);
-    size_t len = text ? strlen(text) : 0;
-    h2o_iovec_t body = h2o_strdup(&req->pool, text ? text : "", len);
+    gw_send_bytes(req, status, content_type, text ? text : "", text ? strlen(text) : 0);
     free(text);
-    req->res.status = status;
-    req->res.reason = "";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-                   strlen(content_type));
-    /* With a known length h2o keeps an HTTP/1.1 connection alive for every
-     * status; without it, only 200 responses would be. */
-    req->res.content_length = body.len;
-    h2o_send_inline(req, body.base, body.len);
 }
 
 void gw_send_http_problem(h2o_req_t *req, const char *request_id, int status, const char *slug,

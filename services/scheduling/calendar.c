@@ -24,7 +24,6 @@
 #define S_WINDOW_MAX_DAYS 62
 #define S_CLIENT_WINDOW_MAX_DAYS 3660
 #define S_CLIENT_DEFAULT_DAYS 365
-#define S_US_PER_DAY (INT64_C(86400) * 1000000)
 
 /* One end of a window: an instant (*us set, *date empty) or a local date. */
 static int s_end(const char *text, int64_t *us, char date[11])
@@ -40,17 +39,9 @@ static int s_end(const char *text, int64_t *us, char date[11])
     return sched_parse_instant(text, us);
 }
 
-/* The window [from, to) in microseconds. */
 bc_code_t sched_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
-                          const char *view, int max_days, int64_t win[2])
+                       int days, int max_days, int64_t win[2])
 {
-    int days = !*view ? 0 : !strcmp(view, "day") ? 1 : !strcmp(view, "week") ? 7 : -1;
-    if (days < 0)
-        return bc_call_fail(call, BC_INVALID_ARGUMENT, "view", "view must be day or week");
-    if (days && *to)
-        return bc_call_fail(call, BC_INVALID_ARGUMENT, "to", "give view or to, not both");
-    if (!days && !*to)
-        days = 1; /* a day's calendar unless told otherwise */
     char from_date[11], to_date[11];
     if (s_end(from, &win[0], from_date))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "from",
@@ -102,10 +93,23 @@ bc_code_t sched_window(bc_call_t *call, const char *site_id, const char *from, c
     }
     if (win[1] <= win[0])
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "to", "to must be after from");
-    if (win[1] - win[0] > max_days * S_US_PER_DAY)
+    if (win[1] - win[0] > max_days * SCHED_US_PER_DAY)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "to", "a window is at most %d days",
                             max_days);
     return BC_OK;
+}
+
+bc_code_t sched_view_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
+                          const char *view, int max_days, int64_t win[2])
+{
+    int days = !*view ? 0 : !strcmp(view, "day") ? 1 : !strcmp(view, "week") ? 7 : -1;
+    if (days < 0)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "view", "view must be day or week");
+    if (days && *to)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "to", "give view or to, not both");
+    if (!days && !*to)
+        days = 1; /* a day's calendar unless told otherwise */
+    return sched_window(call, site_id, from, to, days, max_days, win);
 }
 
 static bc_code_t s_limit(bc_call_t *call, int limit, int *out)
@@ -173,9 +177,9 @@ bc_code_t appointments_list(bc_call_t *call, const ProtobufCMessage *in, Protobu
     int64_t win[2], now = bc_now_ms() * 1000;
     bool by_client = *req->client_id;
     if (by_client && !*req->from && !*req->to && !*req->view) {
-        win[0] = now - S_CLIENT_DEFAULT_DAYS * S_US_PER_DAY;
-        win[1] = now + S_CLIENT_DEFAULT_DAYS * S_US_PER_DAY;
-    } else if ((code = sched_window(call, req->site_id, req->from, req->to, req->view,
+        win[0] = now - S_CLIENT_DEFAULT_DAYS * SCHED_US_PER_DAY;
+        win[1] = now + S_CLIENT_DEFAULT_DAYS * SCHED_US_PER_DAY;
+    } else if ((code = sched_view_window(call, req->site_id, req->from, req->to, req->view,
                                 by_client ? S_CLIENT_WINDOW_MAX_DAYS : S_WINDOW_MAX_DAYS, win)) !=
                BC_OK) {
         return code;
@@ -242,7 +246,7 @@ bc_code_t encounters_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
               " AND e.starts_at >= $3::timestamptz AND e.starts_at < $4::timestamptz"
               " ORDER BY e.starts_at DESC, e.id LIMIT $5::int";
     }
-    int64_t win[2] = {INT64_C(0), bc_now_ms() * 1000 + S_US_PER_DAY};
+    int64_t win[2] = {INT64_C(0), bc_now_ms() * 1000 + SCHED_US_PER_DAY};
     if (*req->from && sched_parse_instant(req->from, &win[0]))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "from", "from must be an RFC 3339 time");
     if (*req->to && sched_parse_instant(req->to, &win[1]))

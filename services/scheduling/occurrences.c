@@ -601,8 +601,8 @@ bc_code_t occurrences_list(bc_call_t *call, const ProtobufCMessage *in, Protobuf
                             S_LIST_MAX);
     int limit = req->limit ? req->limit : S_LIST_DEFAULT;
     int64_t win[2];
-    bc_code_t code = sched_window(call, req->site_id, req->from, req->to, req->view,
-                                  S_WINDOW_MAX_DAYS, win);
+    bc_code_t code = sched_view_window(call, req->site_id, req->from, req->to, req->view,
+                                       S_WINDOW_MAX_DAYS, win);
     if (code != BC_OK)
         return code;
     /* Every site of the caller unless one is named. */

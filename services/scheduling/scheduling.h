@@ -1,6 +1,6 @@
 /*  scheduling: handlers of the scheduling service, one file per resource
- *  (locations.c, availability.c, appointments.c), and the time handling
- *  they share (times.c). */
+ *  (locations.c, availability.c, appointments.c, calendar.c, feed.c), and
+ *  the time handling they share (times.c). */
 #ifndef SCHEDULING_H
 #define SCHEDULING_H
 
@@ -46,6 +46,24 @@ bc_code_t sched_meeting_times(bc_call_t *call, const char *zone, const char *pre
 
 /* Reads a bigint column holding epoch microseconds. */
 int64_t sched_us_value(PGresult *res, int row, int col);
+
+/* ---- calendar.c: windows of the schedule -------------------------------- */
+
+#define SCHED_US_PER_DAY (INT64_C(86400) * 1000000)
+
+/* The window [from, to) in microseconds (win[0], win[1]) from a request's
+ * from and to: each an RFC 3339 instant or a date (YYYY-MM-DD, local
+ * midnight in the zone of site_id, or of the caller's first site when
+ * site_id is ""). from "" is today's local midnight; to "" is days local
+ * days after from (so across a daylight-saving change still midnight to
+ * midnight). Refuses, naming the field: malformed ends, to not after from,
+ * a window longer than max_days; NOT_FOUND for an unknown site. */
+bc_code_t sched_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
+                       int days, int max_days, int64_t win[2]);
+/* The window of a list: sched_window, with view=day or week setting "to"
+ * one or seven local days after "from" (a day without either). */
+bc_code_t sched_view_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
+                            const char *view, int max_days, int64_t win[2]);
 
 /* ---- availability.c: who may be scheduled ----------------------------- */
 
@@ -113,15 +131,6 @@ Beacon__Scheduling__Encounter *sched_encounter_from_row(bc_call_t *call, PGresul
 /* A microseconds column as "2027-03-14T15:30:00Z" in call->arena. */
 char *sched_time_value(bc_call_t *call, PGresult *res, int row, int col);
 
-/* ---- calendar.c ---------------------------------------------------------- */
-
-/* A view's window [from, to) in microseconds: from and to are instants or
- * dates in site_id's zone (else the caller's first site's); view day or
- * week sets to one or seven local days after from (default: a day from
- * today). At most max_days long. */
-bc_code_t sched_window(bc_call_t *call, const char *site_id, const char *from, const char *to,
-                       const char *view, int max_days, int64_t win[2]);
-
 /* ---- groups.c, occurrences.c -------------------------------------------- */
 
 /* PostgreSQL's text form of a uuid[] ("{a,b}") as strings in call->arena. */
@@ -172,5 +181,8 @@ bc_code_t occurrences_attendance(bc_call_t *call, const ProtobufCMessage *in,
 bc_code_t occurrences_complete(bc_call_t *call, const ProtobufCMessage *in,
                                ProtobufCMessage **out);
 bc_code_t occurrences_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* feed.c: GetCalendarFeed, a staff member's schedule as an iCalendar file
+ * (beacon.FileReply). */
+bc_code_t feed_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
 #endif

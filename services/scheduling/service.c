@@ -26,6 +26,7 @@ static const bc_method_t s_methods[] = {
     {"RecordAttendance", occurrences_attendance},
     {"CompleteGroupOccurrence", occurrences_complete},
     {"ListGroupOccurrences", occurrences_list},
+    {"GetCalendarFeed", feed_get},
     {"ReplayEvents", bc_replay_events},
     {NULL, NULL},
 };

@@ -82,6 +82,7 @@ SPEC = {
     ("POST", "/api/v1/appointments/{id}/status"): CARE,
     ("POST", "/api/v1/appointments/{id}/complete"): CARE,
     ("GET", "/api/v1/encounters"): CARE,
+    ("GET", "/api/v1/staff/{staff_id}/calendar.ics"): CARE,
 }
 
 _SLOTS = iter(range(1, 10000))
@@ -348,6 +349,12 @@ class AccessMatrixTests(StackTestCase):
         if key == ("GET", "/api/v1/encounters"):
             return (path + "?client_id=" + self.client[target], None) \
                 if target == "own" else None
+        if key == ("GET", "/api/v1/staff/{staff_id}/calendar.ics"):
+            # One's own feed; a specialist at the other site; one in the
+            # other agency (only a supervisor of their site may have theirs).
+            staff = {"own": "me", "other_site": self.peer_b.id,
+                     "other_agency": self.other["peer_specialist"].id}[target]
+            return path.replace("{staff_id}", staff) + "?from=2031-01-01&to=2031-03-01", None
         raise AssertionError("no request written for %s %s: add one" % key)
 
     def expected(self, method, path, who, target):
