@@ -8,7 +8,9 @@
  *  per appointment in the window, UID "<id>@beacon", SEQUENCE the number of
  *  changes (version - 1), DTSTAMP the last change; proposed meetings are
  *  TENTATIVE, cancelled ones CANCELLED (so a subscribed calendar drops
- *  them), no-shows and records entered in error are left out.
+ *  them), no-shows and records entered in error are left out. The group
+ *  meetings they facilitate follow, one VEVENT each, named by the group's
+ *  title (no client data).
  *
  *  Who: oneself ("me"), or, for a supervisor, a staff member who works at
  *  one of their sites; row security shows only meetings at the caller's
@@ -154,6 +156,53 @@ static int s_audit(bc_call_t *call, PGresult *res, const char *staff, const int6
     return 0;
 }
 
+/* The group meetings the staff member facilitates in the window, one
+ * VEVENT each (an occurrence edited on its own keeps its own time, so no
+ * RRULE): the group's title, no client data. params as the feed query's. */
+static int s_add_groups(bc_call_t *call, sched_ical_t *ical, const char *const params[5])
+{
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "sched_feed_groups",
+        "SELECT o.id::text, " SCHED_US("o.starts_at") ", " SCHED_US("o.ends_at") ", "
+        SCHED_US("o.updated_at") ", o.version, o.status, g.title, coalesce(l.name, '') "
+        "FROM scheduling.group_occurrences o JOIN scheduling.groups g ON g.id = o.group_id "
+        "LEFT JOIN scheduling.locations l ON l.id = o.location_id "
+        "WHERE o.agency_id = $1 AND $2::uuid = ANY (o.facilitator_ids) "
+        "AND o.starts_at >= $3::timestamptz AND o.starts_at < $4::timestamptz "
+        "ORDER BY o.starts_at, o.id LIMIT $5::int",
+        5, params, &err);
+    if (!res) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    int rows = PQntuples(res), rc = 0;
+    if (rows > S_MAX_EVENTS)
+        rc = -1, bc_call_fail(call, BC_INVALID_ARGUMENT, "to",
+                              "more than %d group meetings between from and to: ask for a "
+                              "shorter window (from, to)",
+                              S_MAX_EVENTS);
+    for (int i = 0; rc == 0 && i < rows; i++) {
+        const char *status = PQgetvalue(res, i, 5);
+        sched_ical_event_t ev = {
+            .uid = bc_arena_printf(call->arena, "%s@beacon", PQgetvalue(res, i, 0)),
+            .start_us = sched_us_value(res, i, 1),
+            .end_us = sched_us_value(res, i, 2),
+            .stamp_us = sched_us_value(res, i, 3),
+            .summary = bc_arena_printf(call->arena, "Group: %s", PQgetvalue(res, i, 6)),
+            .location = PQgetvalue(res, i, 7),
+            .status = !strcmp(status, "cancelled") ? "CANCELLED" : "CONFIRMED",
+            .sequence = atoi(PQgetvalue(res, i, 4)) - 1,
+            .categories = "Group session",
+        };
+        if (sched_ical_add(ical, &ev) < 0)
+            rc = -1, bc_call_fail(call, BC_INTERNAL, "", "group meeting %s cannot be written",
+                                  ev.uid);
+    }
+    PQclear(res);
+    return rc;
+}
+
 bc_code_t feed_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
     const Beacon__Scheduling__GetCalendarFeedRequest *req =
@@ -216,6 +265,11 @@ bc_code_t feed_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage
             PQclear(res);
             return bc_call_fail(call, BC_INTERNAL, "", "appointment %s cannot be written", ev.uid);
         }
+    }
+    if (s_add_groups(call, ical, params) < 0) {
+        sched_ical_destroy(&ical);
+        PQclear(res);
+        return call->err.code;
     }
     if (s_audit(call, res, staff, win) < 0) {
         sched_ical_destroy(&ical);

@@ -77,6 +77,14 @@ class GroupSessionTests(StackTestCase):
         self.assertEqual([o["start"] for o in self.occurrences(fall["id"], frm="2026-10-20",
                                                                to="2026-11-20")],
                          ["2026-10-25T05:30:00Z", "2026-11-01T05:30:00Z", "2026-11-08T06:30:00Z"])
+        # The facilitator's calendar file carries each meeting in UTC.
+        ics = self.req("GET", "/api/v1/staff/me/calendar.ics?from=2026-10-01&to=2026-12-01",
+                       headers=self.peer.auth)
+        self.assertEqual(ics.status, 200, ics.body)
+        text = ics.body.decode()
+        self.assertIn("UID:%s@beacon" % occ[2]["id"], text)
+        self.assertIn("DTSTART:20261102T230000Z", text)
+        self.assertIn("SUMMARY:Group: Relapse prevention", text)
         spring = self.group(start_time="02:30", minutes=60,
                             rule={"freq": "weekly", "start_date": "2027-03-07", "count": 3})
         occ = self.occurrences(spring["id"], frm="2027-03-01", to="2027-03-31")
