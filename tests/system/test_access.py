@@ -83,9 +83,30 @@ SPEC = {
     ("POST", "/api/v1/appointments/{id}/complete"): CARE,
     ("GET", "/api/v1/encounters"): CARE,
     ("GET", "/api/v1/staff/{staff_id}/calendar.ics"): CARE,
+    ("POST", "/api/v1/group-sessions"): CARE,
+    ("GET", "/api/v1/group-sessions"): CARE,
+    ("GET", "/api/v1/group-sessions/{id}"): CARE,
+    ("PATCH", "/api/v1/group-sessions/{id}"): CARE,
+    ("POST", "/api/v1/group-sessions/{id}/cancel"): CARE,
+    ("POST", "/api/v1/group-sessions/{group_id}/roster"): CARE,
+    ("POST", "/api/v1/group-sessions/{group_id}/roster/{client_id}/leave"): CARE,
+    ("GET", "/api/v1/group-occurrences"): CARE,
+    ("GET", "/api/v1/group-occurrences/{id}"): CARE,
+    ("PATCH", "/api/v1/group-occurrences/{id}"): CARE,
+    ("PUT", "/api/v1/group-occurrences/{id}/attendance"): CARE,
+    ("POST", "/api/v1/group-occurrences/{id}/complete"): CARE,
 }
 
 _SLOTS = iter(range(1, 10000))
+
+
+def group_body(site_id):
+    """A one-meeting group series at a time no other matrix request uses: in
+    2032, as its start is a local time and one-on-one slots are 2031 UTC."""
+    start = slot()["start"].replace("2031-", "2032-", 1)
+    return {"site_id": site_id, "topic": "self_care", "capacity": 12, "minutes": 30,
+            "start_time": start[11:16],
+            "rule": {"freq": "weekly", "start_date": start[:10], "count": 1}}
 
 
 def slot():
@@ -186,6 +207,20 @@ class AccessMatrixTests(StackTestCase):
             "own": appointment(cls.staff["peer_specialist"], cls.client["own"]),
             "other_site": appointment(cls.peer_b, cls.client["other_site"]),
             "other_agency": appointment(cls.other["peer_specialist"], cls.client["other_agency"])}
+        # Group series, one meeting each, run by each target's peer.
+        def group(who, site_id):
+            r = req("POST", "/api/v1/group-sessions", headers=who.auth, body=group_body(site_id))
+            assert r.status == 201, r.body
+            g = r.json()["id"]
+            r = req("GET", "/api/v1/group-occurrences?group_id=%s&from=2032-01-01&to=2032-03-31"
+                    % g, headers=who.auth)
+            assert r.status == 200, r.body
+            return g, r.json()["occurrences"][0]["id"]
+        made = {"own": group(cls.staff["peer_specialist"], cls.site_a),
+                "other_site": group(cls.peer_b, cls.site_b),
+                "other_agency": group(cls.other["peer_specialist"], cls.site_x)}
+        cls.group = {t: g for t, (g, _) in made.items()}
+        cls.occurrence = {t: o for t, (_, o) in made.items()}
         # Staff accounts to read, change and disable.
         cls.target_staff = {"own": org.add_staff(["peer_specialist"], [cls.site_a]).id,
                             "other_site": org.add_staff(["peer_specialist"], [cls.site_b]).id,
@@ -355,7 +390,53 @@ class AccessMatrixTests(StackTestCase):
             staff = {"own": "me", "other_site": self.peer_b.id,
                      "other_agency": self.other["peer_specialist"].id}[target]
             return path.replace("{staff_id}", staff) + "?from=2031-01-01&to=2031-03-01", None
+        peer = self.staff["peer_specialist"]
+        if key == ("POST", "/api/v1/group-sessions"):
+            return path, group_body(site)
+        if key == ("GET", "/api/v1/group-sessions"):
+            return (path + "?site_id=" + site, None) if target == "own" else None
+        if key == ("GET", "/api/v1/group-sessions/{id}"):
+            return path.replace("{id}", self.group[target]), None
+        if key == ("PATCH", "/api/v1/group-sessions/{id}"):
+            url = path.replace("{id}", self.group[target])
+            return url, {"title": "Renamed"}, {"If-Match": self.etag(url, target)}
+        if key == ("POST", "/api/v1/group-sessions/{id}/cancel"):
+            # A series of its own to end, each time.
+            gid = self.group[target]
+            if target == "own":
+                r = self.stack.request("POST", "/api/v1/group-sessions", headers=peer.auth,
+                                       body=group_body(site))
+                self.assertEqual(r.status, 201, r.body)
+                gid = r.json()["id"]
+            return path.replace("{id}", gid), {"reason": "matrix"}
+        if key == ("POST", "/api/v1/group-sessions/{group_id}/roster"):
+            return (path.replace("{group_id}", self.group[target]),
+                    {"client_id": self.client[target]})
+        if key == ("POST", "/api/v1/group-sessions/{group_id}/roster/{client_id}/leave"):
+            return (path.replace("{group_id}", self.group[target])
+                    .replace("{client_id}", self.client[target]), {"reason": "matrix"})
+        if key == ("GET", "/api/v1/group-occurrences"):
+            return (path + "?site_id=%s&from=2032-01-01&to=2032-03-31" % site, None) \
+                if target == "own" else None
+        if key == ("GET", "/api/v1/group-occurrences/{id}"):
+            return path.replace("{id}", self.occurrence[target]), None
+        if key == ("PATCH", "/api/v1/group-occurrences/{id}"):
+            url = path.replace("{id}", self.occurrence[target])
+            return url, slot(), {"If-Match": self.etag(url, target)}
+        if key == ("PUT", "/api/v1/group-occurrences/{id}/attendance"):
+            return (path.replace("{id}", self.occurrence[target]),
+                    {"attendance": [{"client_id": self.client[target], "status": "excused"}]})
+        if key == ("POST", "/api/v1/group-occurrences/{id}/complete"):
+            return path.replace("{id}", self.occurrence[target]), {}
         raise AssertionError("no request written for %s %s: add one" % key)
+
+    def etag(self, url, target):
+        """The current version of an own record, as its creator reads it."""
+        if target != "own":
+            return '"1"'
+        r = self.stack.request("GET", url, headers=self.staff["peer_specialist"].auth)
+        self.assertEqual(r.status, 200, r.body)
+        return '"%d"' % r.json()["version"]
 
     def expected(self, method, path, who, target):
         """The statuses allowed for this combination."""
@@ -402,6 +483,15 @@ class AccessMatrixTests(StackTestCase):
             return {200, 422} if key[1].endswith("/status") else {422}
         if target == "other_site" and not who.agency_wide:
             return {403, 404}
+        if key == ("POST", "/api/v1/group-sessions/{group_id}/roster"):
+            return {201, 409}  # the first puts the client on, the rest find them there
+        if key == ("POST", "/api/v1/group-sessions/{group_id}/roster/{client_id}/leave"):
+            return {200, 404}  # the first takes them off, the rest find them gone
+        if key in (("PUT", "/api/v1/group-occurrences/{id}/attendance"),
+                   ("POST", "/api/v1/group-occurrences/{id}/complete")):
+            # The client has left the roster by now, and the meeting is in
+            # the future: refused as out of order, whoever asks.
+            return {422}
         return {200, 201}
 
     # -- tests ---------------------------------------------------------------
