@@ -149,6 +149,19 @@ char *sched_facilitators(bc_call_t *call, char *const *ids, size_t n, const char
 bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const char *occurrence_id,
                                 bool override);
 
+/* ---- reminders.c ---------------------------------------------------------- */
+
+/* The reminder_minutes setting ("1440,120") as an int[] literal in out:
+ * up to four offsets of 5 to 10080 minutes, "" for none. Returns how many,
+ * or -1 with err set. */
+int sched_reminder_offsets(const char *text, char out[64], bc_error_t *err);
+/* Starts the reminder scanner (a thread with its own connection; none when
+ * reminder_minutes is empty). NULL with err set on a bad setting. */
+typedef struct sched_reminders sched_reminders_t;
+sched_reminders_t *sched_reminders_start(const bc_config_t *config, bc_error_t *err);
+/* Stops the thread and frees; NULL allowed. */
+void sched_reminders_stop(sched_reminders_t *self);
+
 /* ---- handlers ----------------------------------------------------------- */
 bc_code_t locations_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t locations_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);

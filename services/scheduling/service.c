@@ -38,12 +38,31 @@ static const bc_setting_t s_settings[] = {
     {"max_group_occurrences", BC_CFG_INT, "260", 1, 1000,
      "the most occurrences one group series may have (weekly for five years by default); a "
      "longer programme is a new series"},
+    {"reminder_minutes", BC_CFG_STRING, "1440,120", 0, 0,
+     "when reminder.due events go out before a booked meeting or group meeting: minutes "
+     "before the start, comma-separated (up to four; empty for none)"},
+    {"reminder_scan_seconds", BC_CFG_INT, "30", 1, 3600,
+     "how often the service looks for reminders that are due"},
     BC_SETTINGS_END,
 };
+
+static int s_start(const bc_config_t *config, void **state, bc_error_t *err)
+{
+    sched_reminders_t *r = sched_reminders_start(config, err);
+    *state = r;
+    return r ? 0 : -1;
+}
+
+static void s_stop(void *state)
+{
+    sched_reminders_stop(state);
+}
 
 const bc_service_def_t scheduling_service = {
     .name = "scheduling",
     .descriptor = &beacon__scheduling__scheduling__descriptor,
     .methods = s_methods,
     .settings = s_settings,
+    .start = s_start,
+    .stop = s_stop,
 };

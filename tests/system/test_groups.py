@@ -6,6 +6,8 @@ completion into an encounter per attending client, double bookings with
 one-on-one meetings in both directions, and bad rules refused with nothing
 created."""
 
+import datetime
+import time
 import uuid
 
 from harness import StackTestCase, launch, new_client
@@ -13,6 +15,7 @@ from harness import StackTestCase, launch, new_client
 
 class GroupSessionTests(StackTestCase):
     settings = {"allow_bootstrap": True}
+    process_settings = {"scheduling": {"reminder_scan_seconds": 1}}
 
     @classmethod
     def setUpClass(cls):
@@ -363,3 +366,41 @@ class GroupSessionTests(StackTestCase):
                                     dict(body, topic="self_care", capacity=5, minutes=60,
                                          site_id=self.site, facilitator_ids=[self.peer2.id]),
                                     headers=self.sup.auth), 409)
+
+    # -- reminders ----------------------------------------------------------------
+
+    def test_reminders_fall_due_once_before_meetings_and_group_meetings(self):
+        def soon(seconds):
+            t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+            return t.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+        c = self.client()
+        # Two hours and a few seconds ahead: the 2-hour reminder falls due
+        # in a few seconds; the 24-hour one fell due before the booking and
+        # never goes out.
+        a = self.req("POST", "/api/v1/appointments",
+                     {"client_id": c, "start": soon(7200 + 4), "end": soon(7200 + 1800),
+                      "mode": "telephone"}, headers=self.peer.auth)
+        self.assertEqual(a.status, 201, a.body)
+        g = self.group(self.peer2, start_time="06:00",
+                       rule={"freq": "weekly", "start_date": "2028-01-03", "count": 1})
+        occ = self.occurrences(g["id"], frm="2028-01-01", to="2028-01-31")[0]
+        moved = self.req("PATCH", "/api/v1/group-occurrences/" + occ["id"],
+                         {"start": soon(7200 + 5), "end": soon(7200 + 3600)},
+                         headers=self.if_match(self.peer2, occ["version"]))
+        self.assertEqual(moved.status, 200, moved.body)
+
+        def sent():
+            # (row security shows the table to the scanner's purpose only)
+            return self.psql("SELECT set_config('beacon.purpose', 'reminder_scan', false); "
+                             "SELECT kind || ':' || minutes FROM scheduling.reminders_sent "
+                             "WHERE item_id IN ('%s', '%s') ORDER BY kind"
+                             % (a.json()["id"], occ["id"])).split()[1:]
+        deadline = time.time() + 30
+        while time.time() < deadline and len(sent()) < 2:
+            time.sleep(0.5)
+        self.assertEqual(sent(), ["appointment:120", "group_occurrence:120"])
+        time.sleep(2)  # further scans add nothing
+        self.assertEqual(sent(), ["appointment:120", "group_occurrence:120"])
+        events = self.psql("SELECT count(*) FROM events.outbox WHERE producer = 'scheduling' "
+                           "AND topic = 'reminder.due' AND created_at > now() - interval '1 minute'")
+        self.assertEqual(events.split()[-1], "2")
