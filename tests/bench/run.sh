@@ -58,7 +58,7 @@ BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b61
 
 # Benchmarks, run in this order.
 BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
-            pgbench_select)
+            group_quarter pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -67,6 +67,8 @@ TARGETS=(
   "client_create.rps min 1500 client registrations per second (audited, Medicaid ID encrypted)"
   "caseload_list.p99_ms max 20 p99 of a caseload page of 50 over 50,000 clients"
   "week_view.p99_ms max 20 p99 of a specialist's week view over a year of 500 staff's history"
+  "group_quarter.p99_ms max 50 p99 of a site's quarter of 200 weekly groups (2,600 meetings) read expanded"
+  "group_layout.p99_ms max 50 p99 of laying out one weekly series for a quarter (13 meetings, conflict-checked)"
 )
 
 RATIOS=(
@@ -340,6 +342,42 @@ bench_week_view() {
   fi
   from=$(date -u -d '8 days ago' +%Y-%m-%d)
   s_wrk week_view "/api/v1/appointments?staff_id=me&view=week&from=$from" 2 \
+    "$BENCH_LIST_CONNECTIONS" "Authorization: Bearer $token"
+}
+
+# Group sessions: 200 weekly series for a quarter at one site, each laid
+# out through the API (rule expanded in the site's local dates, 13 instants
+# in its zone, conflict-checked against the facilitator's schedule), then
+# the site's quarter read back expanded (2,600 meetings per request).
+bench_group_quarter() {
+  echo "== group_quarter: 200 weekly groups laid out for a quarter, then GET the quarter's 2,600 meetings"
+  local token who staff agency site out line kv k v
+  if ! s_token; then
+    fail group_quarter "could not sign in a peer specialist"
+    return 0
+  fi
+  token=$BENCH_PEER_TOKEN
+  who=$(pg_beacon "SELECT s.id || ' ' || s.agency_id || ' ' || ss.site_id FROM identity.staff s
+                   JOIN identity.staff_roles r ON r.staff_id = s.id AND r.role = 'peer_specialist'
+                   JOIN identity.staff_sites ss ON ss.staff_id = s.id LIMIT 1")
+  read -r staff agency site <<<"$who"
+  out="$TMP/groups.out"
+  if ! run_child "$out" python3 "$HERE/groups.py" "$token" "$site"; then
+    sed 's/^/    /' "$out"
+    fail group_quarter "could not set up the groups"
+    return 0
+  fi
+  line=$(grep '^GROUPS ' "$out")
+  declare -A g=()
+  for kv in ${line#GROUPS }; do
+    k=${kv%%=*} v=${kv#*=}
+    g[$k]=$v
+  done
+  result group_layout.p50_ms "${g[layout_p50_ms]}" "ms"
+  result group_layout.p99_ms "${g[layout_p99_ms]}" "ms"
+  printf '  => laying out a weekly series for a quarter: p50 %s ms, p99 %s ms (200 series, 2,600 meetings)\n' \
+    "${g[layout_p50_ms]}" "${g[layout_p99_ms]}"
+  s_wrk group_quarter "/api/v1/group-occurrences?site_id=$site&from=${g[from]}&to=${g[to]}&limit=5000" 2 \
     "$BENCH_LIST_CONNECTIONS" "Authorization: Bearer $token"
 }
 
