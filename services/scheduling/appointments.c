@@ -673,6 +673,24 @@ const char *sched_place_of_service(const char *mode, const char *location_kind)
     return !strcmp(location_kind, "community") ? "99" : "11";
 }
 
+const char *sched_location_kind(bc_call_t *call, const char *location_id)
+{
+    if (!*location_id)
+        return "";
+    const char *params[] = {location_id};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(call->db, "sched_location_kind",
+                                   "SELECT kind FROM scheduling.locations WHERE id = $1", 1,
+                                   params, &err);
+    if (!res) {
+        bc_call_fail_err(call, &err);
+        return NULL;
+    }
+    const char *kind = PQntuples(res) ? bc_arena_strdup(call->arena, PQgetvalue(res, 0, 0)) : "";
+    PQclear(res);
+    return kind;
+}
+
 const char *const sched_places[] = {"02", "10", "11", "12", "53", "57", "99", NULL};
 
 Beacon__Scheduling__Encounter *sched_encounter_from_row(bc_call_t *call, PGresult *res, int row)
@@ -727,17 +745,10 @@ bc_code_t appointments_complete(bc_call_t *call, const ProtobufCMessage *in,
         return bc_call_fail(call, BC_FAILED_PRECONDITION, "actual_end",
                             "a meeting is completed once it has ended");
     const char *mode = *req->mode ? req->mode : a->mode;
-    const char *kind = "";
-    PGresult *res = NULL;
-    if (*a->location_id) {
-        const char *lp[] = {a->location_id};
-        res = bc_db_prepared(call->db, "sched_location_kind",
-                             "SELECT kind FROM scheduling.locations WHERE id = $1", 1, lp, &err);
-        if (!res)
-            return bc_call_fail_err(call, &err);
-        kind = PQntuples(res) ? bc_arena_strdup(call->arena, PQgetvalue(res, 0, 0)) : "";
-        PQclear(res);
-    }
+    const char *kind;
+    if (!(kind = sched_location_kind(call, a->location_id)))
+        return call->err.code;
+    PGresult *res;
     const char *pos = *req->place_of_service ? req->place_of_service
                                              : sched_place_of_service(mode, kind);
     char s_start[40], s_end[40];

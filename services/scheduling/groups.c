@@ -998,6 +998,36 @@ static Beacon__Scheduling__GroupSession *s_open_roster(bc_call_t *call, const ch
     return g;
 }
 
+/* A roster change (name/sql with n params), the series' count moved by
+ * delta, the audit record, and the entry as it now reads for the reply. */
+static bc_code_t s_roster_write(bc_call_t *call, const Beacon__Scheduling__GroupSession *g,
+                                const char *client_id, const char *action, const char *name,
+                                const char *sql, int n, const char *const *params,
+                                const char *delta, ProtobufCMessage **out)
+{
+    const char *count[] = {g->id, delta, call->principal->staff_id};
+    bc_error_t err;
+    if (bc_db_defer(call->db, name, sql, n, params, NULL, NULL, &err) < 0 ||
+        bc_db_defer(call->db, "sched_roster_count",
+                    "UPDATE scheduling.groups SET enrolled = enrolled + $2::int, "
+                    "updated_by = $3, updated_at = now() WHERE id = $1",
+                    3, count, NULL, NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    bc_audit_event_t ev = {.site_id = g->site_id, .action = action,
+                           .resource_type = "group_roster", .resource_id = g->id,
+                           .client_id = client_id, .purpose = "treatment"};
+    Beacon__Scheduling__RosterEntry *r;
+    if (bc_call_audit_write(call, &ev) < 0 || s_roster_entry(call, g->id, client_id, &r) < 0)
+        return call->err.code;
+    if (!r)
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "client_id",
+                            "you may not see this client's place on the roster");
+    if (bc_call_commit(call) < 0)
+        return call->err.code;
+    *out = &r->base;
+    return BC_OK;
+}
+
 bc_code_t groups_enroll(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
     const Beacon__Scheduling__RosterRequest *req = (const Beacon__Scheduling__RosterRequest *)in;
@@ -1020,31 +1050,13 @@ bc_code_t groups_enroll(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
                             g->capacity);
     const char *params[] = {g->id, req->client_id, call->principal->agency_id, g->site_id,
                             call->principal->staff_id};
-    bc_error_t err;
-    if (bc_db_defer(call->db, "sched_roster_enroll",
-                    "INSERT INTO scheduling.group_roster (group_id, client_id, agency_id, "
-                    "site_id, enrolled_by) VALUES ($1, $2, $3, $4, $5) "
-                    "ON CONFLICT (group_id, client_id) DO UPDATE SET enrolled_by = $5, "
-                    "enrolled_at = now(), left_by = NULL, left_at = NULL, left_reason = NULL",
-                    5, params, NULL, NULL, &err) < 0 ||
-        bc_db_defer(call->db, "sched_roster_count",
-                    "UPDATE scheduling.groups SET enrolled = enrolled + $2::int, "
-                    "updated_by = $3, updated_at = now() WHERE id = $1",
-                    3, (const char *[]){g->id, "1", call->principal->staff_id}, NULL, NULL,
-                    &err) < 0)
-        return bc_call_fail_err(call, &err);
-    bc_audit_event_t ev = {.site_id = g->site_id, .action = BC_AUDIT_CREATE,
-                           .resource_type = "group_roster", .resource_id = g->id,
-                           .client_id = req->client_id, .purpose = "treatment"};
-    if (bc_call_audit_write(call, &ev) < 0 || s_roster_entry(call, g->id, req->client_id, &r) < 0)
-        return call->err.code;
-    if (!r)
-        return bc_call_fail(call, BC_PERMISSION_DENIED, "client_id",
-                            "you may not see this client's place on the roster");
-    if (bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &r->base;
-    return BC_OK;
+    return s_roster_write(call, g, req->client_id, BC_AUDIT_CREATE, "sched_roster_enroll",
+                          "INSERT INTO scheduling.group_roster (group_id, client_id, agency_id, "
+                          "site_id, enrolled_by) VALUES ($1, $2, $3, $4, $5) "
+                          "ON CONFLICT (group_id, client_id) DO UPDATE SET enrolled_by = $5, "
+                          "enrolled_at = now(), left_by = NULL, left_at = NULL, "
+                          "left_reason = NULL",
+                          5, params, "1", out);
 }
 
 bc_code_t groups_leave(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
@@ -1063,27 +1075,8 @@ bc_code_t groups_leave(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMes
         return bc_call_fail(call, BC_NOT_FOUND, "client_id", "the client is not on the roster");
     const char *params[] = {g->id, req->client_id, call->principal->staff_id,
                             *req->reason ? req->reason : NULL};
-    bc_error_t err;
-    if (bc_db_defer(call->db, "sched_roster_leave",
-                    "UPDATE scheduling.group_roster SET left_by = $3, left_at = now(), "
-                    "left_reason = $4 WHERE group_id = $1 AND client_id = $2",
-                    4, params, NULL, NULL, &err) < 0 ||
-        bc_db_defer(call->db, "sched_roster_count",
-                    "UPDATE scheduling.groups SET enrolled = enrolled + $2::int, "
-                    "updated_by = $3, updated_at = now() WHERE id = $1",
-                    3, (const char *[]){g->id, "-1", call->principal->staff_id}, NULL, NULL,
-                    &err) < 0)
-        return bc_call_fail_err(call, &err);
-    bc_audit_event_t ev = {.site_id = g->site_id, .action = BC_AUDIT_UPDATE,
-                           .resource_type = "group_roster", .resource_id = g->id,
-                           .client_id = req->client_id, .purpose = "treatment"};
-    if (bc_call_audit_write(call, &ev) < 0 || s_roster_entry(call, g->id, req->client_id, &r) < 0)
-        return call->err.code;
-    if (!r)
-        return bc_call_fail(call, BC_PERMISSION_DENIED, "client_id",
-                            "you may not see this client's place on the roster");
-    if (bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &r->base;
-    return BC_OK;
+    return s_roster_write(call, g, req->client_id, BC_AUDIT_UPDATE, "sched_roster_leave",
+                          "UPDATE scheduling.group_roster SET left_by = $3, left_at = now(), "
+                          "left_reason = $4 WHERE group_id = $1 AND client_id = $2",
+                          4, params, "-1", out);
 }

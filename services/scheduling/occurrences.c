@@ -511,16 +511,9 @@ bc_code_t occurrences_complete(bc_call_t *call, const ProtobufCMessage *in,
         return code;
     }
     PQclear(res);
-    const char *kind = "";
-    if (*o->location_id) {
-        const char *lp[] = {o->location_id};
-        res = bc_db_prepared(call->db, "sched_location_kind",
-                             "SELECT kind FROM scheduling.locations WHERE id = $1", 1, lp, &err);
-        if (!res)
-            return bc_call_fail_err(call, &err);
-        kind = PQntuples(res) ? bc_arena_strdup(call->arena, PQgetvalue(res, 0, 0)) : "";
-        PQclear(res);
-    }
+    const char *kind = sched_location_kind(call, o->location_id);
+    if (!kind)
+        return call->err.code;
     const char *pos = *req->place_of_service ? req->place_of_service
                                              : sched_place_of_service(o->mode, kind);
     /* The encounters' staff member: the caller when they ran it, else the

@@ -83,6 +83,9 @@ extern const char *const sched_places[];
 bool sched_one_of(const char *value, const char *const *set);
 /* The max_appointment_minutes setting. */
 int sched_max_minutes(const bc_call_t *call);
+/* The kind of a location ("" for none or "" location_id); NULL with
+ * call->err set on a database error. */
+const char *sched_location_kind(bc_call_t *call, const char *location_id);
 /* CMS place of service from how and where a meeting took place. */
 const char *sched_place_of_service(const char *mode, const char *location_kind);
 /* override_conflicts/override_reason: only supervisors, always with a reason. */
