@@ -7,9 +7,11 @@
  *  advisory locks on the staff member, the client and the room (in a fixed
  *  order, so two bookings cannot deadlock), then looks for anything that
  *  blocks them in the time: the staff member's, the client's or the room's
- *  blocking appointments (at any site, including ones the caller may not
- *  see: the check runs under the conflict_check purpose, whose row policy
- *  admits the agency's appointments for that one statement), the staff
+ *  blocking appointments and group meetings (one the staff member
+ *  facilitates, the client is on the roster of, the room holds), at any
+ *  site, including ones the caller may not see (the check runs under the
+ *  conflict_check purpose, whose row policies admit the agency's meetings
+ *  for that one statement); the staff
  *  member's time off, and hours outside their working hours at the site
  *  (when they have any). Each is named in the refusal; a supervisor may
  *  book over them with a reason, which is kept on the appointment. Meetings
