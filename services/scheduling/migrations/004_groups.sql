@@ -122,7 +122,11 @@ ALTER TABLE scheduling.encounters ADD CONSTRAINT encounters_group_source
     CHECK (is_group = (group_occurrence_id IS NOT NULL)
            AND (appointment_id IS NULL OR group_occurrence_id IS NULL));
 
--- Row security.
+-- Row security. roster_visible calls intake.client_ref, which intake's own
+-- migrations create: the services start together, so its body is checked
+-- when first run, not now (intake is up before any request arrives).
+SET check_function_bodies = off;
+
 CREATE FUNCTION scheduling.site_care_team(r_agency uuid, r_site uuid) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT r_agency = scope.agency_id() AND r_site = ANY (scope.site_ids())
@@ -140,6 +144,8 @@ LANGUAGE sql STABLE AS $$
                        WHERE g.id = r_group AND scope.staff_id() = ANY (g.facilitator_ids))
             OR EXISTS (SELECT FROM intake.client_ref(r_client)))
 $$;
+
+RESET check_function_bodies;
 
 ALTER TABLE scheduling.groups ENABLE ROW LEVEL SECURITY;
 ALTER TABLE scheduling.groups FORCE ROW LEVEL SECURITY;
