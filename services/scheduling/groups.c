@@ -1,5 +1,7 @@
 /*  groups: group sessions as series (topic, facilitators, capacity, place,
- *  recurrence rule) and their rosters.
+ *  recurrence rule): setting one up, changing and cancelling it, reading
+ *  and listing them. Rosters are in roster.c, the meetings in
+ *  occurrences.c.
  *
  *  Laying out. A series' rule (recurrence.c) is expanded into the site's
  *  local dates, bounded by max_group_occurrences, and PostgreSQL turns each
@@ -10,17 +12,8 @@
  *  again from now on: future occurrences that were not edited on their own
  *  move to the new time, place and facilitators, dates the rule no longer
  *  has are removed (unless attendance was already taken), new dates added.
- *  Past occurrences and edited ones stay as they are.
- *
- *  Conflicts. The laid-out future occurrences are checked, after locking
- *  their facilitators and room (the same advisory locks one-on-one booking
- *  takes), against the facilitators' appointments, other group occurrences
- *  and time off, the room's bookings, and the appointments of clients on the
- *  roster. Each is named; a supervisor may go ahead with a reason.
- *
- *  The series and its times are not client data; rosters are: every roster
- *  change is audited as a write of the client's record and every roster
- *  shown as a read.
+ *  Past occurrences and edited ones stay as they are. The laid-out future
+ *  meetings are then checked for double bookings (group_conflicts.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,8 +129,7 @@ static Beacon__Scheduling__GroupSession *s_group_from_row(bc_call_t *call, PGres
     return g;
 }
 
-/* The series in the caller's scope, locked for change when lock. */
-static Beacon__Scheduling__GroupSession *s_load(bc_call_t *call, const char *id, bool lock)
+Beacon__Scheduling__GroupSession *sched_group_load(bc_call_t *call, const char *id, bool lock)
 {
     if (!bc_is_uuid(id)) {
         bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
@@ -392,101 +384,6 @@ static bc_code_t s_layout(bc_call_t *call, const s_layout_t *l)
     return BC_OK;
 }
 
-bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const char *occurrence_id,
-                                bool override)
-{
-    /* The occurrences concerned: one, or the series' scheduled future ones. */
-#define S_OCC                                                                                     \
-    "SELECT id, group_id, starts_at, ends_at, location_id, facilitator_ids"                       \
-    " FROM scheduling.group_occurrences WHERE status = 'scheduled' AND CASE WHEN $2::uuid IS NULL" \
-    " THEN group_id = $1::uuid AND starts_at > now() ELSE id = $2::uuid END"
-    const char *params[] = {group_id, occurrence_id};
-    const char *on[] = {"beacon.purpose", "conflict_check"}, *off[] = {"beacon.purpose", ""};
-    bc_error_t err;
-    if (bc_db_defer(call->db, "sched_group_lock_people",
-                    "WITH o AS (" S_OCC ") "
-                    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM ("
-                    " SELECT 'staff:' || f AS k FROM o, unnest(o.facilitator_ids) f"
-                    " UNION SELECT 'location:' || location_id FROM o"
-                    " WHERE location_id IS NOT NULL) k ORDER BY k",
-                    2, params, NULL, NULL, &err) < 0 ||
-        bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, on, NULL,
-                    NULL, &err) < 0)
-        return bc_call_fail_err(call, &err);
-#define S_OVERLAP(x)                                                                              \
-    " AND " x ".starts_at < o.ends_at AND " x ".starts_at > o.starts_at - interval '24 hours'"    \
-    " AND " x ".ends_at > o.starts_at"
-    PGresult *res = bc_db_prepared(
-        call->db, "sched_group_conflicts",
-        "WITH o AS (" S_OCC ") "
-        "SELECT what, id, " SCHED_US("s") ", " SCHED_US("e") ", " SCHED_US("os") " FROM ("
-        " SELECT 'staff' AS what, a.id::text AS id, a.starts_at AS s, a.ends_at AS e,"
-        "  o.starts_at AS os FROM o JOIN scheduling.appointments a"
-        "  ON a.staff_id = ANY (o.facilitator_ids) AND scheduling.blocking(a.status)" S_OVERLAP("a")
-        " UNION ALL"
-        " SELECT 'staff_group', x.id::text, x.starts_at, x.ends_at, o.starts_at FROM o"
-        "  JOIN scheduling.group_occurrences x ON x.facilitator_ids && o.facilitator_ids"
-        "  AND x.status <> 'cancelled' AND x.id <> o.id" S_OVERLAP("x")
-        " UNION ALL"
-        " SELECT 'room', a.id::text, a.starts_at, a.ends_at, o.starts_at FROM o"
-        "  JOIN scheduling.appointments a ON a.location_id = o.location_id"
-        "  AND scheduling.blocking(a.status)" S_OVERLAP("a")
-        " UNION ALL"
-        " SELECT 'room_group', x.id::text, x.starts_at, x.ends_at, o.starts_at FROM o"
-        "  JOIN scheduling.group_occurrences x ON x.location_id = o.location_id"
-        "  AND x.status <> 'cancelled' AND x.id <> o.id" S_OVERLAP("x")
-        " UNION ALL"
-        " SELECT 'time_off', t.id::text, t.starts_at, t.ends_at, o.starts_at FROM o"
-        "  JOIN scheduling.time_off t ON t.staff_id = ANY (o.facilitator_ids)"
-        "  AND t.ends_at > o.starts_at AND t.starts_at < o.ends_at"
-        " UNION ALL"
-        " SELECT 'client', a.id::text, a.starts_at, a.ends_at, o.starts_at FROM o"
-        "  JOIN scheduling.group_roster r ON r.group_id = o.group_id AND r.left_at IS NULL"
-        "  JOIN scheduling.appointments a ON a.client_id = r.client_id"
-        "  AND scheduling.blocking(a.status)" S_OVERLAP("a")
-        ") c ORDER BY os, s, what LIMIT 5",
-        2, params, &err);
-#undef S_OVERLAP
-#undef S_OCC
-    if (!res)
-        return bc_call_fail_err(call, &err);
-    int rows = PQntuples(res);
-    char found[1200] = "";
-    size_t used = 0;
-    for (int i = 0; i < rows; i++) {
-        const char *what = PQgetvalue(res, i, 0);
-        char from[32], to[32], at[32];
-        sched_format_instant(sched_us_value(res, i, 2), from);
-        sched_format_instant(sched_us_value(res, i, 3), to);
-        sched_format_instant(sched_us_value(res, i, 4), at);
-        const char *label =
-            !strcmp(what, "staff")         ? "a facilitator has an appointment"
-            : !strcmp(what, "staff_group") ? "a facilitator runs another group"
-            : !strcmp(what, "room")        ? "the room is booked"
-            : !strcmp(what, "room_group")  ? "the room holds another group"
-            : !strcmp(what, "time_off")    ? "a facilitator is off"
-                                           : "a client on the roster has an appointment";
-        const char *kind = !strcmp(what, "time_off")                             ? "time off"
-                           : !strcmp(what, "staff_group") || !strcmp(what, "room_group")
-                               ? "group occurrence"
-                               : "appointment";
-        int w = snprintf(found + used, sizeof found - used, "%sthe session at %s: %s %s to %s (%s %s)",
-                         used ? "; " : "", at, label, from, to, kind, PQgetvalue(res, i, 1));
-        if (w > 0 && (size_t)w < sizeof found - used)
-            used += (size_t)w;
-    }
-    PQclear(res);
-    if (bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, off, NULL,
-                    NULL, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    if (rows && !override)
-        return bc_call_fail(call, BC_CONFLICT, "override_conflicts",
-                            "the time is not free: %s%s. Choose another time, or a supervisor may "
-                            "go ahead with override_conflicts and override_reason",
-                            found, rows == 5 ? " (and perhaps more)" : "");
-    return BC_OK;
-}
-
 /* ---- series -------------------------------------------------------------- */
 
 static bc_code_t s_check_minutes(bc_call_t *call, int minutes)
@@ -636,7 +533,7 @@ bc_code_t groups_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
     if ((code = s_layout(call, &layout)) != BC_OK ||
         (code = sched_group_conflicts(call, id, NULL, req->override_conflicts)) != BC_OK)
         return code;
-    Beacon__Scheduling__GroupSession *g = s_load(call, id, false);
+    Beacon__Scheduling__GroupSession *g = sched_group_load(call, id, false);
     if (!g || bc_call_commit(call) < 0)
         return call->err.code;
     *out = &g->base;
@@ -653,8 +550,8 @@ static Beacon__Scheduling__GroupSession *s_open_for_change(bc_call_t *call, cons
         bc_call_fail_err(call, &err);
         return NULL;
     }
-    Beacon__Scheduling__GroupSession *g = s_load(call, id, true);
-    if (!g && call->err.code == BC_NOT_FOUND && s_load(call, id, false))
+    Beacon__Scheduling__GroupSession *g = sched_group_load(call, id, true);
+    if (!g && call->err.code == BC_NOT_FOUND && sched_group_load(call, id, false))
         /* Readable but not changeable by the caller (row security's UPDATE
          * policy also filters SELECT ... FOR UPDATE). */
         bc_call_fail(call, BC_PERMISSION_DENIED, "id",
@@ -788,7 +685,7 @@ bc_code_t groups_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
     if ((code = s_layout(call, &layout)) != BC_OK ||
         (code = sched_group_conflicts(call, g->id, NULL, req->override_conflicts)) != BC_OK)
         return code;
-    Beacon__Scheduling__GroupSession *b = s_load(call, g->id, false);
+    Beacon__Scheduling__GroupSession *b = sched_group_load(call, g->id, false);
     if (!b || bc_call_commit(call) < 0)
         return call->err.code;
     *out = &b->base;
@@ -827,47 +724,10 @@ bc_code_t groups_cancel(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
     ev.reason = req->reason;
     if (bc_call_emit(call, "group_session.cancelled", &ev.base) < 0)
         return call->err.code;
-    Beacon__Scheduling__GroupSession *b = s_load(call, g->id, false);
+    Beacon__Scheduling__GroupSession *b = sched_group_load(call, g->id, false);
     if (!b || bc_call_commit(call) < 0)
         return call->err.code;
     *out = &b->base;
-    return BC_OK;
-}
-
-/* The roster rows the caller may see (row security), each audited as a
- * read of the client's record. */
-static bc_code_t s_roster(bc_call_t *call, Beacon__Scheduling__GroupSession *g)
-{
-    const char *params[] = {g->id};
-    bc_error_t err;
-    PGresult *res = bc_db_prepared(
-        call->db, "sched_roster",
-        "SELECT client_id::text, " SCHED_US("enrolled_at") ", enrolled_by::text, "
-        "coalesce(" SCHED_US("left_at") ", 0), coalesce(left_reason, '') "
-        "FROM scheduling.group_roster WHERE group_id = $1 ORDER BY left_at NULLS FIRST, enrolled_at",
-        1, params, &err);
-    if (!res)
-        return bc_call_fail_err(call, &err);
-    int n = PQntuples(res);
-    g->roster = bc_arena_alloc(call->arena, (size_t)(n ? n : 1) * sizeof *g->roster);
-    for (int i = 0; i < n; i++) {
-        Beacon__Scheduling__RosterEntry *r = bc_arena_alloc(call->arena, sizeof *r);
-        beacon__scheduling__roster_entry__init(r);
-        r->client_id = bc_arena_strdup(call->arena, PQgetvalue(res, i, 0));
-        r->enrolled_at = sched_time_value(call, res, i, 1);
-        r->enrolled_by = bc_arena_strdup(call->arena, PQgetvalue(res, i, 2));
-        r->left_at = sched_us_value(res, i, 3) ? sched_time_value(call, res, i, 3) : "";
-        r->left_reason = bc_arena_strdup(call->arena, PQgetvalue(res, i, 4));
-        g->roster[g->n_roster++] = r;
-    }
-    PQclear(res);
-    for (size_t i = 0; i < g->n_roster; i++) {
-        bc_audit_event_t ev = {.site_id = g->site_id, .action = BC_AUDIT_READ,
-                               .resource_type = "group_roster", .resource_id = g->id,
-                               .client_id = g->roster[i]->client_id, .purpose = "treatment"};
-        if (bc_call_audit_read(call, &ev) < 0)
-            return call->err.code;
-    }
     return BC_OK;
 }
 
@@ -875,10 +735,10 @@ bc_code_t groups_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessa
 {
     const Beacon__Scheduling__GetGroupSessionRequest *req =
         (const Beacon__Scheduling__GetGroupSessionRequest *)in;
-    Beacon__Scheduling__GroupSession *g = s_load(call, req->id, false);
+    Beacon__Scheduling__GroupSession *g = sched_group_load(call, req->id, false);
     if (!g)
         return call->err.code;
-    bc_code_t code = s_roster(call, g);
+    bc_code_t code = sched_roster_read(call, g);
     if (code != BC_OK)
         return code;
     *out = &g->base;
@@ -939,144 +799,4 @@ bc_code_t groups_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
     }
     *out = &r->base;
     return BC_OK;
-}
-
-/* ---- roster -------------------------------------------------------------- */
-
-/* The client's roster row (*out NULL when there is none), or -1 with
- * call->err set. */
-static int s_roster_entry(bc_call_t *call, const char *group_id, const char *client_id,
-                          Beacon__Scheduling__RosterEntry **out)
-{
-    const char *params[] = {group_id, client_id};
-    bc_error_t err;
-    PGresult *res = bc_db_prepared(
-        call->db, "sched_roster_entry",
-        "SELECT client_id::text, " SCHED_US("enrolled_at") ", enrolled_by::text, "
-        "coalesce(" SCHED_US("left_at") ", 0), coalesce(left_reason, '') "
-        "FROM scheduling.group_roster WHERE group_id = $1 AND client_id = $2",
-        2, params, &err);
-    if (!res) {
-        bc_call_fail_err(call, &err);
-        return -1;
-    }
-    Beacon__Scheduling__RosterEntry *r = NULL;
-    if (PQntuples(res)) {
-        r = bc_arena_alloc(call->arena, sizeof *r);
-        beacon__scheduling__roster_entry__init(r);
-        r->client_id = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 0));
-        r->enrolled_at = sched_time_value(call, res, 0, 1);
-        r->enrolled_by = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 2));
-        r->left_at = sched_us_value(res, 0, 3) ? sched_time_value(call, res, 0, 3) : "";
-        r->left_reason = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 4));
-    }
-    PQclear(res);
-    *out = r;
-    return 0;
-}
-
-/* The series locked for a roster change (any care-team member at its site
- * may enrol a client they may see). */
-static Beacon__Scheduling__GroupSession *s_open_roster(bc_call_t *call, const char *group_id,
-                                                       const char *client_id)
-{
-    if (!bc_is_uuid(client_id)) {
-        bc_call_fail(call, BC_INVALID_ARGUMENT, "client_id", "client_id must be a UUID");
-        return NULL;
-    }
-    bc_error_t err;
-    if (bc_db_begin(call->db, &err) < 0) {
-        bc_call_fail_err(call, &err);
-        return NULL;
-    }
-    Beacon__Scheduling__GroupSession *g = s_load(call, group_id, true);
-    if (g && strcmp(g->status, "active")) {
-        bc_call_fail(call, BC_FAILED_PRECONDITION, "group_id", "the group session is %s",
-                     g->status);
-        return NULL;
-    }
-    return g;
-}
-
-/* A roster change (name/sql with n params), the series' count moved by
- * delta, the audit record, and the entry as it now reads for the reply. */
-static bc_code_t s_roster_write(bc_call_t *call, const Beacon__Scheduling__GroupSession *g,
-                                const char *client_id, const char *action, const char *name,
-                                const char *sql, int n, const char *const *params,
-                                const char *delta, ProtobufCMessage **out)
-{
-    const char *count[] = {g->id, delta, call->principal->staff_id};
-    bc_error_t err;
-    if (bc_db_defer(call->db, name, sql, n, params, NULL, NULL, &err) < 0 ||
-        bc_db_defer(call->db, "sched_roster_count",
-                    "UPDATE scheduling.groups SET enrolled = enrolled + $2::int, "
-                    "updated_by = $3, updated_at = now() WHERE id = $1",
-                    3, count, NULL, NULL, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    bc_audit_event_t ev = {.site_id = g->site_id, .action = action,
-                           .resource_type = "group_roster", .resource_id = g->id,
-                           .client_id = client_id, .purpose = "treatment"};
-    Beacon__Scheduling__RosterEntry *r;
-    if (bc_call_audit_write(call, &ev) < 0 || s_roster_entry(call, g->id, client_id, &r) < 0)
-        return call->err.code;
-    if (!r)
-        return bc_call_fail(call, BC_PERMISSION_DENIED, "client_id",
-                            "you may not see this client's place on the roster");
-    if (bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &r->base;
-    return BC_OK;
-}
-
-bc_code_t groups_enroll(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
-{
-    const Beacon__Scheduling__RosterRequest *req = (const Beacon__Scheduling__RosterRequest *)in;
-    Beacon__Scheduling__GroupSession *g = s_open_roster(call, req->group_id, req->client_id);
-    if (!g)
-        return call->err.code;
-    sched_client_t client;
-    bc_code_t code = sched_client(call, req->client_id, &client);
-    if (code != BC_OK)
-        return code;
-    Beacon__Scheduling__RosterEntry *r;
-    if (s_roster_entry(call, g->id, req->client_id, &r) < 0)
-        return call->err.code;
-    if (r && !*r->left_at)
-        return bc_call_fail(call, BC_CONFLICT, "client_id", "the client is already on the roster");
-    if (g->enrolled >= g->capacity)
-        return bc_call_fail(call, BC_FAILED_PRECONDITION, "group_id",
-                            "the group is full (capacity %d): raise its capacity or choose "
-                            "another group",
-                            g->capacity);
-    const char *params[] = {g->id, req->client_id, call->principal->agency_id, g->site_id,
-                            call->principal->staff_id};
-    return s_roster_write(call, g, req->client_id, BC_AUDIT_CREATE, "sched_roster_enroll",
-                          "INSERT INTO scheduling.group_roster (group_id, client_id, agency_id, "
-                          "site_id, enrolled_by) VALUES ($1, $2, $3, $4, $5) "
-                          "ON CONFLICT (group_id, client_id) DO UPDATE SET enrolled_by = $5, "
-                          "enrolled_at = now(), left_by = NULL, left_at = NULL, "
-                          "left_reason = NULL",
-                          5, params, "1", out);
-}
-
-bc_code_t groups_leave(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
-{
-    const Beacon__Scheduling__RosterRequest *req = (const Beacon__Scheduling__RosterRequest *)in;
-    const char *problem = bc_text_problem(req->reason, false, 500);
-    if (problem)
-        return bc_call_fail(call, BC_INVALID_ARGUMENT, "reason", "reason %s", problem);
-    Beacon__Scheduling__GroupSession *g = s_open_roster(call, req->group_id, req->client_id);
-    if (!g)
-        return call->err.code;
-    Beacon__Scheduling__RosterEntry *r;
-    if (s_roster_entry(call, g->id, req->client_id, &r) < 0)
-        return call->err.code;
-    if (!r || *r->left_at)
-        return bc_call_fail(call, BC_NOT_FOUND, "client_id", "the client is not on the roster");
-    const char *params[] = {g->id, req->client_id, call->principal->staff_id,
-                            *req->reason ? req->reason : NULL};
-    return s_roster_write(call, g, req->client_id, BC_AUDIT_UPDATE, "sched_roster_leave",
-                          "UPDATE scheduling.group_roster SET left_by = $3, left_at = now(), "
-                          "left_reason = $4 WHERE group_id = $1 AND client_id = $2",
-                          4, params, "-1", out);
 }

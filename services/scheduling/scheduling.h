@@ -138,6 +138,12 @@ char *sched_time_value(bc_call_t *call, PGresult *res, int row, int col);
 
 /* PostgreSQL's text form of a uuid[] ("{a,b}") as strings in call->arena. */
 char **sched_uuid_array(bc_call_t *call, const char *text, size_t *n);
+/* The series in the caller's scope (NOT_FOUND otherwise), locked for
+ * change when lock. */
+Beacon__Scheduling__GroupSession *sched_group_load(bc_call_t *call, const char *id, bool lock);
+/* Fills g->roster with the entries the caller may see, each audited as a
+ * read of the client's record. */
+bc_code_t sched_roster_read(bc_call_t *call, Beacon__Scheduling__GroupSession *g);
 /* True when the caller is a supervisor or one of the facilitators. */
 bool sched_runs_group(const bc_call_t *call, char *const *facilitators, size_t n);
 /* Facilitators from a request as a uuid[] literal: distinct UUIDs, at most

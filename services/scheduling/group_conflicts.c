@@ -1,0 +1,106 @@
+/*  group_conflicts: the double-booking check of group meetings. The
+ *  meetings concerned (a series' scheduled future ones, or one) have their
+ *  facilitators and room locked with the advisory locks one-on-one booking
+ *  takes, then are checked, under the conflict_check purpose, against the
+ *  facilitators' appointments, other group meetings and time off, the
+ *  room's bookings, and the appointments of clients on the roster.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "scheduling.h"
+
+bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const char *occurrence_id,
+                                bool override)
+{
+    /* The occurrences concerned: one, or the series' scheduled future ones. */
+#define S_OCC                                                                                     \
+    "SELECT id, group_id, starts_at, ends_at, location_id, facilitator_ids"                       \
+    " FROM scheduling.group_occurrences WHERE status = 'scheduled' AND CASE WHEN $2::uuid IS NULL" \
+    " THEN group_id = $1::uuid AND starts_at > now() ELSE id = $2::uuid END"
+    const char *params[] = {group_id, occurrence_id};
+    const char *on[] = {"beacon.purpose", "conflict_check"}, *off[] = {"beacon.purpose", ""};
+    bc_error_t err;
+    if (bc_db_defer(call->db, "sched_group_lock_people",
+                    "WITH o AS (" S_OCC ") "
+                    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM ("
+                    " SELECT 'staff:' || f AS k FROM o, unnest(o.facilitator_ids) f"
+                    " UNION SELECT 'location:' || location_id FROM o"
+                    " WHERE location_id IS NOT NULL) k ORDER BY k",
+                    2, params, NULL, NULL, &err) < 0 ||
+        bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, on, NULL,
+                    NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
+#define S_OVERLAP(x)                                                                              \
+    " AND " x ".starts_at < o.ends_at AND " x ".starts_at > o.starts_at - interval '24 hours'"    \
+    " AND " x ".ends_at > o.starts_at"
+    PGresult *res = bc_db_prepared(
+        call->db, "sched_group_conflicts",
+        "WITH o AS (" S_OCC ") "
+        "SELECT what, id, " SCHED_US("s") ", " SCHED_US("e") ", " SCHED_US("os") " FROM ("
+        " SELECT 'staff' AS what, a.id::text AS id, a.starts_at AS s, a.ends_at AS e,"
+        "  o.starts_at AS os FROM o JOIN scheduling.appointments a"
+        "  ON a.staff_id = ANY (o.facilitator_ids) AND scheduling.blocking(a.status)" S_OVERLAP("a")
+        " UNION ALL"
+        " SELECT 'staff_group', x.id::text, x.starts_at, x.ends_at, o.starts_at FROM o"
+        "  JOIN scheduling.group_occurrences x ON x.facilitator_ids && o.facilitator_ids"
+        "  AND x.status <> 'cancelled' AND x.id <> o.id" S_OVERLAP("x")
+        " UNION ALL"
+        " SELECT 'room', a.id::text, a.starts_at, a.ends_at, o.starts_at FROM o"
+        "  JOIN scheduling.appointments a ON a.location_id = o.location_id"
+        "  AND scheduling.blocking(a.status)" S_OVERLAP("a")
+        " UNION ALL"
+        " SELECT 'room_group', x.id::text, x.starts_at, x.ends_at, o.starts_at FROM o"
+        "  JOIN scheduling.group_occurrences x ON x.location_id = o.location_id"
+        "  AND x.status <> 'cancelled' AND x.id <> o.id" S_OVERLAP("x")
+        " UNION ALL"
+        " SELECT 'time_off', t.id::text, t.starts_at, t.ends_at, o.starts_at FROM o"
+        "  JOIN scheduling.time_off t ON t.staff_id = ANY (o.facilitator_ids)"
+        "  AND t.ends_at > o.starts_at AND t.starts_at < o.ends_at"
+        " UNION ALL"
+        " SELECT 'client', a.id::text, a.starts_at, a.ends_at, o.starts_at FROM o"
+        "  JOIN scheduling.group_roster r ON r.group_id = o.group_id AND r.left_at IS NULL"
+        "  JOIN scheduling.appointments a ON a.client_id = r.client_id"
+        "  AND scheduling.blocking(a.status)" S_OVERLAP("a")
+        ") c ORDER BY os, s, what LIMIT 5",
+        2, params, &err);
+#undef S_OVERLAP
+#undef S_OCC
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    int rows = PQntuples(res);
+    char found[1200] = "";
+    size_t used = 0;
+    for (int i = 0; i < rows; i++) {
+        const char *what = PQgetvalue(res, i, 0);
+        char from[32], to[32], at[32];
+        sched_format_instant(sched_us_value(res, i, 2), from);
+        sched_format_instant(sched_us_value(res, i, 3), to);
+        sched_format_instant(sched_us_value(res, i, 4), at);
+        const char *label =
+            !strcmp(what, "staff")         ? "a facilitator has an appointment"
+            : !strcmp(what, "staff_group") ? "a facilitator runs another group"
+            : !strcmp(what, "room")        ? "the room is booked"
+            : !strcmp(what, "room_group")  ? "the room holds another group"
+            : !strcmp(what, "time_off")    ? "a facilitator is off"
+                                           : "a client on the roster has an appointment";
+        const char *kind = !strcmp(what, "time_off")                             ? "time off"
+                           : !strcmp(what, "staff_group") || !strcmp(what, "room_group")
+                               ? "group occurrence"
+                               : "appointment";
+        int w = snprintf(found + used, sizeof found - used, "%sthe session at %s: %s %s to %s (%s %s)",
+                         used ? "; " : "", at, label, from, to, kind, PQgetvalue(res, i, 1));
+        if (w > 0 && (size_t)w < sizeof found - used)
+            used += (size_t)w;
+    }
+    PQclear(res);
+    if (bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, off, NULL,
+                    NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    if (rows && !override)
+        return bc_call_fail(call, BC_CONFLICT, "override_conflicts",
+                            "the time is not free: %s%s. Choose another time, or a supervisor may "
+                            "go ahead with override_conflicts and override_reason",
+                            found, rows == 5 ? " (and perhaps more)" : "");
+    return BC_OK;
+}
