@@ -493,8 +493,25 @@ ProtobufCMessage *bc_rpc_client_call(bc_rpc_client_t *self, const bc_rpc_call_t 
                                      const ProtobufCMessageDescriptor *out_desc,
                                      ProtobufCAllocator *alloc, bc_error_t *err)
 {
+    bc_error_t local;
+    if (!err)
+        err = &local;
     s_sync_t s = {.out_desc = out_desc, .alloc = alloc};
     uint64_t h = bc_rpc_client_send(self, call, s_sync_cb, &s, err);
+    /* A client made a moment ago may not have finished connecting (the socket
+     * is ZMQ_IMMEDIATE, so nothing queues until it has): a blocking caller
+     * waits for the connection, within its deadline, and sends once more. */
+    while (!h && err->code == BC_UNAVAILABLE && call->deadline_ms) {
+        int64_t left = call->deadline_ms - bc_now_ms();
+        if (left <= 0)
+            return NULL;
+        zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLOUT, 0};
+        int n = zmq_poll(&item, 1, left > 100 ? 100 : (long)left);
+        if (n < 0 && errno != EINTR)
+            return NULL;
+        if (n > 0 || bc_now_ms() + 1 < call->deadline_ms)
+            h = bc_rpc_client_send(self, call, s_sync_cb, &s, err);
+    }
     if (!h)
         return NULL;
     while (!s.done) {
@@ -510,7 +527,7 @@ ProtobufCMessage *bc_rpc_client_call(bc_rpc_client_t *self, const bc_rpc_call_t 
             return NULL;
         }
     }
-    if (!s.out && err)
+    if (!s.out)
         *err = s.err;
     return s.out;
 }
