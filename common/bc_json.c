@@ -150,13 +150,6 @@ static void s_free(s_ctx_t *ctx, void *ptr)
     ctx->allocator->free(ctx->allocator->allocator_data, ptr);
 }
 
-static json_t *s_must(json_t *json)
-{
-    if (!json)
-        abort();
-    return json;
-}
-
 /* protobuf-c's own default allocator is not exported; this one is
  * interchangeable with it (free_unpacked with NULL calls free()). */
 static void *s_system_alloc(void *data, size_t size)
@@ -529,146 +522,280 @@ ProtobufCMessage *bc_json_to_pb(const json_t *json, const ProtobufCMessageDescri
 }
 
 /* ---------------------------------------------------------------------------
- * protobuf -> JSON */
+ * protobuf -> JSON
+ *
+ * Written straight into one growing buffer, not built as a jansson tree and
+ * then dumped: a reply of thousands of rows would otherwise cost a malloc per
+ * value and a second pass over the whole document. The text is what jansson
+ * would print with JSON_COMPACT, keys in field order. */
 
-static json_t *s_message_to_json(s_ctx_t *ctx, const ProtobufCMessage *msg, int depth);
+typedef struct {
+    char *data;
+    size_t len, cap;
+} s_out_t;
 
-static json_t *s_int64_to_json(int64_t v)
+static void s_out_reserve(s_out_t *out, size_t more)
 {
-    if (v >= -S_MAX_SAFE_INT && v <= S_MAX_SAFE_INT)
-        return s_must(json_integer(v));
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRId64, v);
-    return s_must(json_string(buf));
-}
-
-static json_t *s_uint64_to_json(uint64_t v)
-{
-    if (v <= (uint64_t)S_MAX_SAFE_INT)
-        return s_must(json_integer((json_int_t)v));
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, v);
-    return s_must(json_string(buf));
-}
-
-static json_t *s_real_to_json(double d, bool is_float)
-{
-    if (isnan(d))
-        return s_must(json_string("NaN"));
-    if (isinf(d))
-        return s_must(json_string(d > 0 ? "Infinity" : "-Infinity"));
-    if (is_float) {
-        /* the double nearest the float's shortest decimal form */
-        char buf[32];
-        for (int precision = 1; precision <= 9; precision++) {
-            snprintf(buf, sizeof buf, "%.*g", precision, d);
-            if ((float)strtod(buf, NULL) == (float)d)
-                break;
-        }
-        d = strtod(buf, NULL);
-    }
-    return s_must(json_real(d));
-}
-
-static json_t *s_bytes_to_json(s_ctx_t *ctx, const ProtobufCBinaryData *bytes)
-{
-    if (bytes->len == 0)
-        return s_must(json_string(""));
-    if (bytes->len > (size_t)INT_MAX / 4 * 3) {
-        s_fail(ctx, "bytes value too large");
-        return NULL;
-    }
-    size_t len = (bytes->len + 2) / 3 * 4;
-    char *buf = malloc(len + 1);
-    if (!buf)
+    if (out->len + more + 1 <= out->cap)
+        return;
+    size_t cap = out->cap ? out->cap : 1024;
+    while (cap < out->len + more + 1)
+        cap *= 2;
+    out->data = realloc(out->data, cap);
+    if (!out->data)
         abort();
-    EVP_EncodeBlock((unsigned char *)buf, bytes->data, (int)bytes->len);
-    json_t *json = s_must(json_stringn(buf, len));
-    free(buf);
-    return json;
+    out->cap = cap;
 }
 
-/* One value (not an array) at ptr. NULL only with ctx's error set. */
-static json_t *s_value_to_json(s_ctx_t *ctx, const ProtobufCFieldDescriptor *field, const void *ptr,
-                               int depth)
+static void s_out_put(s_out_t *out, const char *s, size_t n)
+{
+    s_out_reserve(out, n);
+    memcpy(out->data + out->len, s, n);
+    out->len += n;
+}
+
+static void s_out_char(s_out_t *out, char c)
+{
+    s_out_reserve(out, 1);
+    out->data[out->len++] = c;
+}
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), 0 when it is not one. */
+static size_t s_utf8_length(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped,
+ * everything else copied in runs. -1 when s is not valid UTF-8. */
+static int s_out_string(s_out_t *out, const char *str, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *s = (const unsigned char *)str;
+    s_out_reserve(out, len + 2);
+    out->data[out->len++] = '"';
+    size_t run = 0, i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t n = s_utf8_length(s + i, len - i);
+            if (!n)
+                return -1;
+            i += n;
+            continue;
+        }
+        s_out_put(out, str + run, i - run);
+        char esc[6] = {'\\', 0};
+        size_t n = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        s_out_put(out, esc, n);
+        run = ++i;
+    }
+    s_out_put(out, str + run, len - run);
+    s_out_char(out, '"');
+    return 0;
+}
+
+static void s_out_real(s_out_t *out, double d, bool is_float)
+{
+    if (isnan(d)) {
+        s_out_put(out, "\"NaN\"", 5);
+        return;
+    }
+    if (isinf(d)) {
+        if (d > 0)
+            s_out_put(out, "\"Infinity\"", 10);
+        else
+            s_out_put(out, "\"-Infinity\"", 11);
+        return;
+    }
+    /* the shortest decimal that reads back as the same float or double */
+    char buf[40];
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf(buf, sizeof buf, "%.*g", precision, d);
+        double back = strtod(buf, NULL);
+        if (is_float ? (float)back == (float)d : back == d)
+            break;
+    }
+    /* a number with no '.' or exponent would read back as an integer */
+    if (!strpbrk(buf, ".e"))
+        strcat(buf, ".0");
+    s_out_put(out, buf, strlen(buf));
+}
+
+static int s_out_bytes(s_ctx_t *ctx, s_out_t *out, const ProtobufCBinaryData *bytes)
+{
+    if (bytes->len > (size_t)INT_MAX / 4 * 3)
+        return s_fail(ctx, "bytes value too large");
+    size_t len = (bytes->len + 2) / 3 * 4;
+    s_out_reserve(out, len + 2);
+    out->data[out->len++] = '"';
+    if (bytes->len)
+        EVP_EncodeBlock((unsigned char *)out->data + out->len, bytes->data, (int)bytes->len);
+    out->len += len;
+    out->data[out->len++] = '"';
+    return 0;
+}
+
+static int s_message_out(s_ctx_t *ctx, s_out_t *out, const ProtobufCMessage *msg, int depth);
+
+/* An integer in decimal (printf is a tenth of a reply's cost otherwise);
+ * beyond 2^53 quoted, as a JSON reader would lose digits. */
+static void s_out_integer(s_out_t *out, bool negative, uint64_t magnitude)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    bool quoted = magnitude > (uint64_t)S_MAX_SAFE_INT;
+    if (quoted)
+        *--p = '"';
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (negative)
+        *--p = '-';
+    if (quoted)
+        *--p = '"';
+    s_out_put(out, p, (size_t)(buf + sizeof buf - p));
+}
+
+static void s_out_int64(s_out_t *out, int64_t v)
+{
+    s_out_integer(out, v < 0, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+}
+
+/* One value (not an array) at ptr. -1 with ctx's error set. */
+static int s_value_out(s_ctx_t *ctx, s_out_t *out, const ProtobufCFieldDescriptor *field,
+                       const void *ptr, int depth)
 {
     switch (field->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
-        return s_must(json_integer(*(const int32_t *)ptr));
+        s_out_int64(out, *(const int32_t *)ptr);
+        return 0;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-        return s_must(json_integer(*(const uint32_t *)ptr));
+        s_out_integer(out, false, *(const uint32_t *)ptr);
+        return 0;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
-        return s_int64_to_json(*(const int64_t *)ptr);
+        s_out_int64(out, *(const int64_t *)ptr);
+        return 0;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-        return s_uint64_to_json(*(const uint64_t *)ptr);
+        s_out_integer(out, false, *(const uint64_t *)ptr);
+        return 0;
     case PROTOBUF_C_TYPE_FLOAT:
-        return s_real_to_json(*(const float *)ptr, true);
+        s_out_real(out, *(const float *)ptr, true);
+        return 0;
     case PROTOBUF_C_TYPE_DOUBLE:
-        return s_real_to_json(*(const double *)ptr, false);
+        s_out_real(out, *(const double *)ptr, false);
+        return 0;
     case PROTOBUF_C_TYPE_BOOL:
-        return s_must(json_boolean(*(const protobuf_c_boolean *)ptr));
+        if (*(const protobuf_c_boolean *)ptr)
+            s_out_put(out, "true", 4);
+        else
+            s_out_put(out, "false", 5);
+        return 0;
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)ptr;
         const ProtobufCEnumValue *value =
             protobuf_c_enum_descriptor_get_value(field->descriptor, v);
-        return s_must(value ? json_string(value->name) : json_integer(v));
+        if (value)
+            return s_out_string(out, value->name, strlen(value->name));
+        s_out_int64(out, v);
+        return 0;
     }
     case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(char *const *)ptr;
-        json_t *json = json_string(s ? s : "");
-        if (!json)
-            s_fail(ctx, "string is not valid UTF-8");
-        return json;
+        const char *str = *(char *const *)ptr;
+        if (str && s_out_string(out, str, strlen(str)) < 0)
+            return s_fail(ctx, "string is not valid UTF-8");
+        if (!str)
+            s_out_put(out, "\"\"", 2);
+        return 0;
     }
     case PROTOBUF_C_TYPE_BYTES:
-        return s_bytes_to_json(ctx, ptr);
+        return s_out_bytes(ctx, out, ptr);
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)ptr;
-        return sub ? s_message_to_json(ctx, sub, depth + 1) : s_must(json_null());
+        if (sub)
+            return s_message_out(ctx, out, sub, depth + 1);
+        s_out_put(out, "null", 4);
+        return 0;
     }
     default:
-        s_fail(ctx, "unsupported field type %d", (int)field->type);
-        return NULL;
+        return s_fail(ctx, "unsupported field type %d", (int)field->type);
     }
 }
 
-static json_t *s_repeated_to_json(s_ctx_t *ctx, const ProtobufCMessage *msg,
-                                  const ProtobufCFieldDescriptor *field, int depth)
+static int s_repeated_out(s_ctx_t *ctx, s_out_t *out, const ProtobufCMessage *msg,
+                          const ProtobufCFieldDescriptor *field, int depth)
 {
-    if (depth + 1 > BC_JSON_MAX_DEPTH) {
-        s_fail_depth(ctx);
-        return NULL;
-    }
+    if (depth + 1 > BC_JSON_MAX_DEPTH)
+        return s_fail_depth(ctx);
     size_t n = *S_MEMBER(const size_t, msg, field->quantifier_offset);
     const char *array = *S_MEMBER(char *const, msg, field->offset);
     size_t size = s_types[field->type].size;
     bool pointers = field->type == PROTOBUF_C_TYPE_STRING || field->type == PROTOBUF_C_TYPE_MESSAGE;
-    if (n > 0 && !array) {
-        s_fail(ctx, "malformed message: %zu elements but no array", n);
-        return NULL;
-    }
-    json_t *list = s_must(json_array());
+    if (n > 0 && !array)
+        return s_fail(ctx, "malformed message: %zu elements but no array", n);
+    s_out_char(out, '[');
     for (size_t i = 0; i < n; i++) {
+        if (i)
+            s_out_char(out, ',');
         size_t saved = s_path_index(ctx, i);
-        json_t *value = NULL;
-        if (pointers && !*(void *const *)(array + i * size))
-            s_fail(ctx, "malformed message: NULL element");
-        else
-            value = s_value_to_json(ctx, field, array + i * size, depth + 1);
+        int rc = pointers && !*(void *const *)(array + i * size)
+                     ? s_fail(ctx, "malformed message: NULL element")
+                     : s_value_out(ctx, out, field, array + i * size, depth + 1);
+        if (rc < 0)
+            return -1;
         s_path_pop(ctx, saved);
-        if (!value) {
-            json_decref(list);
-            return NULL;
-        }
-        json_array_append_new(list, value);
     }
-    return list;
+    s_out_char(out, ']');
+    return 0;
 }
 
 static bool s_is_default(const ProtobufCFieldDescriptor *field, const void *ptr)
@@ -718,39 +845,69 @@ static bool s_field_is_written(const ProtobufCMessage *msg, const ProtobufCField
     }
 }
 
-static json_t *s_message_to_json(s_ctx_t *ctx, const ProtobufCMessage *msg, int depth)
+static int s_message_out(s_ctx_t *ctx, s_out_t *out, const ProtobufCMessage *msg, int depth)
 {
-    if (depth > BC_JSON_MAX_DEPTH) {
-        s_fail_depth(ctx);
-        return NULL;
-    }
+    if (depth > BC_JSON_MAX_DEPTH)
+        return s_fail_depth(ctx);
     const ProtobufCMessageDescriptor *desc = msg->descriptor;
-    json_t *object = s_must(json_object());
+    s_out_char(out, '{');
+    bool first = true;
     for (unsigned i = 0; i < desc->n_fields; i++) {
         const ProtobufCFieldDescriptor *field = &desc->fields[i];
         if (!s_field_is_written(msg, field, ctx->flags & BC_JSON_EMIT_DEFAULTS))
             continue;
+        if (!first)
+            s_out_char(out, ',');
+        first = false;
+        /* .proto field names are ASCII identifiers: nothing to escape */
+        size_t name_len = strlen(field->name);
+        s_out_reserve(out, name_len + 3);
+        out->data[out->len++] = '"';
+        memcpy(out->data + out->len, field->name, name_len);
+        out->len += name_len;
+        memcpy(out->data + out->len, "\":", 2);
+        out->len += 2;
         size_t saved = s_path_key(ctx, field->name);
-        json_t *value =
-            field->label == PROTOBUF_C_LABEL_REPEATED
-                ? s_repeated_to_json(ctx, msg, field, depth)
-                : s_value_to_json(ctx, field, S_MEMBER(const void, msg, field->offset), depth);
+        int rc = field->label == PROTOBUF_C_LABEL_REPEATED
+                     ? s_repeated_out(ctx, out, msg, field, depth)
+                     : s_value_out(ctx, out, field, S_MEMBER(const void, msg, field->offset),
+                                   depth);
+        if (rc < 0)
+            return -1;
         s_path_pop(ctx, saved);
-        if (!value) {
-            json_decref(object);
-            return NULL;
-        }
-        json_object_set_new(object, field->name, value);
     }
-    return object;
+    s_out_char(out, '}');
+    return 0;
 }
 
-json_t *bc_pb_to_json(const ProtobufCMessage *msg, int flags, bc_error_t *err)
+char *bc_pb_to_json_text(const ProtobufCMessage *msg, int flags, size_t *len, bc_error_t *err)
 {
     assert(msg && msg->descriptor);
     s_ctx_t ctx = {
         .allocator = &s_system_allocator, .flags = flags, .code = BC_INTERNAL, .err = err};
-    return s_message_to_json(&ctx, msg, 1);
+    s_out_t out = {0};
+    if (s_message_out(&ctx, &out, msg, 1) < 0) {
+        free(out.data);
+        return NULL;
+    }
+    out.data[out.len] = '\0';
+    if (len)
+        *len = out.len;
+    return out.data;
+}
+
+json_t *bc_pb_to_json(const ProtobufCMessage *msg, int flags, bc_error_t *err)
+{
+    size_t len;
+    char *text = bc_pb_to_json_text(msg, flags, &len, err);
+    if (!text)
+        return NULL;
+    json_error_t jerr;
+    json_t *json = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    free(text);
+    if (!json)
+        bc_error_set(err, BC_INTERNAL, "", "written JSON does not read back: %s", jerr.text);
+    return json;
 }
 
 /* ---------------------------------------------------------------------------

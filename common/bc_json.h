@@ -35,8 +35,11 @@ enum {
  * same allocator). Returns NULL with err set. */
 ProtobufCMessage *bc_json_to_pb(const json_t *json, const ProtobufCMessageDescriptor *desc,
                                 ProtobufCAllocator *allocator, int flags, bc_error_t *err);
-/* Converts a message into a new JSON object (caller owns the reference).
- * Returns NULL only on a malformed message (err set). */
+/* Writes a message as compact JSON text (keys in field order), malloc'd and
+ * NUL-terminated, its length in *len (may be NULL). Returns NULL only on a
+ * malformed message: invalid UTF-8, a NULL element, too deep (err set). */
+char *bc_pb_to_json_text(const ProtobufCMessage *msg, int flags, size_t *len, bc_error_t *err);
+/* The same as a new JSON object (caller owns the reference). */
 json_t *bc_pb_to_json(const ProtobufCMessage *msg, int flags, bc_error_t *err);
 
 /* Nesting depth of a JSON value (scalars 0, {} 1). Bounded by limit+1, so it

@@ -231,6 +231,32 @@ static void s_send_file(s_call_t *c, const Beacon__Reply *reply)
     gw_access_log(c->req, c->request_id, c->route->success_status, c->started_us);
 }
 
+/* A reply's top-level integer "version" (a record's optimistic-lock
+ * version), sent as its ETag; 0 when it has none. */
+static int64_t s_version(const ProtobufCMessage *msg)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "version");
+    if (!f || f->label == PROTOBUF_C_LABEL_REPEATED)
+        return 0;
+    const void *ptr = (const char *)msg + f->offset;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return *(const int32_t *)ptr;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        return *(const uint32_t *)ptr;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return *(const int64_t *)ptr;
+    default:
+        return 0;
+    }
+}
+
 static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *err)
 {
     s_call_t *c = arg;
@@ -247,25 +273,27 @@ static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *
     bc_error_t e;
     ProtobufCMessage *out = bc_pb_unpack(c->method->output, NULL, reply->payload.data,
                                          reply->payload.len, BC_PB_MAX_DEPTH, &e);
-    json_t *json = out ? bc_pb_to_json(out, BC_JSON_EMIT_DEFAULTS, &e) : NULL;
+    size_t len = 0;
+    char *text = out ? bc_pb_to_json_text(out, BC_JSON_EMIT_DEFAULTS, &len, &e) : NULL;
+    int64_t version = text ? s_version(out) : 0;
     if (out)
         protobuf_c_message_free_unpacked(out, NULL);
     if (c->route->flags & GW_ROUTE_REVOKES)
         gw_sessions_flush(c->thread->sessions);
-    if (!json) {
+    if (!text) {
         bc_err("cannot convert %s reply: %s", c->route->rpc, e.message);
         s_problem(c, BC_INTERNAL, "the service sent a reply the gateway could not read", NULL);
         return;
     }
     gw_common_headers(c->req, c->request_id);
-    json_t *version = json_object_get(json, "version");
-    if (json_is_integer(version)) {
+    if (version) {
         char etag[32];
-        int n = snprintf(etag, sizeof etag, "\"%lld\"", (long long)json_integer_value(version));
+        int n = snprintf(etag, sizeof etag, "\"%lld\"", (long long)version);
         h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_ETAG, NULL,
                        h2o_strdup(&c->req->pool, etag, (size_t)n).base, (size_t)n);
     }
-    gw_send_json(c->req, c->route->success_status, "application/json", json);
+    gw_send_bytes(c->req, c->route->success_status, "application/json", text, len);
+    free(text);
     gw_access_log(c->req, c->request_id, c->route->success_status, c->started_us);
 }
 

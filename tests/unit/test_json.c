@@ -418,6 +418,82 @@ static void test_string_invalid_utf8_output(void **state)
     assert_string_equal(err.message, "string is not valid UTF-8");
 }
 
+/* The text writer against jansson's own encoder: the same escapes, UTF-8
+ * passed through, and every ill-formed sequence refused (overlong forms,
+ * surrogates, beyond U+10FFFF, truncated, stray continuation bytes). */
+static void test_text_strings_match_jansson(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "", "plain", "q\"uote", "back\\slash", "\b\f\n\r\t", "\x01\x1f\x7f", "caf\xc3\xa9",
+        "\xe2\x82\xac 20", "\xf0\x9f\x98\x80", "\xef\xbf\xbf\xf4\x8f\xbf\xbf", "a/b</script>"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        Beacon__Test__Person p = BEACON__TEST__PERSON__INIT;
+        p.name = (char *)good[i];
+        size_t len = 0;
+        char *text = bc_pb_to_json_text(&p.base, BC_JSON_EMIT_DEFAULTS, &len, NULL);
+        assert_non_null(text);
+        assert_int_equal(len, strlen(text));
+        json_t *name = json_string(good[i]);
+        char *want = json_dumps(name, JSON_ENCODE_ANY | JSON_COMPACT);
+        char prefix[600];
+        snprintf(prefix, sizeof prefix, "{\"name\":%s,", want);
+        if (strncmp(text, prefix, strlen(prefix)) != 0)
+            fail_msg("case %zu: got %s, expected it to start with %s", i, text, prefix);
+        free(want);
+        json_decref(name);
+        free(text);
+    }
+    static const char *const bad[] = {"\xc0\x80", "\xc1\xbf", "\xe0\x80\x80", "\xed\xa0\x80",
+                                      "\xf0\x80\x80\x80", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",
+                                      "\xe2\x82", "ok\x80", "\xc3(", "\xff"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        Beacon__Test__Person p = BEACON__TEST__PERSON__INIT;
+        p.name = (char *)bad[i];
+        bc_error_t err = {0};
+        char *text = bc_pb_to_json_text(&p.base, 0, NULL, &err);
+        if (text)
+            fail_msg("case %zu: written as %s", i, text);
+        assert_string_equal(err.field, "name");
+        assert_string_equal(err.message, "string is not valid UTF-8");
+        assert_null(json_string(bad[i])); /* jansson agrees */
+    }
+}
+
+/* Numbers as text: integers beyond 2^53 as strings, reals always with a
+ * '.' or an exponent (so they read back as reals), non-finite as strings. */
+static void test_text_numbers(void **state)
+{
+    (void)state;
+    Beacon__Test__Scalars s = BEACON__TEST__SCALARS__INIT;
+    s.db = 3.0;
+    s.fl = -0.0f;
+    char *text = bc_pb_to_json_text(&s.base, 0, NULL, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"db\":3.0"));
+    assert_non_null(strstr(text, "\"fl\":-0.0"));
+    free(text);
+    s.db = 1e300;
+    s.fl = NAN;
+    text = bc_pb_to_json_text(&s.base, 0, NULL, NULL);
+    assert_non_null(strstr(text, "\"db\":1e+300"));
+    assert_non_null(strstr(text, "\"fl\":\"NaN\""));
+    free(text);
+    Beacon__Test__Scalars n = BEACON__TEST__SCALARS__INIT;
+    n.i32 = INT32_MIN;
+    n.i64 = INT64_MIN;
+    n.u32 = UINT32_MAX;
+    n.u64 = UINT64_MAX;
+    n.s64 = -(INT64_C(1) << 53);
+    n.sf64 = (INT64_C(1) << 53) + 1;
+    text = bc_pb_to_json_text(&n.base, 0, NULL, NULL);
+    assert_non_null(text);
+    assert_string_equal(text, "{\"i32\":-2147483648,\"i64\":\"-9223372036854775808\","
+                              "\"u32\":4294967295,\"u64\":\"18446744073709551615\","
+                              "\"s64\":-9007199254740992,\"sf64\":\"9007199254740993\"}");
+    free(text);
+}
+
 static void test_bytes(void **state)
 {
     (void)state;
@@ -1086,6 +1162,8 @@ int main(void)
         T(test_enum_unknown_value_written_as_number),
         T(test_string),
         T(test_string_invalid_utf8_output),
+        T(test_text_strings_match_jansson),
+        T(test_text_numbers),
         T(test_bytes),
         T(test_bytes_invalid),
         T(test_nested_and_repeated_round_trip),
