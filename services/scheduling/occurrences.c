@@ -29,7 +29,9 @@ static const char *const s_attendance[] = {"present", "late", "left_early", "abs
     SCHED_US("o.starts_at") ", " SCHED_US("o.ends_at") ", "                                        \
     "to_char(o.starts_at AT TIME ZONE d.time_zone, 'YYYY-MM-DD\"T\"HH24:MI'), d.time_zone, "      \
     "coalesce(o.location_id::text, ''), o.facilitator_ids::text, g.mode, o.status, "              \
-    "coalesce(o.status_reason, ''), o.edited, o.version, g.capacity, g.facilitator_ids::text"
+    "coalesce(o.status_reason, ''), o.edited, o.version, g.capacity"
+/* ... and the series' facilitators, for who may run it */
+#define S_OCC_COLUMNS_FULL S_OCC_COLUMNS ", g.facilitator_ids::text"
 #define S_OCC_FROM                                                                                \
     " FROM scheduling.group_occurrences o JOIN scheduling.groups g ON g.id = o.group_id"          \
     " JOIN identity.site_directory d ON d.site_id = o.site_id"
@@ -83,11 +85,11 @@ static int s_load(bc_call_t *call, const char *id, bool lock, int expected_versi
     const char *params[] = {id, call->principal->agency_id};
     PGresult *res =
         lock ? bc_db_prepared(call->db, "sched_occ_lock",
-                              "SELECT " S_OCC_COLUMNS S_OCC_FROM
+                              "SELECT " S_OCC_COLUMNS_FULL S_OCC_FROM
                               " WHERE o.id = $1 AND o.agency_id = $2 FOR UPDATE OF o",
                               2, params, &err)
              : bc_db_prepared(call->db, "sched_occ_get",
-                              "SELECT " S_OCC_COLUMNS S_OCC_FROM
+                              "SELECT " S_OCC_COLUMNS_FULL S_OCC_FROM
                               " WHERE o.id = $1 AND o.agency_id = $2",
                               2, params, &err);
     if (!res) {
