@@ -72,28 +72,56 @@ static const s_type_t s_types[] = {
 static const char s_base64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* One conversion: where it allocates, how it reports and where it is. */
+/* One step of the path to the value being converted: a key or an index. */
+typedef struct {
+    const char *key; /* NULL: an array index */
+    size_t index;
+} s_step_t;
+
+#define S_STEPS_MAX 72 /* two per level of nesting, and some */
+
+/* One conversion: where it allocates, how it reports and where it is. The
+ * path ("address.lines[2]") is kept as steps and written out only for an
+ * error: formatting it for every field was a tenth of a large reply's cost. */
 typedef struct {
     ProtobufCAllocator *allocator;
     int flags;
     bc_code_t code; /* code for errors in this direction */
     bc_error_t *err;
-    char path[256]; /* "address.lines[2]"; err->field receives it */
+    s_step_t steps[S_STEPS_MAX];
+    size_t nsteps; /* may exceed S_STEPS_MAX: the steps beyond are not kept */
 } s_ctx_t;
 
 /* ---------------------------------------------------------------------------
  * Shared helpers: errors, field paths, allocation, field storage */
 
+/* The path as text; one too long for out is truncated. */
+static void s_path_text(const s_ctx_t *ctx, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    size_t n = ctx->nsteps < S_STEPS_MAX ? ctx->nsteps : S_STEPS_MAX;
+    for (size_t i = 0; i < n && len < size; i++) {
+        const s_step_t *st = &ctx->steps[i];
+        int w = st->key ? snprintf(out + len, size - len, "%s%s", len ? "." : "", st->key)
+                        : snprintf(out + len, size - len, "[%zu]", st->index);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+}
+
 static int s_fail(s_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int s_fail(s_ctx_t *ctx, const char *fmt, ...)
 {
-    char message[256];
+    char message[256], path[256];
     va_list args;
     va_start(args, fmt);
     vsnprintf(message, sizeof message, fmt, args);
     va_end(args);
-    return bc_error_set(ctx->err, ctx->code, ctx->path, "%s", message);
+    s_path_text(ctx, path, sizeof path);
+    return bc_error_set(ctx->err, ctx->code, path, "%s", message);
 }
 
 static int s_fail_depth(s_ctx_t *ctx)
@@ -101,25 +129,25 @@ static int s_fail_depth(s_ctx_t *ctx)
     return s_fail(ctx, "nesting deeper than %d levels", BC_JSON_MAX_DEPTH);
 }
 
-/* Appends ".key" (or "key" at the top) to the path; returns the length to
- * restore with s_path_pop. A path too long for the buffer is truncated. */
+/* Appends ".key" (or "key" at the top) to the path; returns what to restore
+ * with s_path_pop. key must outlive the step. */
 static size_t s_path_key(s_ctx_t *ctx, const char *key)
 {
-    size_t saved = strlen(ctx->path);
-    snprintf(ctx->path + saved, sizeof ctx->path - saved, "%s%s", saved ? "." : "", key);
-    return saved;
+    if (ctx->nsteps < S_STEPS_MAX)
+        ctx->steps[ctx->nsteps] = (s_step_t){key, 0};
+    return ctx->nsteps++;
 }
 
 static size_t s_path_index(s_ctx_t *ctx, size_t index)
 {
-    size_t saved = strlen(ctx->path);
-    snprintf(ctx->path + saved, sizeof ctx->path - saved, "[%zu]", index);
-    return saved;
+    if (ctx->nsteps < S_STEPS_MAX)
+        ctx->steps[ctx->nsteps] = (s_step_t){NULL, index};
+    return ctx->nsteps++;
 }
 
 static void s_path_pop(s_ctx_t *ctx, size_t saved)
 {
-    ctx->path[saved] = '\0';
+    ctx->nsteps = saved;
 }
 
 /* Appends name to a ", "-separated list in buf, ending it with "..." when

@@ -108,17 +108,32 @@ void bc_arena_destroy(bc_arena_t **self_p)
     *self_p = NULL;
 }
 
+/* The largest block a reset keeps: a worker that built one big reply reuses
+ * its memory for the next instead of growing the heap (and faulting its
+ * pages in) again, without holding more than this for good. */
+#define S_KEEP_MAX ((size_t)8 << 20)
+/* New blocks grow with the arena (a quarter of what it holds, capped), so a
+ * reply of a megabyte takes a handful of blocks, not a hundred. */
+#define S_GROW_MAX ((size_t)1 << 20)
+
 void bc_arena_reset(bc_arena_t *self)
 {
-    /* Keep the oldest block (the standard size one); free the rest. */
+    /* Keep the largest block no bigger than S_KEEP_MAX (the first, standard
+     * size one if none is); free the rest. */
+    s_block_t *keep = NULL;
+    for (s_block_t *b = self->head; b; b = b->next)
+        if (b->size <= S_KEEP_MAX && (!keep || b->size > keep->size))
+            keep = b;
     s_block_t *b = self->head;
-    while (b->next) {
+    while (b) {
         s_block_t *next = b->next;
-        free(b);
+        if (b != keep)
+            free(b);
         b = next;
     }
-    b->used = 0;
-    self->head = b;
+    keep->next = NULL;
+    keep->used = 0;
+    self->head = keep;
     self->total = 0;
 }
 
@@ -130,11 +145,14 @@ void *bc_arena_alloc(bc_arena_t *self, size_t size)
         size = align;
     s_block_t *b = self->head;
     if (b->size - b->used < size) {
-        size_t want = size > self->block_size ? size : self->block_size;
+        size_t grow = self->total / 4 < S_GROW_MAX ? self->total / 4 : S_GROW_MAX;
+        size_t want = self->block_size > grow ? self->block_size : grow;
+        if (size > want)
+            want = size;
         s_block_t *nb = s_block_new(want);
         /* Big one-off blocks go behind the current one so its free space is
          * not wasted; ordinary new blocks become current. */
-        if (size > self->block_size / 2 && b->size - b->used > align * 4) {
+        if (size > want / 2 && b->size - b->used > align * 4) {
             nb->next = b->next;
             b->next = nb;
             nb->used = size;

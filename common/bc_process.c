@@ -1,5 +1,6 @@
 /*  bc_process: what every Beacon process shares at start (the common
  *  settings, logging, signals) and the main() of a back-end service. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -87,9 +88,25 @@ static const char *s_bind_endpoint(const bc_service_def_t *def, const bc_config_
 }
 
 
+/* The allocator's footing for a server. By default glibc hands memory back
+ * to the kernel as soon as 128 KB lie free at the top of a heap, and serves
+ * blocks over 128 KB (growing with use) straight from mmap. A worker that
+ * builds a large reply (a quarter's calendar is a megabyte of rows, then of
+ * protobuf) then returns and re-faults every page of it on each request:
+ * measured as a fifth of the scheduling service's CPU time. These settings
+ * keep up to 32 MB free per heap for the next request and take blocks up
+ * to 8 MB from the heap, where they are reused. */
+static void s_malloc_setup(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    mallopt(M_TOP_PAD, 1 << 20);
+}
+
 bc_config_t *bc_process_start(const char *name, const bc_setting_t *extra, int argc, char **argv,
                               void (*on_stop)(int), int *exit_code)
 {
+    s_malloc_setup();
     char program[64];
     snprintf(program, sizeof program, "beacon-%s", name);
     bc_config_t *config = bc_config_new(program);

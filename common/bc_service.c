@@ -156,11 +156,21 @@ static void *s_worker_main(void *arg)
     return NULL;
 }
 
+static void s_free_reply(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
 static void s_send_one(void *frontend, s_job_t *job)
 {
+    /* The reply buffer is handed to ZeroMQ, not copied (a list reply can
+     * be a megabyte); it frees it once sent. */
     zmq_msg_t out;
-    zmq_msg_init_size(&out, job->reply_len);
-    memcpy(zmq_msg_data(&out), job->reply, job->reply_len);
+    if (zmq_msg_init_data(&out, job->reply, job->reply_len, s_free_reply, NULL) == 0)
+        job->reply = NULL;
+    else
+        zmq_msg_init_size(&out, 0);
     /* A caller that went away makes the ROUTER drop the reply: fine. */
     if (zmq_msg_send(&job->client, frontend, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(frontend, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||

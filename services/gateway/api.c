@@ -271,13 +271,16 @@ static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *
         return;
     }
     bc_error_t e;
-    ProtobufCMessage *out = bc_pb_unpack(c->method->output, NULL, reply->payload.data,
-                                         reply->payload.len, BC_PB_MAX_DEPTH, &e);
+    /* Unpacked into the thread's arena: a list of thousands of records is
+     * then a few block allocations, not one per string. */
+    bc_arena_t *arena = c->thread->reply_arena;
+    ProtobufCMessage *out =
+        bc_pb_unpack(c->method->output, bc_arena_allocator(arena), reply->payload.data,
+                     reply->payload.len, BC_PB_MAX_DEPTH, &e);
     size_t len = 0;
     char *text = out ? bc_pb_to_json_text(out, BC_JSON_EMIT_DEFAULTS, &len, &e) : NULL;
     int64_t version = text ? s_version(out) : 0;
-    if (out)
-        protobuf_c_message_free_unpacked(out, NULL);
+    bc_arena_reset(arena);
     if (c->route->flags & GW_ROUTE_REVOKES)
         gw_sessions_flush(c->thread->sessions);
     if (!text) {

@@ -21,6 +21,7 @@
 
 #include "bc_config.h"
 #include "bc_error.h"
+#include "bc_mem.h"
 #include "bc_route.h"
 #include "bc_rpc.h"
 
@@ -113,6 +114,7 @@ struct gw_thread {
     size_t inflight; /* HTTP requests waiting on a service */
     bool allow_bootstrap;
     gw_sessions_t *sessions; /* shared by all threads */
+    bc_arena_t *reply_arena; /* a service reply, unpacked, while it is written as JSON */
 };
 
 /* server.c */

@@ -190,6 +190,7 @@ void *gw_thread_main(void *arg)
 {
     gw_thread_t *t = arg;
     h2o_timeout_init(t->ctx.loop, &t->sniff_timeout, 10000);
+    t->reply_arena = bc_arena_new(65536);
     if (s_connect_services(t) < 0 || s_listen(t) < 0) {
         gw_stop = 1;
         return (void *)1;
@@ -235,5 +236,6 @@ void *gw_thread_main(void *arg)
     /* Let h2o finish closing what it was asked to close, then free the loop. */
     h2o_evloop_run(t->ctx.loop, 0);
     h2o_timeout_dispose(t->ctx.loop, &t->sniff_timeout);
+    bc_arena_destroy(&t->reply_arena);
     return NULL;
 }
