@@ -58,7 +58,7 @@ BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b61
 
 # Benchmarks, run in this order.
 BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
-            group_quarter pgbench_select)
+            appointment_book_team group_quarter pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -74,7 +74,7 @@ TARGETS=(
 RATIOS=(
   "client_get.rps client_get_skeleton.rps 0.70 signed-in, audited GET over the unauthenticated skeleton (auth + audit cost <= 30%)"
   "client_get_skeleton.rps pgbench_select.tps 0.15 skeleton GET /api/v1/clients/{id} req/s over pgbench -S tps"
-  "appointment_book.rps client_create.rps 0.50 booking (conflict-checked) over registration, both audited writes"
+  "appointment_book_team.rps client_create.rps 0.50 booking for a team (conflict-checked) over registration, both audited writes"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -108,13 +108,22 @@ pg_admin() {
     -U postgres -d postgres -c "$1"
 }
 
-# s_token: sets BENCH_PEER_TOKEN, the bench peer specialist's session token
-# (the agency is made once per stack, on first use). Call it directly, not
-# in $(...), so that the token is kept for the next benchmark.
+# s_token: signs in the bench's people (once per stack, on first use) and
+# sets BENCH_PEER_TOKEN and BENCH_PEER_ID (the bench peer specialist),
+# BENCH_SITE_ID and BENCH_AGENCY_ID (their site and agency),
+# BENCH_SUPERVISOR_TOKEN (a supervisor at that site) and BENCH_TEAM (the
+# staff ids of BENCH_TEAM_SIZE more peer specialists there, comma-separated).
+# Call it directly, not in $(...), so that the values are kept for the next
+# benchmark.
+BENCH_TEAM_SIZE=32
 s_token() {
-  if [ -z "${BENCH_PEER_TOKEN:-}" ]; then
-    BENCH_PEER_TOKEN=$(python3 "$HERE/signin.py" peer_specialist) || return 1
-  fi
+  [ -n "${BENCH_PEER_TOKEN:-}" ] && return 0
+  local out="$TMP/signin.out"
+  python3 "$HERE/signin.py" "$BENCH_TEAM_SIZE" >"$out" || return 1
+  # shellcheck disable=SC1090
+  . "$out"
+  BENCH_AGENCY_ID=$(pg_beacon "SELECT agency_id FROM identity.staff WHERE id = '$BENCH_PEER_ID'")
+  [ -n "$BENCH_PEER_TOKEN" ] && [ -n "$BENCH_AGENCY_ID" ]
 }
 
 # pg_beacon SQL: runs SQL in the stack's Beacon database as its owner.
@@ -250,16 +259,13 @@ bench_client_create() {
 # listed client audited as read.
 bench_caseload_list() {
   echo "== caseload_list: GET /api/v1/clients?limit=50 over 50,000 clients"
-  local token who
+  local token staff agency site
   if ! s_token; then
     fail caseload_list "could not sign in a peer specialist"
     return 0
   fi
   token=$BENCH_PEER_TOKEN
-  who=$(pg_beacon "SELECT s.id || ' ' || s.agency_id || ' ' || ss.site_id FROM identity.staff s
-                   JOIN identity.staff_roles r ON r.staff_id = s.id AND r.role = 'peer_specialist'
-                   JOIN identity.staff_sites ss ON ss.staff_id = s.id LIMIT 1")
-  read -r staff agency site <<<"$who"
+  staff=$BENCH_PEER_ID agency=$BENCH_AGENCY_ID site=$BENCH_SITE_ID
   if ! pg_beacon "ALTER TABLE intake.clients NO FORCE ROW LEVEL SECURITY;
         INSERT INTO intake.clients (given_name, family_name, date_of_birth, agency_id, site_id,
           assigned_staff_id, created_by, created_at)
@@ -279,22 +285,22 @@ bench_caseload_list() {
 # the peer being one of the 500. Seeded straight into the table once.
 s_seed_schedule() {
   [ -n "${BENCH_SCHEDULE_SEEDED:-}" ] && return 0
-  local who
-  who=$(pg_beacon "SELECT s.id || ' ' || s.agency_id || ' ' || ss.site_id FROM identity.staff s
-                   JOIN identity.staff_roles r ON r.staff_id = s.id AND r.role = 'peer_specialist'
-                   JOIN identity.staff_sites ss ON ss.staff_id = s.id LIMIT 1")
-  read -r staff agency site <<<"$who"
+  local staff=$BENCH_PEER_ID agency=$BENCH_AGENCY_ID site=$BENCH_SITE_ID
+  # Staff 0 is the bench peer specialist and 1..BENCH_TEAM_SIZE the team
+  # (real accounts, so they can be booked); the rest are history only.
   pg_beacon "ALTER TABLE scheduling.appointments NO FORCE ROW LEVEL SECURITY;
       INSERT INTO scheduling.appointments (agency_id, site_id, client_id, staff_id, starts_at,
         ends_at, mode, status, created_by, updated_by)
       SELECT '$agency', '$site',
         ('00000000-0000-4000-8000-' || lpad(to_hex((s * 731 + d * 2 + k) % 50000), 12, '0'))::uuid,
         CASE WHEN s = 0 THEN '$staff'::uuid
+             WHEN s <= cardinality(team) THEN team[s]
              ELSE ('00000000-0000-4000-9000-' || lpad(to_hex(s), 12, '0'))::uuid END,
         date_trunc('day', now()) - d * interval '1 day' + (9 + 3 * k) * interval '1 hour',
         date_trunc('day', now()) - d * interval '1 day' + (10 + 3 * k) * interval '1 hour',
         'in_person', CASE WHEN d = 0 THEN 'booked' ELSE 'fulfilled' END, '$staff', '$staff'
-      FROM generate_series(0, 499) s, generate_series(0, 364) d, generate_series(0, 1) k;
+      FROM generate_series(0, 499) s, generate_series(0, 364) d, generate_series(0, 1) k,
+           (SELECT string_to_array('$BENCH_TEAM', ',')::uuid[] AS team) t;
       ALTER TABLE scheduling.appointments FORCE ROW LEVEL SECURITY" >/dev/null || return 1
   # A year of history is settled data: vacuumed (visibility map set), so the
   # runs measure the service rather than the bulk load's aftermath.
@@ -305,7 +311,9 @@ s_seed_schedule() {
 
 # Booking a meeting through the whole path as a peer specialist: client
 # looked up in intake's scope, people locked, conflicts checked against the
-# seeded year (staff, client, room, time off, hours), audited insert.
+# seeded year (staff, client, room, time off, hours), audited insert. Every
+# request books the same person (and one of four clients), so bookings
+# queue on that person's lock: the worst case, reported without a target.
 bench_appointment_book() {
   echo "== appointment_book: POST /api/v1/appointments over a year of history (500 staff, 50,000 clients)"
   local token clients="" id i base
@@ -333,6 +341,36 @@ bench_appointment_book() {
     s_wrk appointment_book /api/v1/appointments 2 "$BENCH_CONNECTIONS"
 }
 
+# Booking for a team: a supervisor books meetings for BENCH_TEAM_SIZE peer
+# specialists (each with their seeded year of history) and 64 clients in
+# turn, so concurrent requests contend as an agency's do rather than all
+# queueing on one person's lock as in appointment_book.
+bench_appointment_book_team() {
+  echo "== appointment_book_team: POST /api/v1/appointments by a supervisor for $BENCH_TEAM_SIZE staff over a year of history"
+  local clients="" id i base
+  if ! s_token; then
+    fail appointment_book_team "could not sign in the bench's people"
+    return 0
+  fi
+  if ! s_seed_schedule; then
+    fail appointment_book_team "could not seed the schedule"
+    return 0
+  fi
+  for i in $(seq 1 64); do
+    if ! id=$(api POST /api/v1/clients "{\"given_name\":\"Team\",\"family_name\":\"Bench-$i-$RANDOM\",\"date_of_birth\":\"1980-01-$(printf %02d $(( i % 28 + 1 )))\"}" \
+                --token "$BENCH_SUPERVISOR_TOKEN" --field id); then
+      fail appointment_book_team "could not create a client"
+      return 0
+    fi
+    clients="$clients${clients:+,}$id"
+  done
+  base=$(( $(date -u +%s) / 86400 * 86400 - 86400 + 14 * 3600 ))
+  BENCH_TOKEN=$BENCH_SUPERVISOR_TOKEN BENCH_HERE=$HERE BENCH_CLIENTS=$clients \
+    BENCH_STAFF=$BENCH_TEAM BENCH_BOOK_BASE=$base BENCH_BOOK_T0=$(date -u +%s) \
+    WRK_SCRIPT="$HERE/book_appointment.lua" \
+    s_wrk appointment_book_team /api/v1/appointments 2 "$BENCH_CONNECTIONS"
+}
+
 # A specialist's week (the week before this one: 14 meetings) from the
 # seeded year, every listed appointment audited as read.
 bench_week_view() {
@@ -358,16 +396,13 @@ bench_week_view() {
 # the site's quarter read back expanded (2,600 meetings per request).
 bench_group_quarter() {
   echo "== group_quarter: 200 weekly groups laid out for a quarter, then GET the quarter's 2,600 meetings"
-  local token who staff agency site out line kv k v
+  local token site out line kv k v
   if ! s_token; then
     fail group_quarter "could not sign in a peer specialist"
     return 0
   fi
   token=$BENCH_PEER_TOKEN
-  who=$(pg_beacon "SELECT s.id || ' ' || s.agency_id || ' ' || ss.site_id FROM identity.staff s
-                   JOIN identity.staff_roles r ON r.staff_id = s.id AND r.role = 'peer_specialist'
-                   JOIN identity.staff_sites ss ON ss.staff_id = s.id LIMIT 1")
-  read -r staff agency site <<<"$who"
+  site=$BENCH_SITE_ID
   out="$TMP/groups.out"
   if ! run_child "$out" python3 "$HERE/groups.py" "$token" "$site"; then
     sed 's/^/    /' "$out"

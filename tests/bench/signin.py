@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""signin.py: makes the benchmark stack's agency and prints a bearer token.
+"""signin.py: makes the benchmark stack's agency and its people.
 
-    python3 tests/bench/signin.py ROLE
+    python3 tests/bench/signin.py [TEAM_SIZE]
 
 Bootstraps an agency on the stack at BENCH_URL (BENCH_CA) through the API
-(deploy/launch.py's Org: the admin enrols TOTP, then a staff member with
-ROLE at the first site is created and signs in) and prints that staff
-member's session token. The stack must run with allow_bootstrap=true.
+(deploy/launch.py's Org: the admin enrols TOTP), then creates at its first
+site the bench peer specialist, a supervisor and TEAM_SIZE (default 0) more
+peer specialists, each signing in, and prints shell assignments:
+
+    BENCH_PEER_TOKEN=..  BENCH_PEER_ID=..  BENCH_SITE_ID=..
+    BENCH_SUPERVISOR_TOKEN=..  BENCH_TEAM=<staff id>,<staff id>,...
+
+The stack must run with allow_bootstrap=true.
 """
 
 import http.client
@@ -53,16 +58,24 @@ class _Stack:
 
 
 def main(argv):
-    if len(argv) != 2:
+    if len(argv) > 2 or (len(argv) == 2 and not argv[1].isdigit()):
         print(__doc__, file=sys.stderr)
         return 2
+    team_size = int(argv[1]) if len(argv) == 2 else 0
     stack = _Stack(os.environ["BENCH_URL"], os.environ["BENCH_CA"])
     try:
         org = launch.Org(stack, agency_name="Bench Recovery Network").bootstrap()
-        print(org.add_staff([argv[1]]).token)
+        peer = org.add_staff(["peer_specialist"])
+        supervisor = org.add_staff(["supervisor"])
+        team = [org.add_staff(["peer_specialist"]).id for _ in range(team_size)]
     except launch.OrgError as e:
         print("signin.py: %s" % e, file=sys.stderr)
         return 1
+    print("BENCH_PEER_TOKEN=%s" % peer.token)
+    print("BENCH_PEER_ID=%s" % peer.id)
+    print("BENCH_SITE_ID=%s" % org.site_id)
+    print("BENCH_SUPERVISOR_TOKEN=%s" % supervisor.token)
+    print("BENCH_TEAM=%s" % ",".join(team))
     return 0
 
 
