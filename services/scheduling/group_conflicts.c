@@ -4,6 +4,8 @@
  *  takes, then are checked, under the conflict_check purpose, against the
  *  facilitators' appointments, other group meetings and time off, the
  *  room's bookings, and the appointments of clients on the roster.
+ *  Enrolling one client checks that client alone: the group's coming
+ *  meetings against their appointments and their other groups' meetings.
  */
 #include <stdio.h>
 #include <string.h>
@@ -101,6 +103,73 @@ bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const cha
         return bc_call_fail(call, BC_CONFLICT, "override_conflicts",
                             "the time is not free: %s%s. Choose another time, or a supervisor may "
                             "go ahead with override_conflicts and override_reason",
+                            found, rows == 5 ? " (and perhaps more)" : "");
+    return BC_OK;
+}
+
+bc_code_t sched_enrol_conflicts(bc_call_t *call, const char *group_id, const char *client_id,
+                                bool override)
+{
+    char key[64];
+    snprintf(key, sizeof key, "client:%s", client_id);
+    const char *lock[] = {key};
+    const char *params[] = {group_id, client_id};
+    const char *on[] = {"beacon.purpose", "conflict_check"}, *off[] = {"beacon.purpose", ""};
+    bc_error_t err;
+    /* The key one-on-one booking takes for the client: a booking and this
+     * enrolment cannot both pass their checks at once. */
+    if (bc_db_defer(call->db, "sched_lock_one", "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    1, lock, NULL, NULL, &err) < 0 ||
+        bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, on, NULL,
+                    NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
+#define S_OVERLAP(x)                                                                              \
+    " AND " x ".starts_at < o.ends_at AND " x ".starts_at > o.starts_at - interval '24 hours'"    \
+    " AND " x ".ends_at > o.starts_at"
+    PGresult *res = bc_db_prepared(
+        call->db, "sched_enrol_conflicts",
+        "WITH o AS (SELECT starts_at, ends_at FROM scheduling.group_occurrences"
+        "  WHERE group_id = $1::uuid AND status = 'scheduled' AND starts_at > now()) "
+        "SELECT what, id, " SCHED_US("s") ", " SCHED_US("e") ", " SCHED_US("os") " FROM ("
+        " SELECT 'appointment' AS what, a.id::text AS id, a.starts_at AS s, a.ends_at AS e,"
+        "  o.starts_at AS os FROM o JOIN scheduling.appointments a ON a.client_id = $2::uuid"
+        "  AND scheduling.blocking(a.status)" S_OVERLAP("a")
+        " UNION ALL"
+        " SELECT 'group occurrence', x.id::text, x.starts_at, x.ends_at, o.starts_at FROM o"
+        "  JOIN scheduling.group_roster r ON r.client_id = $2::uuid AND r.left_at IS NULL"
+        "  AND r.group_id <> $1::uuid"
+        "  JOIN scheduling.group_occurrences x ON x.group_id = r.group_id"
+        "  AND x.status = 'scheduled'" S_OVERLAP("x")
+        ") c ORDER BY os, s LIMIT 5",
+        2, params, &err);
+#undef S_OVERLAP
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    int rows = PQntuples(res);
+    char found[1200] = "";
+    size_t used = 0;
+    for (int i = 0; i < rows; i++) {
+        const char *what = PQgetvalue(res, i, 0);
+        char from[32], to[32], at[32];
+        sched_format_instant(sched_us_value(res, i, 2), from);
+        sched_format_instant(sched_us_value(res, i, 3), to);
+        sched_format_instant(sched_us_value(res, i, 4), at);
+        int w = snprintf(found + used, sizeof found - used,
+                         "%sthe session at %s: the client %s %s to %s (%s %s)", used ? "; " : "",
+                         at, strcmp(what, "appointment") ? "is in another group" : "is booked",
+                         from, to, what, PQgetvalue(res, i, 1));
+        if (w > 0 && (size_t)w < sizeof found - used)
+            used += (size_t)w;
+    }
+    PQclear(res);
+    if (bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, off, NULL,
+                    NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    if (rows && !override)
+        return bc_call_fail(call, BC_CONFLICT, "override_conflicts",
+                            "the client is not free for this group: %s%s. Move those meetings, "
+                            "or a supervisor may enrol them anyway with override_conflicts and "
+                            "override_reason",
                             found, rows == 5 ? " (and perhaps more)" : "");
     return BC_OK;
 }

@@ -20,7 +20,8 @@ bc_code_t sched_roster_read(bc_call_t *call, Beacon__Scheduling__GroupSession *g
     PGresult *res = bc_db_prepared(
         call->db, "sched_roster",
         "SELECT client_id::text, " SCHED_US("enrolled_at") ", enrolled_by::text, "
-        "coalesce(" SCHED_US("left_at") ", 0), coalesce(left_reason, '') "
+        "coalesce(" SCHED_US("left_at") ", 0), coalesce(left_reason, ''), "
+        "coalesce(override_reason, '') "
         "FROM scheduling.group_roster WHERE group_id = $1 ORDER BY left_at NULLS FIRST, enrolled_at",
         1, params, &err);
     if (!res)
@@ -35,6 +36,7 @@ bc_code_t sched_roster_read(bc_call_t *call, Beacon__Scheduling__GroupSession *g
         r->enrolled_by = bc_arena_strdup(call->arena, PQgetvalue(res, i, 2));
         r->left_at = sched_us_value(res, i, 3) ? sched_time_value(call, res, i, 3) : "";
         r->left_reason = bc_arena_strdup(call->arena, PQgetvalue(res, i, 4));
+        r->override_reason = bc_arena_strdup(call->arena, PQgetvalue(res, i, 5));
         g->roster[g->n_roster++] = r;
     }
     PQclear(res);
@@ -58,7 +60,8 @@ static int s_roster_entry(bc_call_t *call, const char *group_id, const char *cli
     PGresult *res = bc_db_prepared(
         call->db, "sched_roster_entry",
         "SELECT client_id::text, " SCHED_US("enrolled_at") ", enrolled_by::text, "
-        "coalesce(" SCHED_US("left_at") ", 0), coalesce(left_reason, '') "
+        "coalesce(" SCHED_US("left_at") ", 0), coalesce(left_reason, ''), "
+        "coalesce(override_reason, '') "
         "FROM scheduling.group_roster WHERE group_id = $1 AND client_id = $2",
         2, params, &err);
     if (!res) {
@@ -74,6 +77,7 @@ static int s_roster_entry(bc_call_t *call, const char *group_id, const char *cli
         r->enrolled_by = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 2));
         r->left_at = sched_us_value(res, 0, 3) ? sched_time_value(call, res, 0, 3) : "";
         r->left_reason = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 4));
+        r->override_reason = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 5));
     }
     PQclear(res);
     *out = r;
@@ -136,12 +140,14 @@ static bc_code_t s_roster_write(bc_call_t *call, const Beacon__Scheduling__Group
 bc_code_t groups_enroll(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
     const Beacon__Scheduling__RosterRequest *req = (const Beacon__Scheduling__RosterRequest *)in;
+    bc_code_t code = sched_check_override(call, req->override_conflicts, req->override_reason);
+    if (code != BC_OK)
+        return code;
     Beacon__Scheduling__GroupSession *g = s_open_roster(call, req->group_id, req->client_id);
     if (!g)
         return call->err.code;
     sched_client_t client;
-    bc_code_t code = sched_client(call, req->client_id, &client);
-    if (code != BC_OK)
+    if ((code = sched_client(call, req->client_id, &client)) != BC_OK)
         return code;
     Beacon__Scheduling__RosterEntry *r;
     if (s_roster_entry(call, g->id, req->client_id, &r) < 0)
@@ -153,15 +159,19 @@ bc_code_t groups_enroll(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMe
                             "the group is full (capacity %d): raise its capacity or choose "
                             "another group",
                             g->capacity);
+    if ((code = sched_enrol_conflicts(call, g->id, req->client_id, req->override_conflicts)) !=
+        BC_OK)
+        return code;
     const char *params[] = {g->id, req->client_id, call->principal->agency_id, g->site_id,
-                            call->principal->staff_id};
+                            call->principal->staff_id,
+                            req->override_conflicts ? req->override_reason : NULL};
     return s_roster_write(call, g, req->client_id, BC_AUDIT_CREATE, "sched_roster_enroll",
                           "INSERT INTO scheduling.group_roster (group_id, client_id, agency_id, "
-                          "site_id, enrolled_by) VALUES ($1, $2, $3, $4, $5) "
+                          "site_id, enrolled_by, override_reason) VALUES ($1, $2, $3, $4, $5, $6) "
                           "ON CONFLICT (group_id, client_id) DO UPDATE SET enrolled_by = $5, "
                           "enrolled_at = now(), left_by = NULL, left_at = NULL, "
-                          "left_reason = NULL",
-                          5, params, "1", out);
+                          "left_reason = NULL, override_reason = $6",
+                          6, params, "1", out);
 }
 
 bc_code_t groups_leave(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)

@@ -157,6 +157,11 @@ char *sched_facilitators(bc_call_t *call, char *const *ids, size_t n, const char
  * (CONFLICT, naming up to five) what collides with them, unless override. */
 bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const char *occurrence_id,
                                 bool override);
+/* Enrolling client_id in group_id: CONFLICT naming the client's appointments
+ * and other groups' meetings that collide with the group's coming meetings
+ * (unless override). Inside the caller's transaction. */
+bc_code_t sched_enrol_conflicts(bc_call_t *call, const char *group_id, const char *client_id,
+                                bool override);
 
 /* ---- reminders.c ---------------------------------------------------------- */
 

@@ -344,9 +344,33 @@ class GroupSessionTests(StackTestCase):
                        capacity=8, override_conflicts=True,
                        override_reason="meeting moves after the group starts", **body)
         self.assertEqual(g["override_reason"], "meeting moves after the group starts")
+        # Enrolling the client whose meeting collides with the group's first
+        # session is refused, naming the meeting, until a supervisor
+        # overrides with a reason (kept on the roster entry).
+        r = self.req("POST", "/api/v1/group-sessions/%s/roster" % g["id"], {"client_id": c},
+                     headers=self.peer.auth)
+        p = self.assertProblem(r, 409, field="override_conflicts")
+        self.assertIn(meeting.json()["id"], p["detail"])
+        self.assertProblem(self.req("POST", "/api/v1/group-sessions/%s/roster" % g["id"],
+                                    {"client_id": c, "override_conflicts": True,
+                                     "override_reason": "x"}, headers=self.peer.auth), 403)
+        r = self.req("POST", "/api/v1/group-sessions/%s/roster" % g["id"],
+                     {"client_id": c, "override_conflicts": True,
+                      "override_reason": "meets the first week only"}, headers=self.sup.auth)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.json()["override_reason"], "meets the first week only")
+        # A second group meeting at the same hours cannot take a client who
+        # is on the first one's roster.
+        g2 = self.group(self.sup, facilitator_ids=[self.peer2.id], topic="goal_setting",
+                        capacity=8, minutes=30, start_time="18:30",
+                        rule={"freq": "weekly", "by_day": ["TU"], "start_date": "2027-10-12",
+                              "count": 2})
+        p = self.assertProblem(self.req("POST", "/api/v1/group-sessions/%s/roster" % g2["id"],
+                                        {"client_id": c}, headers=self.sup.auth),
+                               409, field="override_conflicts")
+        self.assertIn("in another group", p["detail"])
         # Now one-on-one bookings collide with the group: the facilitator,
         # a client on the roster, the room.
-        self.enroll(g["id"], c)
         other = self.client(self.peer2)
         cases = [
             ({"client_id": other, "staff_id": self.peer.id}, self.sup, "runs a group"),
