@@ -12,6 +12,63 @@
 
 #include "scheduling.h"
 
+/* What a conflict row (what, id, start, end, the session's start) is
+ * called: *label for the sentence, *kind for the item in brackets. */
+typedef void (*s_label_fn)(const char *what, const char **label, const char **kind);
+
+/* Reads the conflict rows, restores the purpose, and refuses with CONFLICT
+ * ("<lead>: the session at ...: <label> <from> to <to> (<kind> <id>); ...
+ * <advice>") when there are any and no override. Frees res. */
+static bc_code_t s_refuse_conflicts(bc_call_t *call, PGresult *res, s_label_fn name,
+                                    bool override, const char *lead, const char *advice)
+{
+    int rows = PQntuples(res);
+    char found[1200] = "";
+    size_t used = 0;
+    for (int i = 0; i < rows; i++) {
+        const char *label, *kind;
+        name(PQgetvalue(res, i, 0), &label, &kind);
+        char from[32], to[32], at[32];
+        sched_format_instant(sched_us_value(res, i, 2), from);
+        sched_format_instant(sched_us_value(res, i, 3), to);
+        sched_format_instant(sched_us_value(res, i, 4), at);
+        int w = snprintf(found + used, sizeof found - used, "%sthe session at %s: %s %s to %s (%s %s)",
+                         used ? "; " : "", at, label, from, to, kind, PQgetvalue(res, i, 1));
+        if (w > 0 && (size_t)w < sizeof found - used)
+            used += (size_t)w;
+    }
+    PQclear(res);
+    const char *off[] = {"beacon.purpose", ""};
+    bc_error_t err;
+    if (bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, off, NULL,
+                    NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    if (rows && !override)
+        return bc_call_fail(call, BC_CONFLICT, "override_conflicts", "%s: %s%s. %s", lead, found,
+                            rows == 5 ? " (and perhaps more)" : "", advice);
+    return BC_OK;
+}
+
+static void s_group_label(const char *what, const char **label, const char **kind)
+{
+    *label = !strcmp(what, "staff")         ? "a facilitator has an appointment"
+             : !strcmp(what, "staff_group") ? "a facilitator runs another group"
+             : !strcmp(what, "room")        ? "the room is booked"
+             : !strcmp(what, "room_group")  ? "the room holds another group"
+             : !strcmp(what, "time_off")    ? "a facilitator is off"
+                                            : "a client on the roster has an appointment";
+    *kind = !strcmp(what, "time_off")                                   ? "time off"
+            : !strcmp(what, "staff_group") || !strcmp(what, "room_group") ? "group occurrence"
+                                                                        : "appointment";
+}
+
+static void s_enrol_label(const char *what, const char **label, const char **kind)
+{
+    bool group = strcmp(what, "appointment") != 0;
+    *label = group ? "the client is in another group" : "the client is booked";
+    *kind = group ? "group occurrence" : "appointment";
+}
+
 bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const char *occurrence_id,
                                 bool override)
 {
@@ -21,7 +78,7 @@ bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const cha
     " FROM scheduling.group_occurrences WHERE status = 'scheduled' AND CASE WHEN $2::uuid IS NULL" \
     " THEN group_id = $1::uuid AND starts_at > now() ELSE id = $2::uuid END"
     const char *params[] = {group_id, occurrence_id};
-    const char *on[] = {"beacon.purpose", "conflict_check"}, *off[] = {"beacon.purpose", ""};
+    const char *on[] = {"beacon.purpose", "conflict_check"};
     bc_error_t err;
     if (bc_db_defer(call->db, "sched_group_lock_people",
                     "WITH o AS (" S_OCC ") "
@@ -70,41 +127,9 @@ bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const cha
 #undef S_OCC
     if (!res)
         return bc_call_fail_err(call, &err);
-    int rows = PQntuples(res);
-    char found[1200] = "";
-    size_t used = 0;
-    for (int i = 0; i < rows; i++) {
-        const char *what = PQgetvalue(res, i, 0);
-        char from[32], to[32], at[32];
-        sched_format_instant(sched_us_value(res, i, 2), from);
-        sched_format_instant(sched_us_value(res, i, 3), to);
-        sched_format_instant(sched_us_value(res, i, 4), at);
-        const char *label =
-            !strcmp(what, "staff")         ? "a facilitator has an appointment"
-            : !strcmp(what, "staff_group") ? "a facilitator runs another group"
-            : !strcmp(what, "room")        ? "the room is booked"
-            : !strcmp(what, "room_group")  ? "the room holds another group"
-            : !strcmp(what, "time_off")    ? "a facilitator is off"
-                                           : "a client on the roster has an appointment";
-        const char *kind = !strcmp(what, "time_off")                             ? "time off"
-                           : !strcmp(what, "staff_group") || !strcmp(what, "room_group")
-                               ? "group occurrence"
-                               : "appointment";
-        int w = snprintf(found + used, sizeof found - used, "%sthe session at %s: %s %s to %s (%s %s)",
-                         used ? "; " : "", at, label, from, to, kind, PQgetvalue(res, i, 1));
-        if (w > 0 && (size_t)w < sizeof found - used)
-            used += (size_t)w;
-    }
-    PQclear(res);
-    if (bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, off, NULL,
-                    NULL, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    if (rows && !override)
-        return bc_call_fail(call, BC_CONFLICT, "override_conflicts",
-                            "the time is not free: %s%s. Choose another time, or a supervisor may "
-                            "go ahead with override_conflicts and override_reason",
-                            found, rows == 5 ? " (and perhaps more)" : "");
-    return BC_OK;
+    return s_refuse_conflicts(call, res, s_group_label, override, "the time is not free",
+                              "Choose another time, or a supervisor may go ahead with "
+                              "override_conflicts and override_reason");
 }
 
 bc_code_t sched_enrol_conflicts(bc_call_t *call, const char *group_id, const char *client_id,
@@ -114,7 +139,7 @@ bc_code_t sched_enrol_conflicts(bc_call_t *call, const char *group_id, const cha
     snprintf(key, sizeof key, "client:%s", client_id);
     const char *lock[] = {key};
     const char *params[] = {group_id, client_id};
-    const char *on[] = {"beacon.purpose", "conflict_check"}, *off[] = {"beacon.purpose", ""};
+    const char *on[] = {"beacon.purpose", "conflict_check"};
     bc_error_t err;
     /* The key one-on-one booking takes for the client: a booking and this
      * enrolment cannot both pass their checks at once. */
@@ -145,31 +170,8 @@ bc_code_t sched_enrol_conflicts(bc_call_t *call, const char *group_id, const cha
 #undef S_OVERLAP
     if (!res)
         return bc_call_fail_err(call, &err);
-    int rows = PQntuples(res);
-    char found[1200] = "";
-    size_t used = 0;
-    for (int i = 0; i < rows; i++) {
-        const char *what = PQgetvalue(res, i, 0);
-        char from[32], to[32], at[32];
-        sched_format_instant(sched_us_value(res, i, 2), from);
-        sched_format_instant(sched_us_value(res, i, 3), to);
-        sched_format_instant(sched_us_value(res, i, 4), at);
-        int w = snprintf(found + used, sizeof found - used,
-                         "%sthe session at %s: the client %s %s to %s (%s %s)", used ? "; " : "",
-                         at, strcmp(what, "appointment") ? "is in another group" : "is booked",
-                         from, to, what, PQgetvalue(res, i, 1));
-        if (w > 0 && (size_t)w < sizeof found - used)
-            used += (size_t)w;
-    }
-    PQclear(res);
-    if (bc_db_defer(call->db, "sched_purpose", "SELECT set_config($1, $2, true)", 2, off, NULL,
-                    NULL, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    if (rows && !override)
-        return bc_call_fail(call, BC_CONFLICT, "override_conflicts",
-                            "the client is not free for this group: %s%s. Move those meetings, "
-                            "or a supervisor may enrol them anyway with override_conflicts and "
-                            "override_reason",
-                            found, rows == 5 ? " (and perhaps more)" : "");
-    return BC_OK;
+    return s_refuse_conflicts(call, res, s_enrol_label, override,
+                              "the client is not free for this group",
+                              "Move those meetings, or a supervisor may enrol them anyway with "
+                              "override_conflicts and override_reason");
 }
