@@ -120,10 +120,14 @@ void bc_arena_reset(bc_arena_t *self)
 {
     /* Keep the largest block no bigger than S_KEEP_MAX (the first, standard
      * size one if none is); free the rest. */
-    s_block_t *keep = NULL;
-    for (s_block_t *b = self->head; b; b = b->next)
+    s_block_t *keep = NULL, *oldest = self->head;
+    for (s_block_t *b = self->head; b; b = b->next) {
         if (b->size <= S_KEEP_MAX && (!keep || b->size > keep->size))
             keep = b;
+        oldest = b;
+    }
+    if (!keep) /* an arena made with blocks over S_KEEP_MAX */
+        keep = oldest;
     s_block_t *b = self->head;
     while (b) {
         s_block_t *next = b->next;
