@@ -616,9 +616,10 @@ bc_code_t notes_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessag
 }
 
 /* Opens a change of a draft: the note locked, the caller its author, still
- * a draft, at the version expected. */
+ * a draft, at the version expected (with must_match, 0 matches nothing:
+ * the version came from an If-Match the route requires). */
 static Beacon__Notes__Note *s_open_draft(bc_call_t *call, const char *id, int expected,
-                                         char **body)
+                                         bool must_match, char **body)
 {
     bc_error_t err;
     if (bc_db_begin(call->db, &err) < 0) {
@@ -638,7 +639,7 @@ static Beacon__Notes__Note *s_open_draft(bc_call_t *call, const char *id, int ex
                      !strcmp(n->status, "signed") ? "signed" : "awaiting review");
         return NULL;
     }
-    if (expected && expected != n->version) {
+    if ((expected || must_match) && expected != n->version) {
         bc_call_fail(call, BC_STALE, "expected_version",
                      "the note was saved since you read it (now version %d)", n->version);
         return NULL;
@@ -653,7 +654,7 @@ bc_code_t notes_save_draft(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     if (req->n_tags && !tags)
         return call->err.code;
     char *body_old = NULL;
-    Beacon__Notes__Note *n = s_open_draft(call, req->id, req->expected_version, &body_old);
+    Beacon__Notes__Note *n = s_open_draft(call, req->id, req->expected_version, true, &body_old);
     if (!n)
         return call->err.code;
     note_template_t t;
@@ -711,7 +712,7 @@ bc_code_t notes_sign(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessa
     if (!attestation)
         return call->err.code;
     char *body = NULL;
-    Beacon__Notes__Note *n = s_open_draft(call, req->id, req->expected_version, &body);
+    Beacon__Notes__Note *n = s_open_draft(call, req->id, req->expected_version, false, &body);
     if (!n)
         return call->err.code;
     note_template_t t;

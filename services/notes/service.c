@@ -34,7 +34,7 @@ static const bc_setting_t s_settings[] = {
      "the most text one note may hold, all sections together, in bytes"},
     {"bench_plaintext_notes", BC_CFG_BOOL, "false", 0, 0,
      "BENCHMARKS ONLY: store note text unencrypted to measure what encryption costs. Refused "
-     "unless BEACON_BENCH_CONTEXT=notes-encryption-cost is also set; notes so stored are "
+     "unless BENCH_NOTES_PLAINTEXT_OK=notes-encryption-cost is also set; notes so stored are "
      "refused as damaged by a service running without it"},
     BC_SETTINGS_END,
 };

@@ -90,11 +90,11 @@ int notes_start(const bc_config_t *config, void **state, bc_error_t *err)
     qsort(st->shipped, st->nshipped, sizeof *st->shipped, s_cmp);
     if (rc == 0) {
         st->plaintext = bc_config_bool(config, "bench_plaintext_notes");
-        const char *ctx = getenv("BEACON_BENCH_CONTEXT");
+        const char *ctx = getenv("BENCH_NOTES_PLAINTEXT_OK");
         if (st->plaintext && (!ctx || strcmp(ctx, "notes-encryption-cost")))
             rc = bc_error_set(err, BC_FAILED_PRECONDITION, "bench_plaintext_notes",
                               "bench_plaintext_notes stores note text in clear and is for "
-                              "benchmarks only: it needs BEACON_BENCH_CONTEXT="
+                              "benchmarks only: it needs BENCH_NOTES_PLAINTEXT_OK="
                               "notes-encryption-cost");
         else if (st->plaintext)
             bc_log(BC_LOG_WARN, "NOTE TEXT IS STORED UNENCRYPTED (bench_plaintext_notes): benchmarks only");

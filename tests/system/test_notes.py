@@ -17,7 +17,7 @@ import os
 import subprocess
 import uuid
 
-from harness import SCALE, StackTestCase, launch, new_client
+from harness import SCALE, StackTestCase, launch, new_client, run_binary
 
 _SLOTS = itertools.count(1)
 
@@ -191,6 +191,9 @@ class NoteTests(StackTestCase):
         self.assertEqual((r.status, r.json()["version"]), (200, 2), r.body)
         self.assertEqual(r.header("ETag"), '"2"')
         self.assertProblem(self.save(n, sections(GIRP), version=1), 412)
+        r = self.req("PUT", path, {"sections": sections(GIRP)},
+                     headers=dict(self.peer.auth, **{"If-Match": '"0"'}))
+        self.assertProblem(r, 412)
         self.assertEqual(self.get(n["id"])["sections"], partial)
         # Only the author edits; a colleague without site caseloads does not even see it.
         self.assertProblem(self.save(n, sections(GIRP), who=self.peer2, version=2), 404)
@@ -654,3 +657,16 @@ class NoteTests(StackTestCase):
         owners = self.admin_psql("SELECT DISTINCT tableowner FROM pg_tables "
                                  "WHERE schemaname = 'notes'").split()
         self.assertNotIn("beacon_app", owners)
+
+    def test_plaintext_bench_mode_is_refused_outside_a_benchmark(self):
+        st = self.stack
+        env = {"BEACON_DATABASE_URL": st.app_database_url(),
+               "BEACON_MIGRATION_DATABASE_URL": st.database_url,
+               "BEACON_MIGRATIONS_DIR": os.path.join(st.repo_root, "services"),
+               "BEACON_COMMON_MIGRATIONS_DIR": os.path.join(st.repo_root, "common", "migrations"),
+               "BEACON_FIELD_KEYS_FILE": st.field_keys_path,
+               "BEACON_BIND_ENDPOINT": "tcp://127.0.0.1:1",
+               "BEACON_BENCH_PLAINTEXT_NOTES": "true"}
+        r = run_binary("notes", env_extra=env, timeout=30)
+        self.assertNotEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertIn("benchmarks only", r.stderr)
