@@ -85,3 +85,24 @@ char *notes_open(bc_call_t *call, const char *what, const char *row_id, const ch
     bc_field_plaintext_free(&plain, len);
     return out;
 }
+
+int notes_rewrap_value(const bc_keyring_t *keys, const char *what, const char *row_id,
+                       const char *client_id, const char *envelope, char **out, bc_error_t *err)
+{
+    *out = NULL;
+    const char *kid = strchr(envelope, ':');
+    const char *end = kid ? strchr(kid + 1, ':') : NULL;
+    if (!kid || !end || end - kid - 1 > BC_KEY_ID_MAX)
+        return bc_error_set(err, BC_DATA_LOSS, "", "the stored text is damaged");
+    char aad[256];
+    s_aad(aad, sizeof aad, what, row_id, client_id, kid + 1, (size_t)(end - kid - 1));
+    char *plain = NULL;
+    size_t len = 0;
+    if (bc_field_decrypt(keys, envelope, aad, &plain, &len, err) < 0)
+        return -1;
+    const char *active = bc_keyring_active_id(keys);
+    s_aad(aad, sizeof aad, what, row_id, client_id, active, strlen(active));
+    int rc = bc_field_encrypt(keys, plain, len, aad, out, err);
+    bc_field_plaintext_free(&plain, len);
+    return rc;
+}

@@ -20,6 +20,7 @@ typedef struct {
     note_template_t *shipped;    /* GIRP, DAP, SOAP, ... from templates_dir */
     size_t nshipped;
     bool plaintext;              /* bench_plaintext_notes: benchmarks only */
+    struct notes_rewrap *rewrap; /* re-encryption after rotation */
 } notes_state_t;
 
 int notes_start(const bc_config_t *config, void **state, bc_error_t *err);
@@ -40,6 +41,22 @@ char *notes_seal(bc_call_t *call, const char *what, const char *row_id, const ch
  * reports the record as damaged; call->err is set (DATA_LOSS). */
 char *notes_open(bc_call_t *call, const char *what, const char *row_id, const char *client_id,
                  const char *envelope);
+
+/* Re-seals an envelope under the keyring's active key (the associated data
+ * then names the new key id), wiping the plaintext in between. *out is
+ * malloc'd (free()). 0, or -1 with err (DATA_LOSS when it does not open). */
+int notes_rewrap_value(const struct bc_keyring *keys, const char *what, const char *row_id,
+                       const char *client_id, const char *envelope, char **out, bc_error_t *err);
+
+/* ---- rewrap.c: background re-encryption after a key rotation ---------------- */
+
+typedef struct notes_rewrap notes_rewrap_t;
+/* Starts the thread (its own connection) unless rewrap_scan_seconds is 0.
+ * keys must outlive it. NULL with err set when the thread cannot start. */
+notes_rewrap_t *notes_rewrap_start(const bc_config_t *config, const struct bc_keyring *keys,
+                                   bc_error_t *err);
+/* Stops the thread and frees; NULL allowed. */
+void notes_rewrap_stop(notes_rewrap_t *self);
 
 /* ---- templates.c ------------------------------------------------------------ */
 

@@ -32,6 +32,9 @@ static const bc_setting_t s_settings[] = {
      "the longest text of one note section or addendum, in characters"},
     {"max_note_bytes", BC_CFG_INT, "65536", 1024, 1048576,
      "the most text one note may hold, all sections together, in bytes"},
+    {"rewrap_scan_seconds", BC_CFG_INT, "300", 0, 86400,
+     "how often the service looks for note text sealed under a key that is no longer the "
+     "active one (after a rotation) and seals it again under the active key; 0 turns it off"},
     {"bench_plaintext_notes", BC_CFG_BOOL, "false", 0, 0,
      "BENCHMARKS ONLY: store note text unencrypted to measure what encryption costs. Refused "
      "unless BENCH_NOTES_PLAINTEXT_OK=notes-encryption-cost is also set; notes so stored are "

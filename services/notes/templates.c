@@ -104,6 +104,11 @@ int notes_start(const bc_config_t *config, void **state, bc_error_t *err)
         if (!st->keys)
             rc = -1;
     }
+    if (rc == 0 && !st->plaintext && bc_config_int(config, "rewrap_scan_seconds") > 0) {
+        st->rewrap = notes_rewrap_start(config, st->keys, err);
+        if (!st->rewrap)
+            rc = -1;
+    }
     if (rc < 0) {
         notes_stop(st);
         return -1;
@@ -117,6 +122,7 @@ void notes_stop(void *state)
     notes_state_t *st = state;
     if (!st)
         return;
+    notes_rewrap_stop(st->rewrap);
     bc_keyring_destroy(&st->keys);
     bc_arena_destroy(&st->arena);
     free(st->shipped);

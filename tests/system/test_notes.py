@@ -670,3 +670,95 @@ class NoteTests(StackTestCase):
         r = run_binary("notes", env_extra=env, timeout=30)
         self.assertNotEqual(r.returncode, 0, r.stderr[-2000:])
         self.assertIn("benchmarks only", r.stderr)
+
+
+class NoteKeyRotationTests(StackTestCase):
+    """After a key rotation the notes service seals note text again under the
+    new key in the background; everything still reads, and a tampered value
+    is left as it is (still reported damaged), never laundered."""
+
+    settings = {"allow_bootstrap": True}
+    process_settings = {"notes": {"rewrap_scan_seconds": 1}}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = launch.Org(cls.stack).bootstrap()
+        cls.peer = cls.org.add_staff(["peer_specialist"])
+        cls.new_peer = cls.org.add_staff(["peer_specialist"])
+        cls.sup = cls.org.add_staff(["supervisor"])
+
+    def admin_psql(self, sql):
+        parts = launch.conninfo_parse(self.stack.database_url)
+        return launch.psql(launch.conninfo_format(dict(parts, user="postgres")), sql)
+
+    def post(self, who, path, body, expect):
+        r = self.req("POST", path, body, headers=who.auth)
+        self.assertEqual(r.status, expect, r.body)
+        return r.json()
+
+    def key_ids(self):
+        rows = self.admin_psql(
+            "SELECT split_part(body_enc, ':', 2) FROM notes.notes UNION ALL "
+            "SELECT split_part(body_enc, ':', 2) FROM notes.addenda UNION ALL "
+            "SELECT split_part(comments_enc, ':', 2) FROM notes.reviews "
+            "WHERE comments_enc IS NOT NULL")
+        return rows.split()
+
+    def test_rotation_reseals_every_value_under_the_new_key(self):
+        def note(who, secret):
+            c = self.post(who, "/api/v1/clients", new_client(allow_duplicate=True), 201)["id"]
+            return self.post(who, "/api/v1/notes", {
+                "client_id": c, "contact_kind": "outreach", "template_id": "girp",
+                "sections": sections(dict(GIRP, goal=secret))}, 201)
+        signed = note(self.peer, "signed before rotation")
+        self.post(self.peer, "/api/v1/notes/%s/sign" % signed["id"], {"attest": True}, 200)
+        self.post(self.peer, "/api/v1/notes/%s/addenda" % signed["id"],
+                  {"text": "addendum before rotation", "attest": True}, 201)
+        draft = note(self.peer, "draft before rotation")
+        r = self.req("PUT", "/api/v1/staff/%s/supervision" % self.new_peer.id,
+                     {"requires_cosign": True}, headers=self.sup.auth)
+        self.assertEqual(r.status, 200, r.body)
+        reviewed = note(self.new_peer, "reviewed before rotation")
+        self.post(self.new_peer, "/api/v1/notes/%s/sign" % reviewed["id"], {"attest": True}, 200)
+        self.post(self.sup, "/api/v1/notes/%s/review" % reviewed["id"],
+                  {"outcome": "returned", "comments": "comments before rotation"}, 200)
+        damaged = note(self.peer, "damaged before rotation")
+        self.admin_psql("UPDATE notes.notes SET body_enc = body_enc || 'AAAA' WHERE id = '%s'"
+                        % damaged["id"])
+        old = set(self.key_ids())
+        self.assertEqual(len(old), 1, old)
+        # Rotate: a new active key, the notes service restarted to load it.
+        proc = subprocess.run(["bash", os.path.join(self.stack.repo_root, "deploy", "gen-keys.sh"),
+                               self.stack.keys_dir, "--rotate"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.stack.restart_process("notes")
+        self.assertHealthy()
+        import time
+        deadline = time.time() + 20 * SCALE
+        while time.time() < deadline:
+            ids = self.key_ids()
+            if len(set(ids)) == 2 and ids.count(next(iter(old))) == 1:
+                break
+            time.sleep(0.2)
+        ids = self.key_ids()
+        new = set(ids) - old
+        self.assertEqual(len(new), 1, ids)
+        # Everything under the new key but the damaged body, left as it was.
+        self.assertEqual(ids.count(next(iter(old))), 1, ids)
+        got = self.req("GET", "/api/v1/notes/" + signed["id"], headers=self.peer.auth).json()
+        self.assertEqual((got["sections"][0]["text"], got["addenda"][0]["text"], got["status"]),
+                         ("signed before rotation", "addendum before rotation", "signed"))
+        self.assertFalse(got.get("damaged", False))
+        got = self.req("GET", "/api/v1/notes/" + reviewed["id"], headers=self.new_peer.auth).json()
+        self.assertEqual(got["reviews"][0]["comments"], "comments before rotation")
+        got = self.req("GET", "/api/v1/notes/" + draft["id"], headers=self.peer.auth).json()
+        self.assertEqual(got["sections"][0]["text"], "draft before rotation")
+        self.assertTrue(self.req("GET", "/api/v1/notes/" + damaged["id"],
+                                 headers=self.peer.auth).json()["damaged"])
+        # New text goes under the new key at once.
+        fresh = note(self.peer, "after rotation")
+        stored = self.admin_psql("SELECT split_part(body_enc, ':', 2) FROM notes.notes "
+                                 "WHERE id = '%s'" % fresh["id"]).strip()
+        self.assertEqual({stored}, new)
