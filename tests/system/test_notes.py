@@ -658,6 +658,51 @@ class NoteTests(StackTestCase):
                                  "WHERE schemaname = 'notes'").split()
         self.assertNotIn("beacon_app", owners)
 
+    def test_row_security_holds_without_the_handlers(self):
+        c = self.client()
+        progress = self.contact_note(client_id=c)
+        sud = self.contact_note(client_id=c, category="sud_counseling")
+        agency = self.admin_psql("SELECT agency_id FROM identity.sites WHERE id = '%s'"
+                                 % self.site).strip()
+        app = self.stack.app_database_url()
+
+        def visible(staff, roles, sites, caseload=""):
+            sql = ("SELECT set_config('beacon.staff_id', '%s', false), "
+                   "set_config('beacon.agency_id', '%s', false), "
+                   "set_config('beacon.site_ids', '%s', false), "
+                   "set_config('beacon.roles', '%s', false), "
+                   "set_config('beacon.caseload_site_ids', '%s', false); "
+                   "SELECT id FROM notes.notes WHERE client_id = '%s'" % (
+                       staff, agency, ",".join(sites), roles, caseload, c))
+            return set(launch.psql(app, sql).split()[1:])
+
+        both = {progress["id"], sud["id"]}
+        self.assertEqual(visible("", "", []), set())
+        self.assertEqual(visible(self.peer.id, "peer_specialist", [self.site]), both)
+        self.assertEqual(visible(self.peer.id, "billing", [self.site]), set())
+        self.assertEqual(visible(self.peer.id, "analyst", [self.site]), set())
+        self.assertEqual(visible(self.peer2.id, "peer_specialist", [self.site]), set())
+        self.assertEqual(visible(self.peer2.id, "peer_specialist", [self.site], self.site),
+                         {progress["id"]})
+        self.assertEqual(visible(self.sup.id, "supervisor", [self.site]), both)
+        self.assertEqual(visible(self.far_sup.id, "supervisor", [self.far_site]), set())
+        # Writes: only as oneself, and never to a signed note.
+        with self.assertRaises(launch.LaunchError):
+            launch.psql(app, "SELECT set_config('beacon.staff_id', '%s', false), "
+                             "set_config('beacon.agency_id', '%s', false), "
+                             "set_config('beacon.site_ids', '%s', false), "
+                             "set_config('beacon.roles', 'peer_specialist', false); "
+                             "INSERT INTO notes.notes (id, agency_id, site_id, client_id, "
+                             "author_id, kind, contact_kind, template_id, body_enc, occurred_at, "
+                             "updated_by) VALUES (gen_random_uuid(), '%s', '%s', '%s', '%s', "
+                             "'contact', 'other', 'girp', 'x', now(), '%s')"
+                        % (self.peer2.id, agency, self.site, agency, self.site, c, self.peer.id,
+                           self.peer.id))
+        with self.assertRaises(launch.LaunchError):
+            launch.psql(app, "ALTER TABLE notes.notes NO FORCE ROW LEVEL SECURITY")
+        with self.assertRaises(launch.LaunchError):
+            launch.psql(app, "SET row_security = off; SELECT count(*) FROM notes.notes")
+
     def test_plaintext_bench_mode_is_refused_outside_a_benchmark(self):
         st = self.stack
         env = {"BEACON_DATABASE_URL": st.app_database_url(),
