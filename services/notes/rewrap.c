@@ -125,7 +125,7 @@ static void s_pass(notes_rewrap_t *self)
     int done = 0, damaged = 0;
     for (size_t k = 0; k < sizeof s_columns / sizeof *s_columns && !self->stop; k++) {
         char after[40] = "00000000-0000-0000-0000-000000000000";
-        int rows;
+        int rows = 0;
         bc_error_t err;
         while (!self->stop && (rows = s_batch(self, &s_columns[k], after, &done, &damaged,
                                               &err)) == S_BATCH)
