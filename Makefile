@@ -108,6 +108,8 @@ $(BUILD)/tests/test_recurrence: $(BUILD)/obj/services/scheduling/recurrence.o
 $(BUILD)/tests/test_recurrence: LIBS := $(LIB) $(LIBS)
 $(BUILD)/tests/test_ical: $(BUILD)/obj/services/scheduling/ical.o $(BUILD)/obj/services/scheduling/recurrence.o
 $(BUILD)/tests/test_ical: LIBS := $(LIB) $(LIBS)
+$(BUILD)/tests/test_note_logic: $(BUILD)/obj/services/notes/note_logic.o
+$(BUILD)/tests/test_note_logic: LIBS := $(LIB) $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(TGEN_C)) $(LIB)
 	@mkdir -p $(dir $@)

@@ -6,11 +6,13 @@
 #include "gateway.h"
 #include "identity.pb-c.h"
 #include "intake.pb-c.h"
+#include "notes.pb-c.h"
 #include "scheduling.pb-c.h"
 
 #define S_IDENTITY "identity", &beacon__identity__identity__descriptor
 #define S_INTAKE "intake", &beacon__intake__intake__descriptor
 #define S_SCHEDULING "scheduling", &beacon__scheduling__scheduling__descriptor
+#define S_NOTES "notes", &beacon__notes__notes__descriptor
 /* Who works with client records (README, "Who may do what"). Admins manage
  * accounts, not care: they see no client data. */
 #define S_CARE_TEAM "peer_specialist,supervisor"
@@ -154,6 +156,46 @@ const gw_route_t gw_routes[] = {
     {{"GET", "/api/v1/staff/{staff_id}/calendar.ics"}, S_SCHEDULING, "GetCalendarFeed", 200,
      "A staff member's meetings as an iCalendar file, clients by initials (audited export)",
      NULL, GW_ROUTE_AUTH | GW_ROUTE_FILE, S_CARE_TEAM},
+    {{"GET", "/api/v1/note-templates"}, S_NOTES, "ListTemplates", 200,
+     "Note templates: GIRP, DAP, SOAP and the agency's own (sections, required, help)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/note-templates"}, S_NOTES, "CreateTemplate", 201,
+     "Add an agency note template (supervisors)",
+     NULL, GW_ROUTE_AUTH, "supervisor"},
+    {{"POST", "/api/v1/notes"}, S_NOTES, "CreateNote", 201,
+     "Start a note (a draft) for a client's encounter, group attendance or contact",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/notes"}, S_NOTES, "ListNotes", 200,
+     "Search notes in scope (client_id, author_id, from, to, template_id, status, tag, category); no text",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/notes/{id}"}, S_NOTES, "GetNote", 200,
+     "Read a note with its addenda and reviews (audited; damaged text is reported, never returned)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"PUT", "/api/v1/notes/{id}/draft"}, S_NOTES, "SaveDraft", 200,
+     "Save a draft (its author; If-Match: the ETag read)",
+     NULL, GW_ROUTE_AUTH | GW_ROUTE_IF_MATCH, S_CARE_TEAM, "expected_version"},
+    {{"POST", "/api/v1/notes/{id}/sign"}, S_NOTES, "SignNote", 200,
+     "Sign a draft (its author attests; required sections filled; final unless co-signature is needed)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM, "expected_version"},
+    {{"POST", "/api/v1/notes/{note_id}/addenda"}, S_NOTES, "AddAddendum", 201,
+     "Add a signed addendum to a signed note",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/group-occurrences/{group_occurrence_id}/notes"}, S_NOTES,
+     "CreateGroupNotes", 201,
+     "A draft note per attending client of a completed group meeting, pre-filled from a summary",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/note-reviews"}, S_NOTES, "ReviewQueue", 200,
+     "Notes awaiting a supervisor's co-signature at the caller's sites",
+     NULL, GW_ROUTE_AUTH, "supervisor"},
+    {{"POST", "/api/v1/notes/{id}/review"}, S_NOTES, "ReviewNote", 200,
+     "Approve (co-sign) a note or return it to its author with comments (supervisors)",
+     NULL, GW_ROUTE_AUTH, "supervisor"},
+    {{"PUT", "/api/v1/staff/{staff_id}/supervision"}, S_NOTES, "SetSupervision", 200,
+     "Whether a staff member's notes need a supervisor's co-signature (supervisors)",
+     NULL, GW_ROUTE_AUTH, "supervisor"},
+    {{"GET", "/api/v1/overdue-notes"}, S_NOTES, "ListOverdue", 200,
+     "Encounters with no signed note after overdue_hours: one's own, or a supervisor's sites'",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
     {{"POST", "/api/v1/clients/{client_id}/break-glass"}, S_INTAKE, "OpenBreakGlass", 201,
      "Break the glass: time-limited, reasoned, audited access to a client outside your scope",
      NULL, GW_ROUTE_AUTH, S_CARE_TEAM},

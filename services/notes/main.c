@@ -1,17 +1,9 @@
-/*  beacon-notes: the notes service. Until the notes issue adds its methods it
- *  answers Health (built into the dispatcher) and owns its schema. */
-#include "bc_service.h"
-#include "notes.pb-c.h"
-
-static const bc_method_t s_methods[] = {{NULL, NULL}};
-
-static const bc_service_def_t s_service = {
-    .name = "notes",
-    .descriptor = &beacon__notes__notes__descriptor,
-    .methods = s_methods,
-};
+/*  beacon-notes: the notes service (progress notes, signing, addenda,
+ *  supervision, overdue documentation). Settings and the method table are in
+ *  service.c. */
+#include "notes.h"
 
 int main(int argc, char **argv)
 {
-    return bc_service_main(&s_service, argc, argv);
+    return bc_service_main(&notes_service, argc, argv);
 }

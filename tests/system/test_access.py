@@ -95,7 +95,23 @@ SPEC = {
     ("PATCH", "/api/v1/group-occurrences/{id}"): CARE,
     ("PUT", "/api/v1/group-occurrences/{id}/attendance"): CARE,
     ("POST", "/api/v1/group-occurrences/{id}/complete"): CARE,
+    ("GET", "/api/v1/note-templates"): CARE,
+    ("POST", "/api/v1/note-templates"): "supervisor",
+    ("POST", "/api/v1/notes"): CARE,
+    ("GET", "/api/v1/notes"): CARE,
+    ("GET", "/api/v1/notes/{id}"): CARE,
+    ("PUT", "/api/v1/notes/{id}/draft"): CARE,
+    ("POST", "/api/v1/notes/{id}/sign"): CARE,
+    ("POST", "/api/v1/notes/{note_id}/addenda"): CARE,
+    ("POST", "/api/v1/group-occurrences/{group_occurrence_id}/notes"): CARE,
+    ("GET", "/api/v1/note-reviews"): "supervisor",
+    ("POST", "/api/v1/notes/{id}/review"): "supervisor",
+    ("PUT", "/api/v1/staff/{staff_id}/supervision"): "supervisor",
+    ("GET", "/api/v1/overdue-notes"): CARE,
 }
+
+NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
+                 for k in ("goal", "intervention", "response", "plan")]
 
 _SLOTS = iter(range(1, 10000))
 
@@ -221,6 +237,22 @@ class AccessMatrixTests(StackTestCase):
                 "other_agency": group(cls.other["peer_specialist"], cls.site_x)}
         cls.group = {t: g for t, (g, _) in made.items()}
         cls.occurrence = {t: o for t, (_, o) in made.items()}
+        # Notes: a draft and a signed note per target, by the target's peer.
+        def note(who, client_id, signed=False):
+            r = req("POST", "/api/v1/notes", headers=who.auth,
+                    body={"client_id": client_id, "contact_kind": "phone_call",
+                          "template_id": "girp", "sections": NOTE_SECTIONS})
+            assert r.status == 201, r.body
+            if signed:
+                s = req("POST", "/api/v1/notes/%s/sign" % r.json()["id"], headers=who.auth,
+                        body={"attest": True})
+                assert s.status == 200, s.body
+            return r.json()["id"]
+        owners = {"own": cls.staff["peer_specialist"], "other_site": cls.peer_b,
+                  "other_agency": cls.other["peer_specialist"]}
+        cls.note = {t: note(w, cls.client[t]) for t, w in owners.items()}
+        cls.signed_note = {t: note(w, cls.client[t], True) for t, w in owners.items()}
+        cls.note_owner = owners
         # Staff accounts to read, change and disable.
         cls.target_staff = {"own": org.add_staff(["peer_specialist"], [cls.site_a]).id,
                             "other_site": org.add_staff(["peer_specialist"], [cls.site_b]).id,
@@ -428,6 +460,48 @@ class AccessMatrixTests(StackTestCase):
                     {"attendance": [{"client_id": self.client[target], "status": "excused"}]})
         if key == ("POST", "/api/v1/group-occurrences/{id}/complete"):
             return path.replace("{id}", self.occurrence[target]), {}
+        if key == ("GET", "/api/v1/note-templates"):
+            return (path, None) if target == "own" else None
+        if key == ("POST", "/api/v1/note-templates"):
+            return (path, {"id": "m-" + uuid.uuid4().hex[:8], "name": "Matrix",
+                           "sections": [{"key": "a", "label": "A", "required": True}]}) \
+                if target == "own" else None
+        if key == ("POST", "/api/v1/notes"):
+            return path, {"client_id": self.client[target], "contact_kind": "outreach",
+                          "template_id": "girp"}
+        if key == ("GET", "/api/v1/notes"):
+            return (path + "?client_id=" + self.client[target], None) \
+                if target == "own" else None
+        if key == ("GET", "/api/v1/notes/{id}"):
+            return path.replace("{id}", self.note[target]), None
+        if key == ("PUT", "/api/v1/notes/{id}/draft"):
+            url = path.replace("{id}", self.note[target])
+            return url, {"sections": NOTE_SECTIONS}, \
+                {"If-Match": self.etag(url.replace("/draft", ""), target)}
+        if key == ("POST", "/api/v1/notes/{id}/sign"):
+            # A fresh complete draft each time, by the target's peer.
+            nid = self.note[target]
+            if target == "own":
+                r = self.stack.request("POST", "/api/v1/notes", headers=peer.auth,
+                                       body={"client_id": self.client["own"],
+                                             "contact_kind": "other", "template_id": "girp",
+                                             "sections": NOTE_SECTIONS})
+                self.assertEqual(r.status, 201, r.body)
+                nid = r.json()["id"]
+            return path.replace("{id}", nid), {"attest": True}
+        if key == ("POST", "/api/v1/notes/{note_id}/addenda"):
+            return (path.replace("{note_id}", self.signed_note[target]),
+                    {"text": "matrix addendum", "attest": True})
+        if key == ("POST", "/api/v1/group-occurrences/{group_occurrence_id}/notes"):
+            return (path.replace("{group_occurrence_id}", self.occurrence[target]),
+                    {"template_id": "girp"})
+        if key in (("GET", "/api/v1/note-reviews"), ("GET", "/api/v1/overdue-notes")):
+            return (path, None) if target == "own" else None
+        if key == ("POST", "/api/v1/notes/{id}/review"):
+            return path.replace("{id}", self.signed_note[target]), {"outcome": "approved"}
+        if key == ("PUT", "/api/v1/staff/{staff_id}/supervision"):
+            return (path.replace("{staff_id}", self.target_staff[target]),
+                    {"requires_cosign": False})
         raise AssertionError("no request written for %s %s: add one" % key)
 
     def etag(self, url, target):
@@ -481,6 +555,13 @@ class AccessMatrixTests(StackTestCase):
             # The first caller checks the client in; after that the step is
             # refused as out of order, and a future meeting cannot be completed.
             return {200, 422} if key[1].endswith("/status") else {422}
+        if target == "own" and key in (("PUT", "/api/v1/notes/{id}/draft"),
+                                       ("POST", "/api/v1/notes/{id}/sign")):
+            return {200, 403}  # the author saves and signs; a supervisor may not
+        if target == "own" and key == ("POST", "/api/v1/notes/{id}/review"):
+            return {422}  # signed without needing a review: nothing to review
+        if key == ("POST", "/api/v1/group-occurrences/{group_occurrence_id}/notes"):
+            return {404} if target == "own" else {403, 404}  # not completed: nothing to document
         if target == "other_site" and not who.agency_wide:
             return {403, 404}
         if key == ("POST", "/api/v1/group-sessions/{group_id}/roster"):
