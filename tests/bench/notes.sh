@@ -156,8 +156,7 @@ s_note_plain_stop() {
 bench_note_plain() {
   echo "== note_plain: the same notes path on a second stack storing note text unencrypted"
   local t0=$SECONDS out
-  # Stopped before run.sh's own clean-up, whatever ends the run.
-  trap 'note_rc_=$?; s_note_plain_stop; (exit $note_rc_); s_cleanup' EXIT
+  # (run.sh's s_cleanup stops it too, whatever ends the run)
   # shellcheck disable=SC2086
   BENCH_NOTES_PLAINTEXT_OK=notes-encryption-cost python3 "$HERE/stack.py" "$BUILD" \
     "$TMP/plain-state" "$TMP/plain.env" log_level=warn allow_bootstrap=true \

@@ -58,7 +58,7 @@ BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b61
 
 # Benchmarks, run in this order.
 BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
-            appointment_book_team group_quarter pgbench_select)
+            appointment_book_team group_quarter note_save note_read note_plain pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -69,12 +69,16 @@ TARGETS=(
   "week_view.p99_ms max 20 p99 of a specialist's week view over a year of 500 staff's history"
   "group_quarter.p99_ms max 50 p99 of a site's quarter of 200 weekly groups (2,600 meetings) read expanded"
   "group_layout.p99_ms max 50 p99 of laying out one weekly series for a quarter (13 meetings, conflict-checked)"
+  "note_read.p99_ms max 10 p99 of decrypting and reading a signed note with an addendum (audited)"
 )
 
 RATIOS=(
   "client_get.rps client_get_skeleton.rps 0.70 signed-in, audited GET over the unauthenticated skeleton (auth + audit cost <= 30%)"
   "client_get_skeleton.rps pgbench_select.tps 0.15 skeleton GET /api/v1/clients/{id} req/s over pgbench -S tps"
   "appointment_book_team.rps client_create.rps 0.50 booking for a team (conflict-checked) over registration, both audited writes"
+  "note_save.rps note_save_plain.rps 0.80 autosaving a draft encrypted over the same path unencrypted"
+  "note_sign.rps note_sign_plain.rps 0.80 signing encrypted over unencrypted"
+  "note_read.rps note_read_plain.rps 0.80 decrypt-and-read encrypted over unencrypted"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -510,6 +514,7 @@ s_cleanup() {
     kill -TERM "$CHILD_PID" 2>/dev/null || true
     wait "$CHILD_PID" 2>/dev/null || true
   fi
+  s_note_plain_stop # notes.sh: the unencrypted stack, if one runs
   if [ -n "${BASE_PID:-}" ]; then
     kill -TERM "$BASE_PID" 2>/dev/null || true
     for _ in $(seq 1 600); do kill -0 "$BASE_PID" 2>/dev/null || break; sleep 0.1; done
@@ -680,5 +685,9 @@ main() {
   if [ ${#FAILED[@]} -ne 0 ]; then exit 1; fi
   if [ "$missed" -ne 0 ] && [ "$BENCH_STRICT" = 1 ]; then exit 1; fi
 }
+
+# The notes benchmarks (bench_note_save, bench_note_read, bench_note_plain).
+# shellcheck source=tests/bench/notes.sh
+. "$HERE/notes.sh"
 
 main "$@"
