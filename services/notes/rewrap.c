@@ -15,26 +15,22 @@
  *  A value that does not open (tampered) is left as it is and counted: it is
  *  reported as damaged when read, and re-sealing must not launder it.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bc_crypt.h"
 #include "bc_log.h"
 #include "bc_mem.h"
+#include "bc_ticker.h"
 #include "notes.h"
 
 #define S_BATCH 200
 
 struct notes_rewrap {
-    pthread_t thread;
-    bool running;
-    volatile int stop;
-    bc_db_t *db;
+    bc_ticker_t *ticker;
+    bc_db_t *db; /* the ticker's, during a pass */
     const bc_keyring_t *keys;
-    int scan_ms;
 };
 
 typedef struct {
@@ -123,12 +119,13 @@ static int s_batch(notes_rewrap_t *self, const s_column_t *c, char after[40], in
 static void s_pass(notes_rewrap_t *self)
 {
     int done = 0, damaged = 0;
-    for (size_t k = 0; k < sizeof s_columns / sizeof *s_columns && !self->stop; k++) {
+    size_t ncolumns = sizeof s_columns / sizeof *s_columns;
+    for (size_t k = 0; k < ncolumns && !bc_ticker_stopping(self->ticker); k++) {
         char after[40] = "00000000-0000-0000-0000-000000000000";
         int rows = 0;
         bc_error_t err;
-        while (!self->stop && (rows = s_batch(self, &s_columns[k], after, &done, &damaged,
-                                              &err)) == S_BATCH)
+        while (!bc_ticker_stopping(self->ticker) &&
+               (rows = s_batch(self, &s_columns[k], after, &done, &damaged, &err)) == S_BATCH)
             ;
         if (rows < 0) {
             bc_log(BC_LOG_WARN, "rewrap: %s: %s (%s)", s_columns[k].what, err.message, err.detail);
@@ -141,24 +138,12 @@ static void s_pass(notes_rewrap_t *self)
                done, bc_keyring_active_id(self->keys), damaged);
 }
 
-static void *s_run(void *arg)
+static void s_tick(bc_ticker_t *ticker, bc_db_t *db, void *arg)
 {
     notes_rewrap_t *self = arg;
-    int waited = self->scan_ms; /* a pass at once on start */
-    while (!self->stop) {
-        if (waited >= self->scan_ms) {
-            waited = 0;
-            bc_error_t err;
-            if (!bc_db_ok(self->db) && bc_db_connect(self->db, 1000, &err) < 0)
-                bc_log(BC_LOG_WARN, "rewrap: database unavailable: %s", err.message);
-            else
-                s_pass(self);
-        }
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        waited += 100;
-    }
-    return NULL;
+    self->ticker = ticker;
+    self->db = db;
+    s_pass(self);
 }
 
 notes_rewrap_t *notes_rewrap_start(const bc_config_t *config, const bc_keyring_t *keys,
@@ -166,15 +151,13 @@ notes_rewrap_t *notes_rewrap_start(const bc_config_t *config, const bc_keyring_t
 {
     notes_rewrap_t *self = bc_calloc(1, sizeof *self);
     self->keys = keys;
-    self->scan_ms = (int)bc_config_int(config, "rewrap_scan_seconds") * 1000;
-    self->db = bc_db_new(bc_config_str(config, "database_url"), "beacon-notes-rewrap");
-    if (pthread_create(&self->thread, NULL, s_run, self) != 0) {
-        bc_db_destroy(&self->db);
+    self->ticker = bc_ticker_start(bc_config_str(config, "database_url"), "notes-rewrap",
+                                   bc_config_int(config, "rewrap_scan_seconds") * 1000, s_tick,
+                                   self, err);
+    if (!self->ticker) {
         free(self);
-        bc_error_set(err, BC_INTERNAL, "", "cannot start the re-encryption thread");
         return NULL;
     }
-    self->running = true;
     return self;
 }
 
@@ -182,10 +165,6 @@ void notes_rewrap_stop(notes_rewrap_t *self)
 {
     if (!self)
         return;
-    if (self->running) {
-        self->stop = 1;
-        pthread_join(self->thread, NULL);
-    }
-    bc_db_destroy(&self->db);
+    bc_ticker_stop(&self->ticker);
     free(self);
 }

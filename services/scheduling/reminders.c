@@ -16,14 +16,13 @@
  *  "24 hours before", while a scanner that was down catches up late rather
  *  than never. The payload carries ids and times, never names.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bc_log.h"
 #include "bc_mem.h"
+#include "bc_ticker.h"
 #include "bc_util.h"
 #include "scheduling.h"
 
@@ -31,12 +30,8 @@
 #define S_BATCH 500
 
 struct sched_reminders {
-    pthread_t thread;
-    bool running;
-    volatile int stop;
-    bc_db_t *db;
-    int scan_ms;
-    char offsets[64]; /* int[] literal */
+    bc_ticker_t *ticker; /* NULL: reminders off */
+    char offsets[64];    /* int[] literal */
 };
 
 int sched_reminder_offsets(const char *text, char out[64], bc_error_t *err)
@@ -61,9 +56,8 @@ int sched_reminder_offsets(const char *text, char out[64], bc_error_t *err)
 
 /* One scan: the reminders due now, each recorded and emitted. Returns how
  * many, or -1. */
-static int s_scan(sched_reminders_t *self, bc_error_t *err)
+static int s_scan(sched_reminders_t *self, bc_db_t *db, bc_error_t *err)
 {
-    bc_db_t *db = self->db;
     if (bc_db_begin(db, err) < 0)
         return -1;
     const char *on[] = {"beacon.purpose", "reminder_scan"};
@@ -165,29 +159,15 @@ static int s_scan(sched_reminders_t *self, bc_error_t *err)
     return n;
 }
 
-static void *s_run(void *arg)
+static void s_tick(bc_ticker_t *ticker, bc_db_t *db, void *arg)
 {
-    sched_reminders_t *self = arg;
-    int waited = self->scan_ms; /* scan at once on start */
-    while (!self->stop) {
-        if (waited >= self->scan_ms) {
-            waited = 0;
-            bc_error_t err;
-            if (!bc_db_ok(self->db) && bc_db_connect(self->db, 1000, &err) < 0) {
-                bc_warn("reminders: database unavailable: %s", err.message);
-                continue;
-            }
-            int n = s_scan(self, &err);
-            if (n < 0)
-                bc_warn("reminders: scan failed: %s (%s)", err.message, err.detail);
-            else if (n > 0)
-                bc_info("reminders: %d due", n);
-        }
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        waited += 100;
-    }
-    return NULL;
+    (void)ticker;
+    bc_error_t err;
+    int n = s_scan(arg, db, &err);
+    if (n < 0)
+        bc_warn("reminders: scan failed: %s (%s)", err.message, err.detail);
+    else if (n > 0)
+        bc_info("reminders: %d due", n);
 }
 
 sched_reminders_t *sched_reminders_start(const bc_config_t *config, bc_error_t *err)
@@ -198,17 +178,15 @@ sched_reminders_t *sched_reminders_start(const bc_config_t *config, bc_error_t *
         free(self);
         return NULL;
     }
-    self->scan_ms = (int)bc_config_int(config, "reminder_scan_seconds") * 1000;
     if (n == 0) /* reminders off */
         return self;
-    self->db = bc_db_new(bc_config_str(config, "database_url"), "beacon-scheduling-reminders");
-    if (pthread_create(&self->thread, NULL, s_run, self) != 0) {
-        bc_db_destroy(&self->db);
+    self->ticker = bc_ticker_start(bc_config_str(config, "database_url"), "scheduling-reminders",
+                                   bc_config_int(config, "reminder_scan_seconds") * 1000, s_tick,
+                                   self, err);
+    if (!self->ticker) {
         free(self);
-        bc_error_set(err, BC_INTERNAL, "", "cannot start the reminder thread");
         return NULL;
     }
-    self->running = true;
     return self;
 }
 
@@ -216,10 +194,6 @@ void sched_reminders_stop(sched_reminders_t *self)
 {
     if (!self)
         return;
-    if (self->running) {
-        self->stop = 1;
-        pthread_join(self->thread, NULL);
-    }
-    bc_db_destroy(&self->db);
+    bc_ticker_stop(&self->ticker);
     free(self);
 }
