@@ -21,6 +21,7 @@ typedef struct {
     size_t nshipped;
     bool plaintext;              /* bench_plaintext_notes: benchmarks only */
     struct notes_rewrap *rewrap; /* re-encryption after rotation */
+    struct notes_overdue *overdue; /* note.overdue by the clock */
 } notes_state_t;
 
 int notes_start(const bc_config_t *config, void **state, bc_error_t *err);
@@ -47,6 +48,15 @@ char *notes_open(bc_call_t *call, const char *what, const char *row_id, const ch
  * malloc'd (free()). 0, or -1 with err (DATA_LOSS when it does not open). */
 int notes_rewrap_value(const struct bc_keyring *keys, const char *what, const char *row_id,
                        const char *client_id, const char *envelope, char **out, bc_error_t *err);
+
+/* ---- overdue.c: note.overdue announced by the clock ------------------------ */
+
+typedef struct notes_overdue notes_overdue_t;
+/* Starts the scanner (its own connection). NULL with err set when the
+ * thread cannot start. */
+notes_overdue_t *notes_overdue_start(const bc_config_t *config, bc_error_t *err);
+/* Stops the scanner and frees; NULL allowed. */
+void notes_overdue_stop(notes_overdue_t *self);
 
 /* ---- rewrap.c: background re-encryption after a key rotation ---------------- */
 

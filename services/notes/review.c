@@ -8,11 +8,10 @@
  *  Overdue: an encounter that ended more than overdue_hours ago (72 by
  *  default) with no signed note (none, or a draft) is listed for its
  *  specialist and their sites' supervisors. note.overdue goes out once per
- *  encounter, when the list first shows it overdue (notes.overdue_notices
- *  remembers which were announced), in the transaction that records that.
- *  There is no background scanner: encounters live in scheduling under
- *  row policies that admit only callers, so the event follows the first
- *  look at the list rather than the clock.
+ *  encounter (notes.overdue_notices remembers which were announced): the
+ *  scanner in overdue.c announces encounters as they cross the line, and
+ *  this list announces, in the transaction that records it, any the
+ *  scanner did not reach.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -26,6 +26,9 @@ static const bc_setting_t s_settings[] = {
     {"overdue_hours", BC_CFG_INT, "72", 1, 2160,
      "an encounter with no signed note this many hours after it ended is overdue (shown to "
      "the specialist and their supervisors, announced once as note.overdue)"},
+    {"overdue_scan_seconds", BC_CFG_INT, "60", 0, 86400,
+     "how often the service looks for encounters that became overdue and announces each once "
+     "as note.overdue; 0 turns the scan off (the overdue list still announces what it shows)"},
     {"late_entry_hours", BC_CFG_INT, "24", 1, 2160,
      "a note signed more than this many hours after the contact is marked a late entry"},
     {"max_section_chars", BC_CFG_INT, "20000", 100, 200000,

@@ -109,6 +109,9 @@ int notes_start(const bc_config_t *config, void **state, bc_error_t *err)
         if (!st->rewrap)
             rc = -1;
     }
+    if (rc == 0 && bc_config_int(config, "overdue_scan_seconds") > 0 &&
+        !(st->overdue = notes_overdue_start(config, err)))
+        rc = -1;
     if (rc < 0) {
         notes_stop(st);
         return -1;
@@ -122,6 +125,7 @@ void notes_stop(void *state)
     notes_state_t *st = state;
     if (!st)
         return;
+    notes_overdue_stop(st->overdue);
     notes_rewrap_stop(st->rewrap);
     bc_keyring_destroy(&st->keys);
     bc_arena_destroy(&st->arena);

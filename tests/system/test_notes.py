@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import os
 import subprocess
+import time
 import uuid
 
 from harness import SCALE, StackTestCase, launch, new_client, run_binary
@@ -807,3 +808,54 @@ class NoteKeyRotationTests(StackTestCase):
         stored = self.admin_psql("SELECT split_part(body_enc, ':', 2) FROM notes.notes "
                                  "WHERE id = '%s'" % fresh["id"]).strip()
         self.assertEqual({stored}, new)
+
+
+class NoteOverdueScanTests(StackTestCase):
+    """note.overdue is announced by the clock: the notes service's scanner
+    finds an encounter left without a signed note overdue_hours after it
+    ended and announces it once, with nobody opening a list."""
+
+    settings = {"allow_bootstrap": True}
+    process_settings = {"notes": {"overdue_hours": 1, "overdue_scan_seconds": 1}}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = launch.Org(cls.stack).bootstrap()
+        cls.peer = cls.org.add_staff(["peer_specialist"])
+
+    def admin_psql(self, sql):
+        parts = launch.conninfo_parse(self.stack.database_url)
+        return launch.psql(launch.conninfo_format(dict(parts, user="postgres")), sql)
+
+    def announced(self, encounter_id):
+        """(notices recorded for the encounter, note.overdue events in the outbox)"""
+        return tuple(int(x) for x in self.admin_psql(
+            "SELECT (SELECT count(*) FROM notes.overdue_notices WHERE encounter_id = '%s'), "
+            "(SELECT count(*) FROM events.outbox WHERE producer = 'notes' "
+            "AND topic = 'note.overdue' AND position(convert_to('%s', 'UTF8') IN payload) > 0)"
+            % (encounter_id, encounter_id)).strip().split("|"))
+
+    def test_an_encounter_without_a_signed_note_is_announced_once(self):
+        r = self.req("POST", "/api/v1/clients", new_client(allow_duplicate=True),
+                     headers=self.peer.auth)
+        self.assertEqual(r.status, 201, r.body)
+        day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 2 * 86400))
+        a = self.req("POST", "/api/v1/appointments",
+                     {"client_id": r.json()["id"], "start": day + "T15:00:00Z",
+                      "end": day + "T15:45:00Z", "mode": "telephone"}, headers=self.peer.auth)
+        self.assertEqual(a.status, 201, a.body)
+        e = self.req("POST", "/api/v1/appointments/%s/complete" % a.json()["id"], {},
+                     headers=self.peer.auth)
+        self.assertEqual(e.status, 201, e.body)
+        encounter = e.json()["id"]
+        deadline = time.time() + 15
+        while self.announced(encounter) != (1, 1) and time.time() < deadline:
+            time.sleep(0.3)
+        self.assertEqual(self.announced(encounter), (1, 1))
+        # Later scans and the overdue list do not announce it again.
+        time.sleep(2.5)
+        overdue = self.req("GET", "/api/v1/overdue-notes", headers=self.peer.auth)
+        self.assertEqual(overdue.status, 200, overdue.body)
+        self.assertIn(encounter, {o["encounter_id"] for o in overdue.json()["overdue"]})
+        self.assertEqual(self.announced(encounter), (1, 1))
