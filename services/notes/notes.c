@@ -29,16 +29,6 @@
 #include "bc_util.h"
 #include "notes.h"
 
-#define S_TIME(col) "coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
-#define S_COLUMNS                                                                                  \
-    "n.id::text, n.client_id::text, n.site_id::text, n.author_id::text, "                          \
-    "coalesce(n.encounter_id::text, ''), coalesce(n.group_occurrence_id::text, ''), n.kind, "    \
-    "coalesce(n.contact_kind, ''), n.template_id, n.category, n.part2, "                          \
-    "array_to_string(n.tags, ','), n.status, n.review_status, n.version, " S_TIME("n.occurred_at") \
-    ", " S_TIME("n.created_at") ", " S_TIME("n.updated_at") ", coalesce(n.signed_by::text, ''), " \
-    S_TIME("n.signed_at") ", coalesce(n.attestation, ''), coalesce(n.content_hash, ''), "         \
-    "n.late_entry, coalesce(n.cosigned_by::text, ''), " S_TIME("n.cosigned_at") ", n.body_enc"
-#define S_NCOLUMNS 26
 #define S_LIST_MAX 200
 #define S_TAGS_MAX 20
 
@@ -79,18 +69,18 @@ int notes_emit(bc_call_t *call, const char *topic, Beacon__Notes__NoteEvent *ev)
     return bc_call_emit(call, topic, &ev->base);
 }
 
-static Beacon__Notes__Note *s_from_row(bc_call_t *call, PGresult *res, int row)
+Beacon__Notes__Note *notes_from_row(bc_call_t *call, PGresult *res, int row)
 {
     Beacon__Notes__Note *n = bc_arena_alloc(call->arena, sizeof *n);
     beacon__notes__note__init(n);
-    char **text[S_NCOLUMNS] = {
+    char **text[NOTES_NCOLUMNS] = {
         &n->id,         &n->client_id,   &n->site_id,     &n->author_id,   &n->encounter_id,
         &n->group_occurrence_id, &n->kind, &n->contact_kind, &n->template_id, &n->category,
         NULL,           NULL,            &n->status,      &n->review_status, NULL,
         &n->occurred_at, &n->created_at, &n->updated_at,  &n->signed_by,   &n->signed_at,
         &n->attestation, &n->content_hash, NULL,          &n->cosigned_by, &n->cosigned_at,
         NULL};
-    for (int c = 0; c < S_NCOLUMNS; c++)
+    for (int c = 0; c < NOTES_NCOLUMNS; c++)
         if (text[c])
             *text[c] = bc_arena_strdup(call->arena, PQgetvalue(res, row, c));
     n->part2 = PQgetvalue(res, row, 10)[0] == 't';
@@ -116,11 +106,11 @@ Beacon__Notes__Note *notes_load(bc_call_t *call, const char *id, bool lock, char
     const char *params[] = {id, call->principal->agency_id};
     bc_error_t err;
     PGresult *res = lock ? bc_db_prepared(call->db, "notes_lock",
-                                          "SELECT " S_COLUMNS " FROM notes.notes n "
+                                          "SELECT " NOTES_COLUMNS " FROM notes.notes n "
                                           "WHERE n.id = $1 AND n.agency_id = $2 FOR UPDATE",
                                           2, params, &err)
                          : bc_db_prepared(call->db, "notes_get",
-                                          "SELECT " S_COLUMNS " FROM notes.notes n "
+                                          "SELECT " NOTES_COLUMNS " FROM notes.notes n "
                                           "WHERE n.id = $1 AND n.agency_id = $2",
                                           2, params, &err);
     if (!res) {
@@ -132,15 +122,15 @@ Beacon__Notes__Note *notes_load(bc_call_t *call, const char *id, bool lock, char
         bc_call_fail(call, BC_NOT_FOUND, "", "no note with id %s", id);
         return NULL;
     }
-    Beacon__Notes__Note *n = s_from_row(call, res, 0);
+    Beacon__Notes__Note *n = notes_from_row(call, res, 0);
     if (body_enc)
-        *body_enc = bc_arena_strdup(call->arena, PQgetvalue(res, 0, S_NCOLUMNS - 1));
+        *body_enc = bc_arena_strdup(call->arena, PQgetvalue(res, 0, NOTES_NCOLUMNS - 1));
     PQclear(res);
     return n;
 }
 
-static void s_set_sections(bc_call_t *call, Beacon__Notes__Note *n, const note_section_t *s,
-                           size_t count)
+void notes_set_sections(bc_call_t *call, Beacon__Notes__Note *n, const note_section_t *s,
+                        size_t count)
 {
     n->sections = bc_arena_alloc(call->arena, (count ? count : 1) * sizeof *n->sections);
     n->n_sections = 0;
@@ -156,8 +146,8 @@ static void s_set_sections(bc_call_t *call, Beacon__Notes__Note *n, const note_s
 }
 
 /* Opens a body into sections; false when damaged. */
-static bool s_open_body(bc_call_t *call, const Beacon__Notes__Note *n, const char *body_enc,
-                        note_section_t **s, size_t *count)
+bool notes_open_body(bc_call_t *call, const Beacon__Notes__Note *n, const char *body_enc,
+                     note_section_t **s, size_t *count)
 {
     char *plain = notes_open(call, "body", n->id, n->client_id, body_enc);
     if (!plain)
@@ -173,15 +163,15 @@ bc_code_t notes_fill(bc_call_t *call, Beacon__Notes__Note *n, const char *body_e
 {
     note_section_t *s = NULL;
     size_t count = 0;
-    if (s_open_body(call, n, body_enc, &s, &count))
-        s_set_sections(call, n, s, count);
+    if (notes_open_body(call, n, body_enc, &s, &count))
+        notes_set_sections(call, n, s, count);
     else
         n->damaged = true;
     const char *params[] = {n->id};
     bc_error_t err;
     PGresult *res = bc_db_prepared(call->db, "notes_addenda",
                                    "SELECT id::text, author_id::text, body_enc, content_hash, "
-                                   S_TIME("signed_at") ", attestation FROM notes.addenda "
+                                   NOTES_TIME("signed_at") ", attestation FROM notes.addenda "
                                    "WHERE note_id = $1 ORDER BY signed_at, id",
                                    1, params, &err);
     if (!res)
@@ -205,7 +195,7 @@ bc_code_t notes_fill(bc_call_t *call, Beacon__Notes__Note *n, const char *body_e
     PQclear(res);
     res = bc_db_prepared(call->db, "notes_reviews",
                          "SELECT id::text, reviewer_id::text, outcome, coalesce(comments_enc, ''), "
-                         S_TIME("reviewed_at") " FROM notes.reviews WHERE note_id = $1 "
+                         NOTES_TIME("reviewed_at") " FROM notes.reviews WHERE note_id = $1 "
                          "ORDER BY reviewed_at, id",
                          1, params, &err);
     if (!res)
@@ -232,7 +222,7 @@ bc_code_t notes_fill(bc_call_t *call, Beacon__Notes__Note *n, const char *body_e
 }
 
 /* Tags: up to S_TAGS_MAX of 1-40 a-z 0-9 _ -, as a text[] literal. */
-static const char *s_tags(bc_call_t *call, char *const *tags, size_t n)
+const char *notes_tags(bc_call_t *call, char *const *tags, size_t n)
 {
     if (n > S_TAGS_MAX) {
         bc_call_fail(call, BC_INVALID_ARGUMENT, "tags", "at most %d tags", S_TAGS_MAX);
@@ -265,9 +255,9 @@ static const char *s_tags(bc_call_t *call, char *const *tags, size_t n)
 
 /* The request's sections checked against t, in template order, in out
  * (t->nsections entries). */
-static bc_code_t s_sections(bc_call_t *call, const note_template_t *t,
-                            Beacon__Notes__Section *const *in, size_t n, bool signing,
-                            note_section_t *out)
+bc_code_t notes_sections(bc_call_t *call, const note_template_t *t,
+                         Beacon__Notes__Section *const *in, size_t n, bool signing,
+                         note_section_t *out)
 {
     note_section_t *given = bc_arena_alloc(call->arena, (n ? n : 1) * sizeof *given);
     for (size_t i = 0; i < n; i++)
@@ -419,7 +409,7 @@ static bc_code_t s_insert(bc_call_t *call, const char *client_id, const s_subjec
                              "occurred_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
                              "$9, $10, $11, $12, $13::text[], $14, coalesce($15::timestamptz, "
                              "now()), $5) ON CONFLICT (encounter_id) WHERE encounter_id IS NOT "
-                             "NULL DO NOTHING RETURNING *) SELECT " S_COLUMNS " FROM n",
+                             "NULL DO NOTHING RETURNING *) SELECT " NOTES_COLUMNS " FROM n",
                              15, params, &err)
             : bc_db_prepared(call->db, "notes_insert",
                              "WITH n AS (INSERT INTO notes.notes (id, agency_id, site_id, "
@@ -427,7 +417,7 @@ static bc_code_t s_insert(bc_call_t *call, const char *client_id, const s_subjec
                              "contact_kind, template_id, category, part2, tags, body_enc, "
                              "occurred_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
                              "$9, $10, $11, $12, $13::text[], $14, coalesce($15::timestamptz, "
-                             "now()), $5) RETURNING *) SELECT " S_COLUMNS " FROM n",
+                             "now()), $5) RETURNING *) SELECT " NOTES_COLUMNS " FROM n",
                              15, params, &err);
     if (!res) {
         if (err.code == BC_ALREADY_EXISTS)
@@ -437,10 +427,10 @@ static bc_code_t s_insert(bc_call_t *call, const char *client_id, const s_subjec
                                 subj->encounter_id);
         return bc_call_fail_err(call, &err);
     }
-    *out = PQntuples(res) ? s_from_row(call, res, 0) : NULL;
+    *out = PQntuples(res) ? notes_from_row(call, res, 0) : NULL;
     PQclear(res);
     if (*out) {
-        s_set_sections(call, *out, s, t->nsections);
+        notes_set_sections(call, *out, s, t->nsections);
         bc_audit_event_t ev = notes_event(*out, BC_AUDIT_CREATE);
         if (bc_call_audit_write(call, &ev) < 0)
             return call->err.code;
@@ -503,9 +493,9 @@ bc_code_t notes_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMes
     if ((code = notes_template(call, req->template_id, &t)) != BC_OK)
         return code;
     note_section_t *s = bc_arena_alloc(call->arena, t.nsections * sizeof *s);
-    if ((code = s_sections(call, &t, req->sections, req->n_sections, false, s)) != BC_OK)
+    if ((code = notes_sections(call, &t, req->sections, req->n_sections, false, s)) != BC_OK)
         return code;
-    const char *tags = s_tags(call, req->tags, req->n_tags);
+    const char *tags = notes_tags(call, req->tags, req->n_tags);
     if (!tags)
         return call->err.code;
     s_subject_t subj = {0};
@@ -546,9 +536,9 @@ bc_code_t notes_create_group(bc_call_t *call, const ProtobufCMessage *in, Protob
     if (code != BC_OK)
         return code;
     note_section_t *s = bc_arena_alloc(call->arena, t.nsections * sizeof *s);
-    if ((code = s_sections(call, &t, req->summary, req->n_summary, false, s)) != BC_OK)
+    if ((code = notes_sections(call, &t, req->summary, req->n_summary, false, s)) != BC_OK)
         return code;
-    const char *tags = s_tags(call, req->tags, req->n_tags);
+    const char *tags = notes_tags(call, req->tags, req->n_tags);
     if (!tags)
         return call->err.code;
     bc_error_t err;
@@ -615,230 +605,6 @@ bc_code_t notes_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessag
     return BC_OK;
 }
 
-/* Opens a change of a draft: the note locked, the caller its author, still
- * a draft, at the version expected (with must_match, 0 matches nothing:
- * the version came from an If-Match the route requires). */
-static Beacon__Notes__Note *s_open_draft(bc_call_t *call, const char *id, int expected,
-                                         bool must_match, char **body)
-{
-    bc_error_t err;
-    if (bc_db_begin(call->db, &err) < 0) {
-        bc_call_fail_err(call, &err);
-        return NULL;
-    }
-    Beacon__Notes__Note *n = notes_load(call, id, true, body);
-    if (!n)
-        return NULL;
-    if (strcmp(n->author_id, call->principal->staff_id)) {
-        bc_call_fail(call, BC_PERMISSION_DENIED, "id", "only the note's author may change it");
-        return NULL;
-    }
-    if (strcmp(n->status, "draft")) {
-        bc_call_fail(call, BC_FAILED_PRECONDITION, "id",
-                     "note %s is %s and cannot be edited: add an addendum instead", n->id,
-                     !strcmp(n->status, "signed") ? "signed" : "awaiting review");
-        return NULL;
-    }
-    if ((expected || must_match) && expected != n->version) {
-        bc_call_fail(call, BC_STALE, "expected_version",
-                     "the note was saved since you read it (now version %d)", n->version);
-        return NULL;
-    }
-    return n;
-}
-
-bc_code_t notes_save_draft(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
-{
-    const Beacon__Notes__SaveDraftRequest *req = (const Beacon__Notes__SaveDraftRequest *)in;
-    const char *tags = req->n_tags ? s_tags(call, req->tags, req->n_tags) : NULL;
-    if (req->n_tags && !tags)
-        return call->err.code;
-    char *body_old = NULL;
-    Beacon__Notes__Note *n = s_open_draft(call, req->id, req->expected_version, true, &body_old);
-    if (!n)
-        return call->err.code;
-    note_template_t t;
-    bc_code_t code = notes_template(call, n->template_id, &t);
-    if (code != BC_OK)
-        return code;
-    note_section_t *s = bc_arena_alloc(call->arena, t.nsections * sizeof *s);
-    if ((code = s_sections(call, &t, req->sections, req->n_sections, false, s)) != BC_OK)
-        return code;
-    char *body = note_body_json(s, t.nsections);
-    char *env = notes_seal(call, "body", n->id, n->client_id, body);
-    free(body);
-    if (!env)
-        return call->err.code;
-    const char *params[] = {n->id, env, tags, call->principal->staff_id};
-    bc_error_t err;
-    PGresult *res = bc_db_prepared(call->db, "notes_save",
-                                   "UPDATE notes.notes n SET body_enc = $2, "
-                                   "tags = coalesce($3::text[], tags), version = version + 1, "
-                                   "updated_by = $4, updated_at = now() WHERE id = $1 "
-                                   "RETURNING " S_COLUMNS,
-                                   4, params, &err);
-    if (!res)
-        return bc_call_fail_err(call, &err);
-    n = s_from_row(call, res, 0);
-    PQclear(res);
-    s_set_sections(call, n, s, t.nsections);
-    bc_audit_event_t ev = notes_event(n, BC_AUDIT_UPDATE);
-    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &n->base;
-    return BC_OK;
-}
-
-static const char *s_attestation(bc_call_t *call, bool attest, const char *text)
-{
-    if (!attest) {
-        bc_call_fail(call, BC_INVALID_ARGUMENT, "attest",
-                     "signing needs attest: true (the author attests the note is accurate "
-                     "and complete)");
-        return NULL;
-    }
-    const char *problem = bc_text_problem(text, false, 500);
-    if (problem) {
-        bc_call_fail(call, BC_INVALID_ARGUMENT, "attestation", "attestation %s", problem);
-        return NULL;
-    }
-    return *text ? text : "I attest that this note is accurate and complete.";
-}
-
-bc_code_t notes_sign(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
-{
-    const Beacon__Notes__SignNoteRequest *req = (const Beacon__Notes__SignNoteRequest *)in;
-    const char *attestation = s_attestation(call, req->attest, req->attestation);
-    if (!attestation)
-        return call->err.code;
-    char *body = NULL;
-    Beacon__Notes__Note *n = s_open_draft(call, req->id, req->expected_version, false, &body);
-    if (!n)
-        return call->err.code;
-    note_template_t t;
-    bc_code_t code = notes_template(call, n->template_id, &t);
-    if (code != BC_OK)
-        return code;
-    note_section_t *stored = NULL;
-    size_t count = 0;
-    if (!s_open_body(call, n, body, &stored, &count))
-        return bc_call_fail(call, BC_DATA_LOSS, "id",
-                            "note %s is damaged (its stored text failed its integrity check) "
-                            "and cannot be signed",
-                            n->id);
-    note_section_t *s = bc_arena_alloc(call->arena, t.nsections * sizeof *s);
-    bc_error_t err;
-    if (note_sections_check(&t, stored, count, SIZE_MAX, SIZE_MAX, true, s, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    char hash[NOTE_HASH_HEX + 1];
-    note_content_hash(n->id, n->client_id, n->template_id, s, t.nsections, hash);
-    const char *sp[] = {call->principal->staff_id};
-    PGresult *res = bc_db_prepared(call->db, "notes_cosign_needed",
-                                   "SELECT requires_cosign FROM notes.supervision "
-                                   "WHERE staff_id = $1",
-                                   1, sp, &err);
-    if (!res)
-        return bc_call_fail_err(call, &err);
-    bool cosign = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
-    char late[16];
-    snprintf(late, sizeof late, "%d", notes_setting(call, "late_entry_hours"));
-    const char *params[] = {n->id, cosign ? "awaiting_review" : "signed",
-                            cosign ? "pending" : "none", hash, attestation,
-                            call->principal->staff_id, late};
-    res = bc_db_prepared(call->db, "notes_sign",
-                         "UPDATE notes.notes n SET status = $2, review_status = $3, "
-                         "content_hash = $4, attestation = $5, signed_by = $6, signed_at = now(), "
-                         "late_entry = now() - occurred_at > make_interval(hours => $7::int), "
-                         "version = version + 1, updated_by = $6, updated_at = now() "
-                         "WHERE id = $1 RETURNING " S_COLUMNS,
-                         7, params, &err);
-    if (!res)
-        return bc_call_fail_err(call, &err);
-    n = s_from_row(call, res, 0);
-    PQclear(res);
-    s_set_sections(call, n, s, t.nsections);
-    bc_audit_event_t ev = notes_event(n, "sign");
-    Beacon__Notes__NoteEvent ne = BEACON__NOTES__NOTE_EVENT__INIT;
-    ne.note_id = n->id;
-    ne.site_id = n->site_id;
-    ne.client_id = n->client_id;
-    ne.author_id = n->author_id;
-    ne.encounter_id = n->encounter_id;
-    ne.content_hash = n->content_hash;
-    ne.category = n->category;
-    if ((!cosign && notes_emit(call, "note.signed", &ne) < 0) ||
-        bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &n->base;
-    return BC_OK;
-}
-
-bc_code_t notes_add_addendum(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
-{
-    const Beacon__Notes__AddAddendumRequest *req = (const Beacon__Notes__AddAddendumRequest *)in;
-    const char *attestation = s_attestation(call, req->attest, req->attestation);
-    if (!attestation)
-        return call->err.code;
-    const char *problem = note_text_problem(req->text, (size_t)notes_setting(call, "max_section_chars"));
-    if (!problem && note_blank(req->text))
-        problem = "is required";
-    if (problem)
-        return bc_call_fail(call, BC_INVALID_ARGUMENT, "text", "text %s", problem);
-    bc_error_t err;
-    if (bc_db_begin(call->db, &err) < 0)
-        return bc_call_fail_err(call, &err);
-    char *body = NULL;
-    Beacon__Notes__Note *n = notes_load(call, req->note_id, true, &body);
-    if (!n)
-        return call->err.code;
-    if (strcmp(n->status, "signed"))
-        return bc_call_fail(call, BC_FAILED_PRECONDITION, "note_id",
-                            "addenda are for signed notes; this one is %s: edit it instead",
-                            n->status);
-    if (!bc_call_has_role(call, "supervisor") && strcmp(n->author_id, call->principal->staff_id) &&
-        !bc_call_has_site(call, n->site_id))
-        return bc_call_fail(call, BC_PERMISSION_DENIED, "note_id",
-                            "you may not add to this note");
-    char id[37];
-    bc_uuid_v4(id);
-    char hash[NOTE_HASH_HEX + 1];
-    note_addendum_hash(id, n->content_hash, req->text, hash);
-    char *env = notes_seal(call, "addendum", id, n->client_id, req->text);
-    if (!env)
-        return call->err.code;
-    const char *params[] = {id,         n->id,       call->principal->agency_id,
-                            n->site_id, n->client_id, n->author_id, n->category,
-                            call->principal->staff_id, env, hash, attestation};
-    PGresult *res = bc_db_prepared(call->db, "notes_addendum_add",
-                                   "INSERT INTO notes.addenda (id, note_id, agency_id, site_id, "
-                                   "client_id, note_author, category, author_id, body_enc, "
-                                   "content_hash, attestation) VALUES ($1, $2, $3, $4, $5, $6, "
-                                   "$7, $8, $9, $10, $11)",
-                                   11, params, &err);
-    if (!res)
-        return bc_call_fail_err(call, &err);
-    PQclear(res);
-    bc_code_t code = notes_fill(call, n, body);
-    if (code != BC_OK)
-        return code;
-    bc_audit_event_t ev = notes_event(n, "addendum");
-    Beacon__Notes__NoteEvent ne = BEACON__NOTES__NOTE_EVENT__INIT;
-    ne.note_id = n->id;
-    ne.site_id = n->site_id;
-    ne.client_id = n->client_id;
-    ne.author_id = call->principal->staff_id;
-    ne.encounter_id = n->encounter_id;
-    ne.addendum_id = id;
-    ne.content_hash = hash;
-    ne.category = n->category;
-    if (notes_emit(call, "addendum.added", &ne) < 0 || bc_call_audit_write(call, &ev) < 0 ||
-        bc_call_commit(call) < 0)
-        return call->err.code;
-    *out = &n->base;
-    return BC_OK;
-}
-
 /* Notes matching the filters, without text, each read audited. */
 static bc_code_t s_list(bc_call_t *call, const char *const params[10], bool queue,
                         ProtobufCMessage **out)
@@ -846,13 +612,13 @@ static bc_code_t s_list(bc_call_t *call, const char *const params[10], bool queu
     bc_error_t err;
     PGresult *res =
         queue ? bc_db_prepared(call->db, "notes_queue",
-                               "SELECT " S_COLUMNS " FROM notes.notes n WHERE n.agency_id = $1 "
+                               "SELECT " NOTES_COLUMNS " FROM notes.notes n WHERE n.agency_id = $1 "
                                "AND n.status = 'awaiting_review' "
                                "AND ($2::uuid IS NULL OR n.site_id = $2) "
                                "ORDER BY n.signed_at, n.id LIMIT 500",
                                2, params, &err)
               : bc_db_prepared(call->db, "notes_list",
-                               "SELECT " S_COLUMNS " FROM notes.notes n WHERE n.agency_id = $1 "
+                               "SELECT " NOTES_COLUMNS " FROM notes.notes n WHERE n.agency_id = $1 "
                                "AND ($2::uuid IS NULL OR n.client_id = $2) "
                                "AND ($3::uuid IS NULL OR n.author_id = $3) "
                                "AND ($4::timestamptz IS NULL OR n.occurred_at >= $4) "
@@ -870,7 +636,7 @@ static bc_code_t s_list(bc_call_t *call, const char *const params[10], bool queu
     beacon__notes__list_notes_reply__init(r);
     r->notes = bc_arena_alloc(call->arena, (size_t)(rows ? rows : 1) * sizeof *r->notes);
     for (int i = 0; i < rows; i++)
-        r->notes[r->n_notes++] = s_from_row(call, res, i);
+        r->notes[r->n_notes++] = notes_from_row(call, res, i);
     PQclear(res);
     for (size_t i = 0; i < r->n_notes; i++) {
         bc_audit_event_t ev = notes_event(r->notes[i], BC_AUDIT_READ);

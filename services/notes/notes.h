@@ -49,6 +49,37 @@ char *notes_open(bc_call_t *call, const char *what, const char *row_id, const ch
 int notes_rewrap_value(const struct bc_keyring *keys, const char *what, const char *row_id,
                        const char *client_id, const char *envelope, char **out, bc_error_t *err);
 
+/* ---- notes.c: a note's row and body, shared with signing.c ----------------- */
+
+/* The columns of a note as notes_from_row reads them (n: notes.notes). */
+#define NOTES_TIME(col) "coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
+#define NOTES_COLUMNS                                                                                  \
+    "n.id::text, n.client_id::text, n.site_id::text, n.author_id::text, "                          \
+    "coalesce(n.encounter_id::text, ''), coalesce(n.group_occurrence_id::text, ''), n.kind, "    \
+    "coalesce(n.contact_kind, ''), n.template_id, n.category, n.part2, "                          \
+    "array_to_string(n.tags, ','), n.status, n.review_status, n.version, " NOTES_TIME("n.occurred_at") \
+    ", " NOTES_TIME("n.created_at") ", " NOTES_TIME("n.updated_at") ", coalesce(n.signed_by::text, ''), " \
+    NOTES_TIME("n.signed_at") ", coalesce(n.attestation, ''), coalesce(n.content_hash, ''), "         \
+    "n.late_entry, coalesce(n.cosigned_by::text, ''), " NOTES_TIME("n.cosigned_at") ", n.body_enc"
+#define NOTES_NCOLUMNS 26
+
+Beacon__Notes__Note *notes_from_row(bc_call_t *call, PGresult *res, int row);
+/* Puts the sections on the note (arena strings). */
+void notes_set_sections(bc_call_t *call, Beacon__Notes__Note *n, const note_section_t *s,
+                        size_t count);
+/* Opens the sealed body into sections; false (call->err set) when it is
+ * damaged. */
+bool notes_open_body(bc_call_t *call, const Beacon__Notes__Note *n, const char *body_enc,
+                     note_section_t **s, size_t *count);
+/* Tags (up to 20 of 1-40 a-z 0-9 _ -) as a text[] literal, or NULL with
+ * call->err set. */
+const char *notes_tags(bc_call_t *call, char *const *tags, size_t n);
+/* The request's sections checked against template t, in template order,
+ * into out (t->nsections entries; signing: required ones filled). */
+bc_code_t notes_sections(bc_call_t *call, const note_template_t *t,
+                         Beacon__Notes__Section *const *in, size_t n, bool signing,
+                         note_section_t *out);
+
 /* ---- overdue.c: note.overdue announced by the clock ------------------------ */
 
 typedef struct notes_overdue notes_overdue_t;
