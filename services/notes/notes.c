@@ -4,7 +4,7 @@
  *  (a one-on-one meeting, or one client's attendance of a group meeting:
  *  each attending client gets a note of their own, optionally pre-filled
  *  from a group summary), or is a free-standing contact note (phone call,
- *  outreach, care coordination). Lifecycle: draft (saved by its author as
+ *  outreach, care coordination). Lifecycle (signing.c): draft (saved by its author as
  *  often as they like, each save a new version, If-Match required) ->
  *  signed (the author attests; the content hash is recorded; nothing
  *  changes afterwards, the database refuses it too) -> addenda (each signed
