@@ -2,8 +2,9 @@
  *  meetings concerned (a series' scheduled future ones, or one) have their
  *  facilitators and room locked with the advisory locks one-on-one booking
  *  takes, then are checked, under the conflict_check purpose, against the
- *  facilitators' appointments, other group meetings and time off, the
- *  room's bookings, and the appointments of clients on the roster.
+ *  facilitators' appointments, other group meetings, time off and working
+ *  hours (when they have any at the site), the room's bookings, and the
+ *  appointments of clients on the roster.
  *  Enrolling one client checks that client alone: the group's coming
  *  meetings against their appointments and their other groups' meetings.
  */
@@ -56,8 +57,10 @@ static void s_group_label(const char *what, const char **label, const char **kin
              : !strcmp(what, "room")        ? "the room is booked"
              : !strcmp(what, "room_group")  ? "the room holds another group"
              : !strcmp(what, "time_off")    ? "a facilitator is off"
+             : !strcmp(what, "hours")       ? "a facilitator's working hours do not cover"
                                             : "a client on the roster has an appointment";
-    *kind = !strcmp(what, "time_off")                                   ? "time off"
+    *kind = !strcmp(what, "hours")                                      ? "staff member"
+            : !strcmp(what, "time_off")                                 ? "time off"
             : !strcmp(what, "staff_group") || !strcmp(what, "room_group") ? "group occurrence"
                                                                         : "appointment";
 }
@@ -74,7 +77,7 @@ bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const cha
 {
     /* The occurrences concerned: one, or the series' scheduled future ones. */
 #define S_OCC                                                                                     \
-    "SELECT id, group_id, starts_at, ends_at, location_id, facilitator_ids"                       \
+    "SELECT id, group_id, site_id, starts_at, ends_at, location_id, facilitator_ids"              \
     " FROM scheduling.group_occurrences WHERE status = 'scheduled' AND CASE WHEN $2::uuid IS NULL" \
     " THEN group_id = $1::uuid AND starts_at > now() ELSE id = $2::uuid END"
     const char *params[] = {group_id, occurrence_id};
@@ -116,6 +119,20 @@ bc_code_t sched_group_conflicts(bc_call_t *call, const char *group_id, const cha
         " SELECT 'time_off', t.id::text, t.starts_at, t.ends_at, o.starts_at FROM o"
         "  JOIN scheduling.time_off t ON t.staff_id = ANY (o.facilitator_ids)"
         "  AND t.ends_at > o.starts_at AND t.starts_at < o.ends_at"
+        " UNION ALL"
+        /* a facilitator with working hours at the site, none covering it */
+        " SELECT 'hours', f::text, o.starts_at, o.ends_at, o.starts_at FROM o"
+        "  CROSS JOIN LATERAL unnest(o.facilitator_ids) f"
+        "  JOIN identity.site_directory d ON d.site_id = o.site_id"
+        "  WHERE EXISTS (SELECT FROM scheduling.working_hours w"
+        "                WHERE w.staff_id = f AND w.site_id = o.site_id)"
+        "  AND NOT EXISTS (SELECT FROM scheduling.working_hours w"
+        "    WHERE w.staff_id = f AND w.site_id = o.site_id"
+        "    AND w.weekday = extract(isodow FROM o.starts_at AT TIME ZONE d.time_zone)::int - 1"
+        "    AND w.starts <= (o.starts_at AT TIME ZONE d.time_zone)::time"
+        "    AND w.ends >= (o.ends_at AT TIME ZONE d.time_zone)::time"
+        "    AND (o.starts_at AT TIME ZONE d.time_zone)::date"
+        "        = ((o.ends_at - interval '1 microsecond') AT TIME ZONE d.time_zone)::date)"
         " UNION ALL"
         " SELECT 'client', a.id::text, a.starts_at, a.ends_at, o.starts_at FROM o"
         "  JOIN scheduling.group_roster r ON r.group_id = o.group_id AND r.left_at IS NULL"

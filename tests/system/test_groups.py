@@ -391,6 +391,25 @@ class GroupSessionTests(StackTestCase):
                                          site_id=self.site, facilitator_ids=[self.peer2.id]),
                                     headers=self.sup.auth), 409)
 
+    def test_a_facilitator_s_working_hours_bound_the_group(self):
+        staff = self.org.add_staff(["peer_specialist"])
+        hours = [{"weekday": w, "start": "09:00", "end": "17:00"}
+                 for w in ("monday", "tuesday", "wednesday", "thursday", "friday")]
+        r = self.req("PUT", "/api/v1/staff/me/working-hours",
+                     {"site_id": self.site, "hours": hours}, headers=staff.auth)
+        self.assertEqual(r.status, 200, r.body)
+        rule = {"freq": "weekly", "by_day": ["WE"], "start_date": "2028-03-01", "count": 4}
+        # 18:00 New York on Wednesdays: after hours, refused naming them.
+        r = self.req("POST", "/api/v1/group-sessions",
+                     {"site_id": self.site, "topic": "self_care", "capacity": 6, "minutes": 60,
+                      "start_time": "18:00", "rule": rule}, headers=staff.auth)
+        p = self.assertProblem(r, 409, field="override_conflicts")
+        self.assertIn("working hours", p["detail"])
+        self.assertIn(staff.id, p["detail"])
+        # 10:00, within them, across the March change to daylight time.
+        self.group(staff, topic="self_care", capacity=6, minutes=60, start_time="10:00",
+                   rule=rule)
+
     # -- reminders ----------------------------------------------------------------
 
     def test_reminders_fall_due_once_before_meetings_and_group_meetings(self):
