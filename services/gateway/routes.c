@@ -7,12 +7,14 @@
 #include "identity.pb-c.h"
 #include "intake.pb-c.h"
 #include "notes.pb-c.h"
+#include "referral.pb-c.h"
 #include "scheduling.pb-c.h"
 
 #define S_IDENTITY "identity", &beacon__identity__identity__descriptor
 #define S_INTAKE "intake", &beacon__intake__intake__descriptor
 #define S_SCHEDULING "scheduling", &beacon__scheduling__scheduling__descriptor
 #define S_NOTES "notes", &beacon__notes__notes__descriptor
+#define S_REFERRAL "referral", &beacon__referral__referral__descriptor
 /* Who works with client records (README, "Who may do what"). Admins manage
  * accounts, not care: they see no client data. */
 #define S_CARE_TEAM "peer_specialist,supervisor"
@@ -196,6 +198,9 @@ const gw_route_t gw_routes[] = {
     {{"GET", "/api/v1/overdue-notes"}, S_NOTES, "ListOverdue", 200,
      "Encounters with no signed note after overdue_hours: one's own, or a supervisor's sites'",
      NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/directory/services"}, S_REFERRAL, "SearchServices", 200,
+     "Search the agency's resource directory (q, taxonomy_term, latitude, longitude, radius_km, age, language, status; limit, offset)",
+     NULL, GW_ROUTE_AUTH, "peer_specialist,supervisor,site_admin,agency_admin"},
     {{"POST", "/api/v1/clients/{client_id}/break-glass"}, S_INTAKE, "OpenBreakGlass", 201,
      "Break the glass: time-limited, reasoned, audited access to a client outside your scope",
      NULL, GW_ROUTE_AUTH, S_CARE_TEAM},

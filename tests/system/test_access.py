@@ -108,6 +108,8 @@ SPEC = {
     ("POST", "/api/v1/notes/{id}/review"): "supervisor",
     ("PUT", "/api/v1/staff/{staff_id}/supervision"): "supervisor",
     ("GET", "/api/v1/overdue-notes"): CARE,
+    # The resource directory is not PHI: the care team and admins search it.
+    ("GET", "/api/v1/directory/services"): "peer_specialist,supervisor,site_admin,agency_admin",
 }
 
 NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
@@ -460,6 +462,9 @@ class AccessMatrixTests(StackTestCase):
                     {"attendance": [{"client_id": self.client[target], "status": "excused"}]})
         if key == ("POST", "/api/v1/group-occurrences/{id}/complete"):
             return path.replace("{id}", self.occurrence[target]), {}
+        if key == ("GET", "/api/v1/directory/services"):
+            return (path + "?q=housing&latitude=40.7&longitude=-74&radius_km=10", None) \
+                if target == "own" else None
         if key == ("GET", "/api/v1/note-templates"):
             return (path, None) if target == "own" else None
         if key == ("POST", "/api/v1/note-templates"):

@@ -64,10 +64,11 @@ CREATE TABLE referral.services (
     licenses                text CHECK (length(licenses) <= 2000),
     alert                   text CHECK (length(alert) <= 2000),
     last_modified           timestamptz,
-    -- Keyword search: name, alternate name and description, weighted.
+    -- Keyword search: name, alternate name and description, weighted; the
+    -- search reads it with websearch_to_tsquery('english', ...).
     search                  tsvector GENERATED ALWAYS AS (
-                                setweight(to_tsvector('simple', coalesce(name, '')), 'A')
-                                || setweight(to_tsvector('simple', coalesce(alternate_name, '')), 'B')
+                                setweight(to_tsvector('english', coalesce(name, '')), 'A')
+                                || setweight(to_tsvector('english', coalesce(alternate_name, '')), 'B')
                                 || setweight(to_tsvector('english', coalesce(description, '')), 'C')
                             ) STORED,
     updated_by              uuid NOT NULL,
