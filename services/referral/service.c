@@ -3,6 +3,7 @@
 
 static const bc_method_t s_methods[] = {
     {"SearchServices", directory_search},
+    {"ImportDirectory", directory_import},
     {NULL, NULL},
 };
 

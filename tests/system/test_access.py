@@ -14,6 +14,7 @@ revocation, hostile input (SQL metacharacters, oversized headers) and the
 audit trail of all this, including tampering with it.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -110,6 +111,7 @@ SPEC = {
     ("GET", "/api/v1/overdue-notes"): CARE,
     # The resource directory is not PHI: the care team and admins search it.
     ("GET", "/api/v1/directory/services"): "peer_specialist,supervisor,site_admin,agency_admin",
+    ("POST", "/api/v1/directory/import"): "agency_admin",
 }
 
 NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
@@ -462,6 +464,10 @@ class AccessMatrixTests(StackTestCase):
                     {"attendance": [{"client_id": self.client[target], "status": "excused"}]})
         if key == ("POST", "/api/v1/group-occurrences/{id}/complete"):
             return path.replace("{id}", self.occurrence[target]), {}
+        if key == ("POST", "/api/v1/directory/import"):
+            doc = json.dumps({"id": str(uuid.uuid4()), "name": "Matrix", "description": "m"})
+            return (path, {"files": [{"name": "taxonomy.json", "content": base64.b64encode(
+                doc.encode()).decode()}]}) if target == "own" else None
         if key == ("GET", "/api/v1/directory/services"):
             return (path + "?q=housing&latitude=40.7&longitude=-74&radius_km=10", None) \
                 if target == "own" else None
