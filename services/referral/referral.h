@@ -1,6 +1,6 @@
 /*  The referral service's definition (service.c), the HSDS 3.0 model of its
- *  directory (hsds.c), and its handlers: directory search (directory.c) and
- *  import (import.c). */
+ *  directory (hsds.c), and its handlers: directory search (directory.c),
+ *  import (import.c) and referrals (referrals.c). */
 #ifndef REFERRAL_H
 #define REFERRAL_H
 
@@ -91,5 +91,26 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
  * (agency admins); a bad record is reported with its file, place and field and the
  * rest are taken; importing the same files again changes nothing. Audited. */
 bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* ---- referrals (referrals.c) ---------------------------------------------------- */
+
+/* The FHIR Task lifecycle: whether status is one of its nine, whether it
+ * closes the referral (rejected, completed, cancelled, failed), and whether a
+ * referral that is `from` may become `to`. */
+bool referral_status_known(const char *status);
+bool referral_status_terminal(const char *status);
+bool referral_move_allowed(const char *from, const char *to);
+
+/* POST /api/v1/referrals: a client in the caller's scope to a service of the directory
+ * or an external resource; starts requested. Audited, referral.created. */
+bc_code_t referrals_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* GET /api/v1/referrals/{id}: with its changes, oldest first. Audited. */
+bc_code_t referrals_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* GET /api/v1/referrals: newest first (client_id, status, referred_by). Each audited. */
+bc_code_t referrals_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* POST /api/v1/referrals/{id}/status: one step of the lifecycle; a closing status needs an
+ * outcome. Audited, referral.status_changed (and referral.closed). */
+bc_code_t referrals_change_status(bc_call_t *call, const ProtobufCMessage *in,
+                                  ProtobufCMessage **out);
 
 #endif

@@ -4,6 +4,11 @@
 static const bc_method_t s_methods[] = {
     {"SearchServices", directory_search},
     {"ImportDirectory", directory_import},
+    {"CreateReferral", referrals_create},
+    {"GetReferral", referrals_get},
+    {"ListReferrals", referrals_list},
+    {"ChangeReferralStatus", referrals_change_status},
+    {"ReplayEvents", bc_replay_events},
     {NULL, NULL},
 };
 

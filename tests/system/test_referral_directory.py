@@ -7,8 +7,8 @@ import uuid
 from harness import StackTestCase, launch
 
 TABLES = ("accessibility", "addresses", "attributes", "languages", "locations",
-          "organizations", "phones", "schedules", "service_at_location", "services",
-          "taxonomies", "taxonomy_terms")
+          "organizations", "phones", "referral_changes", "referrals", "schedules",
+          "service_at_location", "services", "taxonomies", "taxonomy_terms")
 
 
 class DirectorySchemaTests(StackTestCase):
@@ -57,7 +57,7 @@ class DirectorySchemaTests(StackTestCase):
         out = self.as_app("SELECT id FROM referral.services", staff, roles, agency)
         return set(out.split()[1:])
 
-    def test_row_security_is_forced_on_every_directory_table(self):
+    def test_row_security_is_forced_on_every_referral_table(self):
         rows = self.admin_psql("SELECT relname || ':' || relrowsecurity || relforcerowsecurity "
                                "FROM pg_class WHERE relnamespace = 'referral'::regnamespace "
                                "AND relkind = 'r' ORDER BY relname").split()
