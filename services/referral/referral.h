@@ -112,5 +112,8 @@ bc_code_t referrals_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
  * outcome. Audited, referral.status_changed (and referral.closed). */
 bc_code_t referrals_change_status(bc_call_t *call, const ProtobufCMessage *in,
                                   ProtobufCMessage **out);
+/* GET /api/v1/referral-follow-ups: live referrals past their follow-up date (one's own;
+ * supervisors anyone's at their sites) and loop-closure times. Each listed read audited. */
+bc_code_t referrals_follow_ups(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
 #endif

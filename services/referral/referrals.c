@@ -4,6 +4,7 @@
  *  a client and why they need help); every change is kept in
  *  referral_changes, audited and announced (referral.created,
  *  referral.status_changed, referral.closed). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,5 +445,79 @@ bc_code_t referrals_change_status(bc_call_t *call, const ProtobufCMessage *in,
     if (s_changes(call, n) != BC_OK || bc_call_commit(call) < 0)
         return call->err.code;
     *out = &n->base;
+    return BC_OK;
+}
+
+bc_code_t referrals_follow_ups(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Referral__FollowUpsRequest *req = (const Beacon__Referral__FollowUpsRequest *)in;
+    const char *staff = !*req->staff_id || !strcmp(req->staff_id, "me") ? call->principal->staff_id
+                        : !strcmp(req->staff_id, "all")                  ? NULL
+                                                                          : req->staff_id;
+    if (staff && !bc_is_uuid(staff))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "staff_id",
+                            "staff_id is me, all or a staff id");
+    if ((!staff || strcmp(staff, call->principal->staff_id)) &&
+        !bc_call_has_role(call, "supervisor"))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "staff_id",
+                            "only supervisors see others' follow-ups");
+    if (*req->site_id && (!bc_is_uuid(req->site_id) || !bc_call_has_site(call, req->site_id)))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "site_id",
+                            "site_id is one of your sites");
+    if (*req->on && !s_date_ok(req->on))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "on", "on is a date (YYYY-MM-DD)");
+    if (req->limit < 0 || req->limit > S_LIST_MAX)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "limit", "limit is 1 to %d", S_LIST_MAX);
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", req->limit ? req->limit : 100);
+    const char *params[] = {call->principal->agency_id, staff, *req->site_id ? req->site_id : NULL,
+                            *req->on ? req->on : NULL, limit};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "referral_follow_ups",
+        "SELECT " S_COLUMNS ", coalesce($4::date, (now() AT TIME ZONE 'UTC')::date) - r.follow_up_on "
+        "FROM referral.referrals r" S_JOINS
+        " WHERE r.agency_id = $1 AND ($2::uuid IS NULL OR r.referred_by = $2) "
+        "AND ($3::uuid IS NULL OR r.site_id = $3) "
+        "AND r.status NOT IN ('rejected', 'completed', 'cancelled', 'failed') "
+        "AND r.follow_up_on < coalesce($4::date, (now() AT TIME ZONE 'UTC')::date) "
+        "ORDER BY r.follow_up_on, r.created_at, r.id LIMIT $5::int",
+        5, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    int rows = PQntuples(res);
+    Beacon__Referral__FollowUpsReply *reply = bc_arena_alloc(call->arena, sizeof *reply);
+    beacon__referral__follow_ups_reply__init(reply);
+    reply->referrals = bc_arena_alloc(call->arena, (size_t)(rows ? rows : 1) * sizeof *reply->referrals);
+    for (int i = 0; i < rows; i++) {
+        Beacon__Referral__ClientReferral *r = s_from_row(call, res, i);
+        r->days_past_follow_up = atoi(PQgetvalue(res, i, 20));
+        reply->referrals[reply->n_referrals++] = r;
+    }
+    PQclear(res);
+    /* Loop closure: referred to closed, over the last 90 days, same people. */
+    const char *sp[] = {call->principal->agency_id, staff, *req->site_id ? req->site_id : NULL};
+    res = bc_db_prepared(
+        call->db, "referral_closure_times",
+        "SELECT count(*), coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 0), "
+        "coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY d), 0) FROM ("
+        "SELECT extract(epoch FROM r.closed_at - r.created_at) / 86400 AS d "
+        "FROM referral.referrals r WHERE r.agency_id = $1 "
+        "AND ($2::uuid IS NULL OR r.referred_by = $2) AND ($3::uuid IS NULL OR r.site_id = $3) "
+        "AND r.closed_at > now() - interval '90 days') c",
+        3, sp, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    reply->closed_last_90_days = atoi(PQgetvalue(res, 0, 0));
+    reply->median_days_to_close = round(atof(PQgetvalue(res, 0, 1)) * 100) / 100;
+    reply->p90_days_to_close = round(atof(PQgetvalue(res, 0, 2)) * 100) / 100;
+    PQclear(res);
+    for (size_t i = 0; i < reply->n_referrals; i++) {
+        bc_audit_event_t ev = s_event(reply->referrals[i], BC_AUDIT_READ);
+        ev.detail = "{\"follow_up\":true}";
+        if (bc_call_audit_read(call, &ev) < 0)
+            return call->err.code;
+    }
+    *out = &reply->base;
     return BC_OK;
 }

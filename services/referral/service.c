@@ -8,6 +8,7 @@ static const bc_method_t s_methods[] = {
     {"GetReferral", referrals_get},
     {"ListReferrals", referrals_list},
     {"ChangeReferralStatus", referrals_change_status},
+    {"FollowUps", referrals_follow_ups},
     {"ReplayEvents", bc_replay_events},
     {NULL, NULL},
 };

@@ -116,6 +116,7 @@ SPEC = {
     ("GET", "/api/v1/referrals"): CARE,
     ("GET", "/api/v1/referrals/{id}"): CARE,
     ("POST", "/api/v1/referrals/{id}/status"): CARE,
+    ("GET", "/api/v1/referral-follow-ups"): CARE,
 }
 
 NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
@@ -487,6 +488,8 @@ class AccessMatrixTests(StackTestCase):
             return path.replace("{id}", self.referral[target]), None
         if key == ("POST", "/api/v1/referrals/{id}/status"):
             return path.replace("{id}", self.referral[target]), {"status": "received"}
+        if key == ("GET", "/api/v1/referral-follow-ups"):
+            return (path, None) if target == "own" else None
         if key == ("POST", "/api/v1/directory/import"):
             doc = json.dumps({"id": str(uuid.uuid4()), "name": "Matrix", "description": "m"})
             return (path, {"files": [{"name": "taxonomy.json", "content": base64.b64encode(

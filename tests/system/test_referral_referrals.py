@@ -232,3 +232,40 @@ class ReferralTests(StackTestCase):
             self.assertEqual(visible(self.peer.id, role, [self.site]), [], role)
         with self.assertRaises(launch.LaunchError):
             launch.psql(app, "UPDATE referral.referrals SET reason = 'changed'")
+
+    def test_follow_up_list_and_loop_closure_times(self):
+        c = self.client()
+        due = self.refer(client_id=c, follow_up_on="2031-05-01")
+        later = self.refer(client_id=c, follow_up_on="2031-06-01")
+        closed = self.refer(client_id=c, follow_up_on="2031-04-01")
+        self.assertEqual(self.move(closed["id"], "rejected", outcome="no_capacity").status, 200)
+        c2 = self.client(self.peer2)
+        theirs = self.refer(who=self.peer2, client_id=c2, follow_up_on="2031-04-15")
+
+        def listed(who, query):
+            r = self.req("GET", "/api/v1/referral-follow-ups?" + query, headers=who.auth)
+            self.assertEqual(r.status, 200, r.body)
+            return r.json()
+
+        body = listed(self.peer, "on=2031-05-10")
+        mine = {x["id"]: x for x in body.get("referrals", [])}
+        self.assertIn(due["id"], mine)
+        self.assertEqual(mine[due["id"]]["days_past_follow_up"], 9)
+        for absent in (later["id"], closed["id"], theirs["id"]):
+            self.assertNotIn(absent, mine)
+        self.assertGreaterEqual(body["closed_last_90_days"], 1)
+        self.assertIn("median_days_to_close", body)
+        # A supervisor sees everyone's at their sites, or one person's.
+        every = {x["id"] for x in listed(self.sup, "staff_id=all&on=2031-05-10")["referrals"]}
+        self.assertTrue({due["id"], theirs["id"]} <= every)
+        one = {x["id"] for x in listed(self.sup, "staff_id=%s&on=2031-05-10"
+                                       % self.peer2.id)["referrals"]}
+        self.assertIn(theirs["id"], one)
+        self.assertNotIn(due["id"], one)
+        # A specialist sees only their own; bad input is refused.
+        self.assertProblem(self.req("GET", "/api/v1/referral-follow-ups?staff_id=all",
+                                    headers=self.peer.auth), 403)
+        self.assertProblem(self.req("GET", "/api/v1/referral-follow-ups?on=tomorrow",
+                                    headers=self.peer.auth), 400, "on")
+        self.assertProblem(self.req("GET", "/api/v1/referral-follow-ups?site_id=%s"
+                                    % self.far_site, headers=self.peer.auth), 400, "site_id")
