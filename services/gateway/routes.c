@@ -7,12 +7,14 @@
 #include "identity.pb-c.h"
 #include "intake.pb-c.h"
 #include "notes.pb-c.h"
+#include "referral.pb-c.h"
 #include "scheduling.pb-c.h"
 
 #define S_IDENTITY "identity", &beacon__identity__identity__descriptor
 #define S_INTAKE "intake", &beacon__intake__intake__descriptor
 #define S_SCHEDULING "scheduling", &beacon__scheduling__scheduling__descriptor
 #define S_NOTES "notes", &beacon__notes__notes__descriptor
+#define S_REFERRAL "referral", &beacon__referral__referral__descriptor
 /* Who works with client records (README, "Who may do what"). Admins manage
  * accounts, not care: they see no client data. */
 #define S_CARE_TEAM "peer_specialist,supervisor"
@@ -196,6 +198,27 @@ const gw_route_t gw_routes[] = {
     {{"GET", "/api/v1/overdue-notes"}, S_NOTES, "ListOverdue", 200,
      "Encounters with no signed note after overdue_hours: one's own, or a supervisor's sites'",
      NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/referrals"}, S_REFERRAL, "CreateReferral", 201,
+     "Refer a client in scope to a directory service or an external resource (starts requested)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/referrals"}, S_REFERRAL, "ListReferrals", 200,
+     "Referrals in scope, newest first (client_id, status, referred_by; limit)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"GET", "/api/v1/referrals/{id}"}, S_REFERRAL, "GetReferral", 200,
+     "Read a referral with every change of its status (audited)",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/referrals/{id}/status"}, S_REFERRAL, "ChangeReferralStatus", 200,
+     "Move a referral one step along the FHIR Task lifecycle; closing needs an outcome",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM, "expected_version"},
+    {{"GET", "/api/v1/referral-follow-ups"}, S_REFERRAL, "FollowUps", 200,
+     "Live referrals past their follow-up date (one's own; supervisors: staff_id or all) and loop-closure times",
+     NULL, GW_ROUTE_AUTH, S_CARE_TEAM},
+    {{"POST", "/api/v1/directory/import"}, S_REFERRAL, "ImportDirectory", 200,
+     "Import HSDS 3.0 JSON files into the agency's directory (agency admins; idempotent; reports each record refused)",
+     NULL, GW_ROUTE_AUTH, "agency_admin"},
+    {{"GET", "/api/v1/directory/services"}, S_REFERRAL, "SearchServices", 200,
+     "Search the agency's resource directory (q, taxonomy_term, latitude, longitude, radius_km, age, language, status; limit, offset)",
+     NULL, GW_ROUTE_AUTH, "peer_specialist,supervisor,site_admin,agency_admin"},
     {{"POST", "/api/v1/clients/{client_id}/break-glass"}, S_INTAKE, "OpenBreakGlass", 201,
      "Break the glass: time-limited, reasoned, audited access to a client outside your scope",
      NULL, GW_ROUTE_AUTH, S_CARE_TEAM},

@@ -1,17 +1,9 @@
-/*  beacon-referral: the referral service. Until the referral issue adds its methods it
- *  answers Health (built into the dispatcher) and owns its schema. */
-#include "bc_service.h"
-#include "referral.pb-c.h"
-
-static const bc_method_t s_methods[] = {{NULL, NULL}};
-
-static const bc_service_def_t s_service = {
-    .name = "referral",
-    .descriptor = &beacon__referral__referral__descriptor,
-    .methods = s_methods,
-};
+/*  beacon-referral: the referral service. It owns the resource directory
+ *  (HSDS 3.0, migration 003) and answers its search (directory.c); referrals
+ *  themselves come later. The method table is in service.c. */
+#include "referral.h"
 
 int main(int argc, char **argv)
 {
-    return bc_service_main(&s_service, argc, argv);
+    return bc_service_main(&referral_service, argc, argv);
 }

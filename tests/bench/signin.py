@@ -10,6 +10,7 @@ peer specialists, each signing in, and prints shell assignments:
 
     BENCH_PEER_TOKEN=..  BENCH_PEER_ID=..  BENCH_SITE_ID=..
     BENCH_SUPERVISOR_TOKEN=..  BENCH_TEAM=<staff id>,<staff id>,...
+    BENCH_ADMIN_TOKEN=..  BENCH_ADMIN_ID=..   (the agency_admin, TOTP enrolled)
 
 The stack must run with allow_bootstrap=true.
 """
@@ -76,6 +77,8 @@ def main(argv):
     print("BENCH_SITE_ID=%s" % org.site_id)
     print("BENCH_SUPERVISOR_TOKEN=%s" % supervisor.token)
     print("BENCH_TEAM=%s" % ",".join(team))
+    print("BENCH_ADMIN_TOKEN=%s" % org.admin.token)
+    print("BENCH_ADMIN_ID=%s" % org.admin.id)
     return 0
 
 

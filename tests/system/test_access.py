@@ -14,6 +14,7 @@ revocation, hostile input (SQL metacharacters, oversized headers) and the
 audit trail of all this, including tampering with it.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -108,6 +109,14 @@ SPEC = {
     ("POST", "/api/v1/notes/{id}/review"): "supervisor",
     ("PUT", "/api/v1/staff/{staff_id}/supervision"): "supervisor",
     ("GET", "/api/v1/overdue-notes"): CARE,
+    # The resource directory is not PHI: the care team and admins search it.
+    ("GET", "/api/v1/directory/services"): "peer_specialist,supervisor,site_admin,agency_admin",
+    ("POST", "/api/v1/directory/import"): "agency_admin",
+    ("POST", "/api/v1/referrals"): CARE,
+    ("GET", "/api/v1/referrals"): CARE,
+    ("GET", "/api/v1/referrals/{id}"): CARE,
+    ("POST", "/api/v1/referrals/{id}/status"): CARE,
+    ("GET", "/api/v1/referral-follow-ups"): CARE,
 }
 
 NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
@@ -253,6 +262,15 @@ class AccessMatrixTests(StackTestCase):
         cls.note = {t: note(w, cls.client[t]) for t, w in owners.items()}
         cls.signed_note = {t: note(w, cls.client[t], True) for t, w in owners.items()}
         cls.note_owner = owners
+        # Referrals: one per target, by the target's peer, to a resource
+        # outside the directory.
+        def referral(who, client_id):
+            r = req("POST", "/api/v1/referrals", headers=who.auth,
+                    body={"client_id": client_id, "external_resource": "Matrix Food Bank",
+                          "reason": "matrix"})
+            assert r.status == 201, r.body
+            return r.json()["id"]
+        cls.referral = {t: referral(w, cls.client[t]) for t, w in owners.items()}
         # Staff accounts to read, change and disable.
         cls.target_staff = {"own": org.add_staff(["peer_specialist"], [cls.site_a]).id,
                             "other_site": org.add_staff(["peer_specialist"], [cls.site_b]).id,
@@ -460,6 +478,25 @@ class AccessMatrixTests(StackTestCase):
                     {"attendance": [{"client_id": self.client[target], "status": "excused"}]})
         if key == ("POST", "/api/v1/group-occurrences/{id}/complete"):
             return path.replace("{id}", self.occurrence[target]), {}
+        if key == ("POST", "/api/v1/referrals"):
+            return path, {"client_id": self.client[target], "external_resource": "Matrix Clinic",
+                          "reason": "matrix"}
+        if key == ("GET", "/api/v1/referrals"):
+            return (path + "?client_id=" + self.client[target], None) \
+                if target == "own" else None
+        if key == ("GET", "/api/v1/referrals/{id}"):
+            return path.replace("{id}", self.referral[target]), None
+        if key == ("POST", "/api/v1/referrals/{id}/status"):
+            return path.replace("{id}", self.referral[target]), {"status": "received"}
+        if key == ("GET", "/api/v1/referral-follow-ups"):
+            return (path, None) if target == "own" else None
+        if key == ("POST", "/api/v1/directory/import"):
+            doc = json.dumps({"id": str(uuid.uuid4()), "name": "Matrix", "description": "m"})
+            return (path, {"files": [{"name": "taxonomy.json", "content": base64.b64encode(
+                doc.encode()).decode()}]}) if target == "own" else None
+        if key == ("GET", "/api/v1/directory/services"):
+            return (path + "?q=housing&latitude=40.7&longitude=-74&radius_km=10", None) \
+                if target == "own" else None
         if key == ("GET", "/api/v1/note-templates"):
             return (path, None) if target == "own" else None
         if key == ("POST", "/api/v1/note-templates"):
@@ -558,6 +595,8 @@ class AccessMatrixTests(StackTestCase):
         if target == "own" and key in (("PUT", "/api/v1/notes/{id}/draft"),
                                        ("POST", "/api/v1/notes/{id}/sign")):
             return {200, 403}  # the author saves and signs; a supervisor may not
+        if target == "own" and key == ("POST", "/api/v1/referrals/{id}/status"):
+            return {200, 422}  # the first caller marks it received; again is out of order
         if target == "own" and key == ("POST", "/api/v1/notes/{id}/review"):
             return {422}  # signed without needing a review: nothing to review
         if key == ("POST", "/api/v1/group-occurrences/{group_occurrence_id}/notes"):

@@ -1,0 +1,188 @@
+/*  directory: searching the agency's resource directory (HSDS 3.0 tables,
+ *  migration 003). Directory data is not PHI: reads are not audited, and row
+ *  security limits them to the agency's care team and admins. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "referral.h"
+
+#define S_LIMIT_MAX 100
+#define S_OFFSET_MAX 10000
+#define S_SEP "\x1f" /* between the languages or terms of one service */
+
+/* Kilometres between two points on a sphere of the Earth's mean radius. */
+#define S_KM(lat, lon)                                                                             \
+    "(2 * 6371.0088 * asin(least(1, sqrt(power(sin(radians(" lat " - $3) / 2), 2) + "            \
+    "cos(radians($3)) * cos(radians(" lat ")) * power(sin(radians(" lon " - $4) / 2), 2)))))"
+
+static const char s_search_sql[] =
+    "SELECT s.id, s.name, coalesce(s.alternate_name, ''), coalesce(s.description, ''), "
+    "s.status, s.organization_id, o.name, coalesce(s.url, ''), coalesce(s.email, ''), "
+    "coalesce(s.minimum_age::text, ''), coalesce(s.maximum_age::text, ''), "
+    "coalesce(near.id::text, ''), coalesce(near.name, ''), coalesce(near.latitude, 0), "
+    "coalesce(near.longitude, 0), coalesce(near.km, 0), "
+    "coalesce((SELECT string_agg(coalesce(g.code, g.name), E'\\x1f' ORDER BY g.code, g.name) "
+    "          FROM referral.languages g WHERE g.agency_id = s.agency_id AND g.service_id = s.id), ''), "
+    "coalesce((SELECT string_agg(t.name, E'\\x1f' ORDER BY t.name) "
+    "          FROM referral.attributes a JOIN referral.taxonomy_terms t "
+    "            ON t.agency_id = a.agency_id AND t.id = a.taxonomy_term_id "
+    "          WHERE a.agency_id = s.agency_id AND a.link_entity = 'service' "
+    "            AND a.link_id = s.id), '') "
+    "FROM referral.services s "
+    "JOIN referral.organizations o ON o.agency_id = s.agency_id AND o.id = s.organization_id "
+    "LEFT JOIN LATERAL ("
+    "  SELECT l.id, l.name, l.latitude, l.longitude, "
+    "         CASE WHEN $3::float8 IS NULL THEN NULL ELSE " S_KM("l.latitude", "l.longitude") " END AS km "
+    "  FROM referral.service_at_location sal JOIN referral.locations l "
+    "    ON l.agency_id = sal.agency_id AND l.id = sal.location_id "
+    "  WHERE sal.agency_id = s.agency_id AND sal.service_id = s.id "
+    "    AND ($3::float8 IS NULL OR (l.latitude IS NOT NULL "
+    "         AND l.latitude BETWEEN $3 - $5::float8 / 111.0 AND $3 + $5::float8 / 111.0)) "
+    "  ORDER BY km NULLS LAST, l.id LIMIT 1) near ON true "
+    "WHERE s.agency_id = $1 "
+    "  AND ($2::text IS NULL OR s.search @@ websearch_to_tsquery('english', $2)) "
+    "  AND ($3::float8 IS NULL OR near.km <= $5::float8) "
+    "  AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM referral.attributes a "
+    "       JOIN referral.taxonomy_terms t ON t.agency_id = a.agency_id AND t.id = a.taxonomy_term_id "
+    "       WHERE a.agency_id = s.agency_id AND a.link_entity = 'service' AND a.link_id = s.id "
+    "         AND (t.id::text = lower($6) OR t.code = $6 OR lower(t.name) = lower($6)))) "
+    "  AND ($7::numeric IS NULL OR ((s.minimum_age IS NULL OR s.minimum_age <= $7::numeric) "
+    "       AND (s.maximum_age IS NULL OR s.maximum_age >= $7::numeric))) "
+    "  AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM referral.languages g "
+    "       WHERE g.agency_id = s.agency_id AND g.service_id = s.id "
+    "         AND (lower(g.code) = lower($8) OR lower(g.name) = lower($8)))) "
+    "  AND ($9::text = 'any' OR s.status = $9) "
+    "ORDER BY near.km NULLS LAST, "
+    "  CASE WHEN $2::text IS NULL THEN 0 ELSE ts_rank(s.search, websearch_to_tsquery('english', $2)) END DESC, "
+    "  s.name, s.id "
+    "LIMIT $10::int OFFSET $11::int";
+
+/* A finite number within [lo, hi], or false. */
+static bool s_number(const char *text, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    double v = strtod(text, &end);
+    if (end == text || *end || !isfinite(v) || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Splits "a\x1fb" into a repeated string field. */
+static char **s_split(bc_call_t *call, const char *joined, size_t *n)
+{
+    *n = 0;
+    if (!*joined)
+        return NULL;
+    size_t count = 1;
+    for (const char *p = joined; *p; p++)
+        count += *p == S_SEP[0];
+    char **out = bc_arena_alloc(call->arena, count * sizeof *out);
+    char *copy = bc_arena_strdup(call->arena, joined);
+    for (char *p = copy;;) {
+        char *sep = strchr(p, S_SEP[0]);
+        out[(*n)++] = p;
+        if (!sep)
+            break;
+        *sep = '\0';
+        p = sep + 1;
+    }
+    return out;
+}
+
+bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Referral__SearchServicesRequest *req =
+        (const Beacon__Referral__SearchServicesRequest *)in;
+    double lat = 0, lon = 0, radius = 10, age = 0;
+    bool has_lat = *req->latitude, has_lon = *req->longitude;
+    if (has_lat != has_lon)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, has_lat ? "longitude" : "latitude",
+                            "latitude and longitude go together");
+    if (has_lat && !s_number(req->latitude, -90, 90, &lat))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "latitude",
+                            "latitude is a number from -90 to 90");
+    if (has_lon && !s_number(req->longitude, -180, 180, &lon))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "longitude",
+                            "longitude is a number from -180 to 180");
+    if (*req->radius_km && !has_lat)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "radius_km",
+                            "radius_km needs latitude and longitude");
+    if (*req->radius_km && !s_number(req->radius_km, 0.1, 500, &radius))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "radius_km",
+                            "radius_km is a number from 0.1 to 500");
+    if (*req->age && !s_number(req->age, 0, 150, &age))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "age", "age is a number from 0 to 150");
+    const char *status = *req->status ? req->status : "active";
+    if (strcmp(status, "active") && strcmp(status, "inactive") && strcmp(status, "defunct") &&
+        strcmp(status, "temporarily closed") && strcmp(status, "any"))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "status",
+                            "status is active, inactive, defunct, temporarily closed or any");
+    struct {
+        const char *value, *field;
+        size_t max;
+    } texts[] = {{req->q, "q", 200}, {req->taxonomy_term, "taxonomy_term", 200},
+                 {req->language, "language", 100}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (strlen(texts[i].value) > texts[i].max)
+            return bc_call_fail(call, BC_INVALID_ARGUMENT, texts[i].field,
+                                "%s is at most %zu characters", texts[i].field, texts[i].max);
+    if (req->limit < 0 || req->limit > S_LIMIT_MAX)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "limit", "limit is 1 to %d", S_LIMIT_MAX);
+    if (req->offset < 0 || req->offset > S_OFFSET_MAX)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "offset", "offset is 0 to %d",
+                            S_OFFSET_MAX);
+    int limit = req->limit ? req->limit : 20;
+
+    char lat_s[32], lon_s[32], radius_s[32], limit_s[16], offset_s[16];
+    snprintf(lat_s, sizeof lat_s, "%.8f", lat);
+    snprintf(lon_s, sizeof lon_s, "%.8f", lon);
+    snprintf(radius_s, sizeof radius_s, "%.6f", radius);
+    snprintf(limit_s, sizeof limit_s, "%d", limit + 1); /* one more: is there a next page? */
+    snprintf(offset_s, sizeof offset_s, "%d", req->offset);
+#define S_OPT(v) (*(v) ? (v) : NULL)
+    const char *params[11] = {call->principal->agency_id,
+                              S_OPT(req->q),
+                              has_lat ? lat_s : NULL,
+                              has_lat ? lon_s : NULL,
+                              radius_s,
+                              S_OPT(req->taxonomy_term),
+                              S_OPT(req->age),
+                              S_OPT(req->language),
+                              status,
+                              limit_s,
+                              offset_s};
+#undef S_OPT
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(call->db, "directory_search", s_search_sql, 11, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    int rows = PQntuples(res);
+    Beacon__Referral__SearchServicesReply *r = bc_arena_alloc(call->arena, sizeof *r);
+    beacon__referral__search_services_reply__init(r);
+    r->services = bc_arena_alloc(call->arena, (size_t)(rows ? rows : 1) * sizeof *r->services);
+    for (int i = 0; i < rows && i < limit; i++) {
+        Beacon__Referral__DirectoryService *s = bc_arena_alloc(call->arena, sizeof *s);
+        beacon__referral__directory_service__init(s);
+        char **text[] = {&s->id,          &s->name,        &s->alternate_name,
+                         &s->description, &s->status,      &s->organization_id,
+                         &s->organization_name, &s->url,   &s->email,
+                         &s->minimum_age, &s->maximum_age, &s->location_id,
+                         &s->location_name};
+        for (int c = 0; c < (int)(sizeof text / sizeof text[0]); c++)
+            *text[c] = bc_arena_strdup(call->arena, PQgetvalue(res, i, c));
+        s->latitude = strtod(PQgetvalue(res, i, 13), NULL);
+        s->longitude = strtod(PQgetvalue(res, i, 14), NULL);
+        s->distance_km = round(strtod(PQgetvalue(res, i, 15), NULL) * 1000) / 1000;
+        s->languages = s_split(call, PQgetvalue(res, i, 16), &s->n_languages);
+        s->taxonomy_terms = s_split(call, PQgetvalue(res, i, 17), &s->n_taxonomy_terms);
+        r->services[r->n_services++] = s;
+    }
+    if (rows > limit)
+        r->next_offset = req->offset + limit;
+    PQclear(res);
+    *out = &r->base;
+    return BC_OK;
+}

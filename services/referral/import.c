@@ -1,0 +1,441 @@
+/*  import: HSDS 3.0 JSON files into the agency's directory.
+ *
+ *  Each file holds one record or an array of records of the kind its name
+ *  says; a record may hold the records it links to, as HSDS's "full"
+ *  documents do (s_links). Records it refers to (a service's organization)
+ *  are written before it and records it holds (its phones) after it, each
+ *  through hsds_write: a bad record is reported with its file, JSON pointer
+ *  and field, the records nested in it are skipped, and every other record is
+ *  still taken, all in one transaction. Writing a record that is already
+ *  stored with the same values changes nothing, so importing the same files
+ *  twice changes nothing. A record may appear several times (HSDS "full"
+ *  documents repeat what they link to), each time with the link of the
+ *  record holding it: the optional links add up (hsds.c), and a repeat that
+ *  says something else than where the record was first met (files in the
+ *  order of hsds_tables) is reported and not written. Nested collections Beacon does not keep (contacts,
+ *  funding, programs, cost options, ...) are passed over. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "referral.h"
+
+#define S_MAX_FILES 50
+#define S_MAX_PROBLEMS 500
+#define S_MAX_DEPTH 12
+
+/* A link between an HSDS record and one it holds under key: before (an
+ * object written first, whose id fills column in the holder) or after (an
+ * array of records written next, whose column takes the holder's id). */
+typedef struct {
+    const char *owner, *key, *entity, *column;
+    bool before;
+} s_link_t;
+
+static const s_link_t s_links[] = {
+    {"service", "organization", "organization", "organization_id", true},
+    {"service_at_location", "service", "service", "service_id", true},
+    {"service_at_location", "location", "location", "location_id", true},
+    {"taxonomy_term", "taxonomy_detail", "taxonomy", "taxonomy_id", true},
+    {"attribute", "taxonomy_term", "taxonomy_term", "taxonomy_term_id", true},
+    {"organization", "services", "service", "organization_id", false},
+    {"organization", "locations", "location", "organization_id", false},
+    {"organization", "phones", "phone", "organization_id", false},
+    {"organization", "attributes", "attribute", "link_id", false},
+    {"service", "phones", "phone", "service_id", false},
+    {"service", "schedules", "schedule", "service_id", false},
+    {"service", "service_at_locations", "service_at_location", "service_id", false},
+    {"service", "languages", "language", "service_id", false},
+    {"service", "attributes", "attribute", "link_id", false},
+    {"location", "addresses", "address", "location_id", false},
+    {"location", "phones", "phone", "location_id", false},
+    {"location", "schedules", "schedule", "location_id", false},
+    {"location", "languages", "language", "location_id", false},
+    {"location", "accessibility", "accessibility", "location_id", false},
+    {"location", "attributes", "attribute", "link_id", false},
+    {"service_at_location", "phones", "phone", "service_at_location_id", false},
+    {"service_at_location", "schedules", "schedule", "service_at_location_id", false},
+    {"service_at_location", "attributes", "attribute", "link_id", false},
+    {"phone", "languages", "language", "phone_id", false},
+};
+#define S_NLINKS (sizeof s_links / sizeof s_links[0])
+
+/* A record already met in this import: where, and its values. */
+typedef struct {
+    char *key; /* "<table index>:<id>" */
+    const char *file, *at;
+    char **values;
+} s_met_t;
+
+/* The records met so far, in an open-addressing hash table. */
+typedef struct {
+    s_met_t *slots;
+    size_t cap, n;
+} s_seen_t;
+
+typedef struct {
+    bc_call_t *call;
+    const char *file;
+    Beacon__Referral__ImportDirectoryReply *reply;
+    s_seen_t seen;
+    bool failed; /* the database failed: stop */
+} s_ctx_t;
+
+static size_t s_hash(const char *s)
+{
+    size_t h = (size_t)1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * (size_t)1099511628211ULL;
+    return h;
+}
+
+/* The entry for key, or NULL. */
+static s_met_t *s_seen_find(const s_seen_t *self, const char *key)
+{
+    if (!self->cap)
+        return NULL;
+    for (size_t j = s_hash(key) & (self->cap - 1); self->slots[j].key; j = (j + 1) & (self->cap - 1))
+        if (!strcmp(self->slots[j].key, key))
+            return &self->slots[j];
+    return NULL;
+}
+
+/* Adds an entry for key (not there yet; the strings must outlive the table). */
+static void s_seen_add(s_seen_t *self, const s_met_t *met)
+{
+    if (self->n * 2 >= self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 1024;
+        s_met_t *slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            abort();
+        for (size_t i = 0; i < self->cap; i++)
+            if (self->slots[i].key) {
+                size_t j = s_hash(self->slots[i].key) & (cap - 1);
+                while (slots[j].key)
+                    j = (j + 1) & (cap - 1);
+                slots[j] = self->slots[i];
+            }
+        free(self->slots);
+        self->slots = slots;
+        self->cap = cap;
+    }
+    size_t j = s_hash(met->key) & (self->cap - 1);
+    while (self->slots[j].key)
+        j = (j + 1) & (self->cap - 1);
+    self->slots[j] = *met;
+    self->n++;
+}
+
+
+static void s_problem(s_ctx_t *ctx, int line, const char *at, const char *field,
+                      const char *message)
+{
+    Beacon__Referral__ImportDirectoryReply *r = ctx->reply;
+    if (r->n_problems >= S_MAX_PROBLEMS) {
+        r->problems_truncated = true;
+        return;
+    }
+    bc_arena_t *arena = ctx->call->arena;
+    Beacon__Referral__ImportProblem *p = bc_arena_alloc(arena, sizeof *p);
+    beacon__referral__import_problem__init(p);
+    p->file = bc_arena_strdup(arena, ctx->file);
+    p->line = line;
+    p->at = bc_arena_strdup(arena, at);
+    p->field = bc_arena_strdup(arena, field ? field : "");
+    p->message = bc_arena_strdup(arena, message);
+    r->problems[r->n_problems++] = p;
+}
+
+/* Records nested in obj (of entity) that a refusal leaves unwritten. */
+static int s_nested(const char *entity, json_t *obj, int depth)
+{
+    int n = 0;
+    if (depth > S_MAX_DEPTH || !json_is_object(obj))
+        return 0;
+    for (size_t l = 0; l < S_NLINKS; l++) {
+        if (s_links[l].before || strcmp(s_links[l].owner, entity))
+            continue;
+        json_t *arr = json_object_get(obj, s_links[l].key), *item;
+        size_t i;
+        if (json_is_array(arr))
+            json_array_foreach(arr, i, item) n += 1 + s_nested(s_links[l].entity, item, depth + 1);
+    }
+    return n;
+}
+
+/* The text of a JSON scalar for a column, or NULL (null); false for a value
+ * that cannot be one (an object, an array, true/false). */
+static bool s_scalar(bc_arena_t *arena, json_t *v, char **out)
+{
+    char buf[64];
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return true;
+    if (json_is_string(v)) {
+        *out = bc_arena_strdup(arena, json_string_value(v));
+        return true;
+    }
+    if (json_is_integer(v))
+        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
+    else
+        return false;
+    *out = bc_arena_strdup(arena, buf);
+    return true;
+}
+
+/* Writes the record obj of table t found at `at` and what it holds. link
+ * (with its value) is the column that refers to the record holding it. The
+ * record's id goes to *id (NULL if it has none). */
+static void s_record(s_ctx_t *ctx, const hsds_table_t *t, json_t *obj, const char *at,
+                     const char *link, const char *link_value, const char *holder, int depth,
+                     const char **id)
+{
+    bc_arena_t *arena = ctx->call->arena;
+    Beacon__Referral__ImportDirectoryReply *r = ctx->reply;
+    *id = NULL;
+    if (!json_is_object(obj)) {
+        s_problem(ctx, 0, at, "", "expected an object (one HSDS record)");
+        r->refused++;
+        return;
+    }
+    if (depth > S_MAX_DEPTH) {
+        s_problem(ctx, 0, at, "", "records nested too deeply");
+        r->refused++;
+        return;
+    }
+    hsds_row_t row = {{0}};
+    for (size_t c = 0; c < t->ncols; c++) {
+        if (!s_scalar(arena, json_object_get(obj, t->cols[c].name), &row.values[c])) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s must be a text, a number or null", t->cols[c].name);
+            s_problem(ctx, 0, at, t->cols[c].name, msg);
+            r->refused++;
+            r->skipped += s_nested(t->entity, obj, depth);
+            return;
+        }
+    }
+    /* What the record refers to, written first. */
+    for (size_t l = 0; l < S_NLINKS && !ctx->failed; l++) {
+        const s_link_t *k = &s_links[l];
+        json_t *held = json_object_get(obj, k->key);
+        if (!k->before || strcmp(k->owner, t->entity) || !held || json_is_null(held))
+            continue;
+        char *where = bc_arena_printf(arena, "%s/%s", at, k->key);
+        const char *held_id = NULL;
+        s_record(ctx, hsds_table(k->entity), held, where, NULL, NULL, NULL, depth + 1, &held_id);
+        /* Refused, it is still what the holder refers to: the holder is then
+         * refused for the dangling reference, not for a missing one. */
+        if (!held_id && json_is_object(held))
+            held_id = json_string_value(json_object_get(held, "id"));
+        int c = hsds_column(t, k->column);
+        if (held_id && c >= 0 && !row.values[c])
+            row.values[c] = bc_arena_strdup(arena, held_id);
+    }
+    if (ctx->failed)
+        return;
+    if (link) {
+        int c = hsds_column(t, link);
+        if (c >= 0 && (!row.values[c] || !strcmp(link, "link_id")))
+            row.values[c] = bc_arena_strdup(arena, link_value);
+        /* Where an attribute sits says what it is linked to. */
+        int e = hsds_column(t, "link_entity");
+        if (e >= 0 && holder)
+            row.values[e] = (char *)holder;
+    }
+    const char *field = "";
+    char message[300];
+    if (!hsds_check(arena, t, &row, &field, message, sizeof message)) {
+        s_problem(ctx, 0, at, field, message);
+        r->refused++;
+        r->skipped += s_nested(t->entity, obj, depth);
+        return;
+    }
+    /* A record met again (HSDS "full" documents repeat what they link to)
+     * must say the same as where it was first met, links to its holders
+     * apart (those add up, see hsds.c); otherwise the first is kept and the
+     * repeat reported. */
+    char *key = bc_arena_printf(arena, "%d:%s", (int)(t - hsds_tables), row.values[0]);
+    s_met_t *met = s_seen_find(&ctx->seen, key);
+    if (met) {
+        for (size_t c = 1; c < t->ncols; c++) {
+            const hsds_col_t *col = &t->cols[c];
+            const char *a = met->values[c], *b = row.values[c];
+            if (col->type == HSDS_UUID && !col->required)
+                continue;
+            if ((a || b) && (!a || !b || strcmp(a, b))) {
+                snprintf(message, sizeof message,
+                         "%s differs from the same record met earlier in this import (%.60s%s%.80s); "
+                         "the first is kept",
+                         col->name, met->file, *met->at ? " at " : "", met->at);
+                s_problem(ctx, 0, at, col->name, message);
+                r->refused++;
+                *id = row.values[0]; /* what it holds still refers to the record kept */
+                goto held;
+            }
+        }
+    }
+    hsds_outcome_t out = hsds_write(ctx->call, t, &row, &field, message, sizeof message);
+    switch (out) {
+    case HSDS_FAILED: ctx->failed = true; return;
+    case HSDS_REFUSED:
+        s_problem(ctx, 0, at, field, message);
+        r->refused++;
+        r->skipped += s_nested(t->entity, obj, depth);
+        return;
+    case HSDS_CREATED: r->created++; break;
+    case HSDS_UPDATED: r->updated++; break;
+    case HSDS_UNCHANGED: r->unchanged++; break;
+    }
+    r->taken++;
+    *id = row.values[0];
+    if (!met) {
+        s_met_t entry = {key, ctx->file, at, bc_arena_alloc(arena, t->ncols * sizeof(char *))};
+        memcpy(entry.values, row.values, t->ncols * sizeof(char *));
+        s_seen_add(&ctx->seen, &entry);
+    }
+held:
+    /* What the record holds, written next. */
+    for (size_t l = 0; l < S_NLINKS && !ctx->failed; l++) {
+        const s_link_t *k = &s_links[l];
+        json_t *arr = json_object_get(obj, k->key), *item;
+        if (k->before || strcmp(k->owner, t->entity) || !arr || json_is_null(arr))
+            continue;
+        char *where = bc_arena_printf(arena, "%s/%s", at, k->key);
+        if (!json_is_array(arr)) {
+            s_problem(ctx, 0, where, k->key, "expected an array of records");
+            r->refused++;
+            continue;
+        }
+        size_t i;
+        json_array_foreach(arr, i, item)
+        {
+            const char *child_id;
+            s_record(ctx, hsds_table(k->entity), item, bc_arena_printf(arena, "%s/%zu", where, i),
+                     k->column, *id, t->entity, depth + 1, &child_id);
+            if (ctx->failed)
+                return;
+        }
+    }
+}
+
+/* The table a file's name names ("service_full.json", "services.json"), or NULL. */
+static const hsds_table_t *s_file_table(bc_arena_t *arena, const char *name)
+{
+    const char *base = strrchr(name, '/');
+    char *stem = bc_arena_strdup(arena, base ? base + 1 : name);
+    size_t n = strlen(stem);
+    if (n > 5 && !strcmp(stem + n - 5, ".json"))
+        stem[n -= 5] = '\0';
+    if (n > 5 && !strcmp(stem + n - 5, "_full"))
+        stem[n -= 5] = '\0';
+    const hsds_table_t *t = hsds_table(stem);
+    if (!t && n > 1 && stem[n - 1] == 's') {
+        stem[n - 1] = '\0';
+        t = hsds_table(stem);
+    }
+    return t;
+}
+
+/* The 1-based line of the first byte that is not valid UTF-8, or 0. */
+static int s_bad_utf8_line(const char *s, size_t len)
+{
+    int line = 1;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || s[i] == '\n') {
+            if (!bc_utf8_valid(s + start, i - start))
+                return line;
+            line++;
+            start = i + 1;
+        }
+    }
+    return 0;
+}
+
+static void s_file(s_ctx_t *ctx, const Beacon__Referral__ImportFile *f, const hsds_table_t *t)
+{
+    const char *text = (const char *)f->content.data;
+    size_t len = f->content.len;
+    int bad = s_bad_utf8_line(text ? text : "", len);
+    if (bad) {
+        s_problem(ctx, bad, "", "", "the file is not valid UTF-8 (HSDS files are UTF-8)");
+        ctx->reply->refused++;
+        return;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(text ? text : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "not valid JSON: %s (column %d)", jerr.text, jerr.column);
+        s_problem(ctx, jerr.line > 0 ? jerr.line : 1, "", "", msg);
+        ctx->reply->refused++;
+        return;
+    }
+    const char *id;
+    if (json_is_array(doc)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(doc, i, item)
+        {
+            s_record(ctx, t, item, bc_arena_printf(ctx->call->arena, "/%zu", i), NULL, NULL,
+                     NULL, 0, &id);
+            if (ctx->failed)
+                break;
+        }
+    } else {
+        s_record(ctx, t, doc, "", NULL, NULL, NULL, 0, &id);
+    }
+    json_decref(doc);
+}
+
+bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    const Beacon__Referral__ImportDirectoryRequest *req =
+        (const Beacon__Referral__ImportDirectoryRequest *)in;
+    if (req->n_files < 1 || req->n_files > S_MAX_FILES)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "files", "files holds 1 to %d files",
+                            S_MAX_FILES);
+    const hsds_table_t *tables[S_MAX_FILES];
+    for (size_t i = 0; i < req->n_files; i++) {
+        tables[i] = s_file_table(call->arena, req->files[i]->name);
+        if (!tables[i])
+            return bc_call_fail(call, BC_INVALID_ARGUMENT, "files.name",
+                                "file \"%.80s\": the name must say what it holds (organization, "
+                                "service, location, service_at_location, taxonomy, "
+                                "taxonomy_term, ...; .json)",
+                                req->files[i]->name);
+    }
+    Beacon__Referral__ImportDirectoryReply *r = bc_arena_alloc(call->arena, sizeof *r);
+    beacon__referral__import_directory_reply__init(r);
+    r->problems = bc_arena_alloc(call->arena, S_MAX_PROBLEMS * sizeof *r->problems);
+    s_ctx_t ctx = {call, "", r, {NULL, 0, 0}, false};
+
+    bc_error_t err;
+    if (bc_db_begin(call->db, &err) < 0 ||
+        bc_db_command(call->db, "SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
+    /* Files in the order of the tables: what is referred to comes first. */
+    for (size_t k = 0; k < HSDS_NTABLES && !ctx.failed; k++)
+        for (size_t i = 0; i < req->n_files && !ctx.failed; i++)
+            if (tables[i] == &hsds_tables[k]) {
+                ctx.file = req->files[i]->name;
+                s_file(&ctx, req->files[i], tables[i]);
+            }
+    free(ctx.seen.slots);
+    if (ctx.failed)
+        return call->err.code; /* the dispatcher rolls back */
+    char *detail = bc_arena_printf(call->arena,
+                                    "{\"files\":%zu,\"taken\":%d,\"created\":%d,\"updated\":%d,"
+                                    "\"unchanged\":%d,\"refused\":%d,\"skipped\":%d}",
+                                    req->n_files, r->taken, r->created, r->updated, r->unchanged,
+                                    r->refused, r->skipped);
+    bc_audit_event_t ev = {.action = BC_AUDIT_UPDATE, .resource_type = "directory",
+                           .purpose = "hsds_import", .outcome = BC_AUDIT_OK, .detail = detail};
+    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
+        return call->err.code;
+    *out = &r->base;
+    return BC_OK;
+}

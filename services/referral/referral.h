@@ -1,0 +1,119 @@
+/*  The referral service's definition (service.c), the HSDS 3.0 model of its
+ *  directory (hsds.c), and its handlers: directory search (directory.c),
+ *  import (import.c) and referrals (referrals.c). */
+#ifndef REFERRAL_H
+#define REFERRAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bc_service.h"
+#include "bc_util.h"
+#include "referral.pb-c.h"
+
+extern const bc_service_def_t referral_service;
+
+/* ---- the HSDS 3.0 tables (hsds.c) ---------------------------------------------- */
+
+typedef enum {
+    HSDS_TEXT,
+    HSDS_UUID,
+    HSDS_INT,
+    HSDS_NUM,
+    HSDS_DATE,
+    HSDS_TIME,
+    HSDS_TIMESTAMP,
+    HSDS_LATITUDE,
+    HSDS_LONGITUDE,
+} hsds_type_t;
+
+typedef struct {
+    const char *name; /* the HSDS field name and the column's */
+    hsds_type_t type;
+    bool required;
+    const char *fallback;       /* the value when none is given, or NULL */
+    const char *const *allowed; /* NULL-terminated list of the values allowed, or NULL */
+} hsds_col_t;
+
+typedef struct {
+    const char *entity; /* HSDS name of one record: "service" */
+    const char *table;  /* the table in schema referral: "services" */
+    const hsds_col_t *cols; /* cols[0] is "id" */
+    size_t ncols;
+} hsds_table_t;
+
+#define HSDS_NTABLES 12
+#define HSDS_MAX_COLS 32
+/* In the order a dataset is best written (what is referred to comes first). */
+extern const hsds_table_t hsds_tables[HSDS_NTABLES];
+
+/* The table of an entity ("service") or table name ("services"), or NULL. */
+const hsds_table_t *hsds_table(const char *entity);
+/* The index of column name in t, or -1. */
+int hsds_column(const hsds_table_t *t, const char *name);
+
+/* One record: a text value per column of its table (NULL: none). The values
+ * belong to the caller (the call's arena); hsds_write may lower UUIDs in place. */
+typedef struct {
+    char *values[HSDS_MAX_COLS];
+} hsds_row_t;
+
+typedef enum {
+    HSDS_CREATED,
+    HSDS_UPDATED,
+    HSDS_UNCHANGED,
+    HSDS_REFUSED,
+    HSDS_FAILED,
+} hsds_outcome_t;
+
+/* Checks row against its table and brings its values to one spelling (UUIDs
+ * lowered, times with seconds; new strings from arena). On the first fault
+ * fills field and message (size bytes) and returns false. */
+bool hsds_check(bc_arena_t *arena, const hsds_table_t *t, hsds_row_t *row, const char **field,
+                char *message, size_t size);
+
+/* Writes row, checked by hsds_check, into the caller's agency inside call->db's open
+ * transaction, in a savepoint of its own. HSDS_REFUSED: the record is bad
+ * (field and message say why; message has size bytes) and nothing of it was
+ * written; the transaction goes on. HSDS_FAILED: the database failed
+ * (call->err is set): the import must stop and roll back. */
+hsds_outcome_t hsds_write(bc_call_t *call, const hsds_table_t *t, hsds_row_t *row,
+                          const char **field, char *message, size_t size);
+
+/* ---- handlers ---------------------------------------------------------------------- */
+
+/* GET /api/v1/directory/services: the agency's directory filtered by keyword, taxonomy
+ * term, distance, age and language, nearest first when a point is given; not audited
+ * (no PHI). */
+bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* POST /api/v1/directory/import: HSDS 3.0 JSON files into the agency's directory
+ * (agency admins); a bad record is reported with its file, place and field and the
+ * rest are taken; importing the same files again changes nothing. Audited. */
+bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* ---- referrals (referrals.c) ---------------------------------------------------- */
+
+/* The FHIR Task lifecycle: whether status is one of its nine, whether it
+ * closes the referral (rejected, completed, cancelled, failed), and whether a
+ * referral that is `from` may become `to`. */
+bool referral_status_known(const char *status);
+bool referral_status_terminal(const char *status);
+bool referral_move_allowed(const char *from, const char *to);
+
+/* POST /api/v1/referrals: a client in the caller's scope to a service of the directory
+ * or an external resource; starts requested. Audited, referral.created. */
+bc_code_t referrals_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* GET /api/v1/referrals/{id}: with its changes, oldest first. Audited. */
+bc_code_t referrals_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* GET /api/v1/referrals: newest first (client_id, status, referred_by). Each audited. */
+bc_code_t referrals_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* POST /api/v1/referrals/{id}/status: one step of the lifecycle; a closing status needs an
+ * outcome. Audited, referral.status_changed (and referral.closed). */
+bc_code_t referrals_change_status(bc_call_t *call, const ProtobufCMessage *in,
+                                  ProtobufCMessage **out);
+/* GET /api/v1/referral-follow-ups: live referrals past their follow-up date (one's own;
+ * supervisors anyone's at their sites) and loop-closure times. Each listed read audited. */
+bc_code_t referrals_follow_ups(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+#endif
