@@ -58,7 +58,8 @@ BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b61
 
 # Benchmarks, run in this order.
 BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
-            appointment_book_team group_quarter note_save note_read note_plain pgbench_select)
+            appointment_book_team group_quarter note_save note_read note_plain directory_import
+            directory_search pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -70,6 +71,7 @@ TARGETS=(
   "group_quarter.p99_ms max 50 p99 of a site's quarter of 200 weekly groups (2,600 meetings) read expanded"
   "group_layout.p99_ms max 50 p99 of laying out one weekly series for a quarter (13 meetings, conflict-checked)"
   "note_read.p99_ms max 10 p99 of decrypting and reading a signed note with an addendum (audited)"
+  "directory_search.p99_ms max 25 p99 of keyword + category + 10 km over the directory's services"
 )
 
 RATIOS=(
@@ -79,6 +81,7 @@ RATIOS=(
   "note_save.rps note_save_plain.rps 0.80 autosaving a draft encrypted over the same path unencrypted"
   "note_sign.rps note_sign_plain.rps 0.80 signing encrypted over unencrypted"
   "note_read.rps note_read_plain.rps 0.80 decrypt-and-read encrypted over unencrypted"
+  "directory_copy.seconds directory_import.seconds 0.33 COPY time over HSDS import time (import within 3x of COPY)"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -704,5 +707,8 @@ main() {
 # The notes benchmarks (bench_note_save, bench_note_read, bench_note_plain).
 # shellcheck source=tests/bench/notes.sh
 . "$HERE/notes.sh"
+# The referral directory benchmarks (bench_directory_import, bench_directory_search).
+# shellcheck source=tests/bench/referral.sh
+. "$HERE/referral.sh"
 
 main "$@"
