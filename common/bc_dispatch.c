@@ -167,23 +167,32 @@ static void s_audit_actor(bc_call_t *call, bc_audit_event_t *ev)
         ev->outcome = BC_AUDIT_OK;
 }
 
-int bc_call_emit(bc_call_t *call, const char *topic, const ProtobufCMessage *msg)
+int bc_outbox_emit(bc_db_t *db, const char *producer, const char *topic,
+                   const ProtobufCMessage *msg, const char *request_id, bc_error_t *err)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *payload = bc_arena_alloc(call->arena, len ? len : 1);
+    uint8_t *payload = bc_malloc(len ? len : 1);
     protobuf_c_message_pack(msg, payload);
-    const char *values[] = {call->request->service, topic, (const char *)payload,
-                            call->request->request_id};
+    const char *values[] = {producer, topic, (const char *)payload,
+                            request_id ? request_id : ""};
     int lengths[] = {0, 0, (int)len, 0};
     int formats[] = {0, 0, 1, 0};
+    /* Deferred (the values are copied): it reaches the server with the
+     * transaction's next statement, whose failure then fails the caller. */
+    int rc = bc_db_defer(db, "bc_outbox_emit",
+                         "WITH e AS (INSERT INTO events.outbox (producer, topic, payload, "
+                         "request_id) VALUES ($1, $2, $3, nullif($4, '')) RETURNING 1) "
+                         "SELECT pg_notify('beacon_events', $1) FROM e",
+                         4, values, lengths, formats, err);
+    free(payload);
+    return rc;
+}
+
+int bc_call_emit(bc_call_t *call, const char *topic, const ProtobufCMessage *msg)
+{
     bc_error_t err;
-    /* Deferred: it reaches the server with the transaction's next statement
-     * (the audit record or the COMMIT), whose failure then fails the call. */
-    if (bc_db_defer(call->db, "bc_outbox_emit",
-                    "WITH e AS (INSERT INTO events.outbox (producer, topic, payload, request_id) "
-                    "           VALUES ($1, $2, $3, nullif($4, '')) RETURNING 1) "
-                    "SELECT pg_notify('beacon_events', $1) FROM e",
-                    4, values, lengths, formats, &err) < 0) {
+    if (bc_outbox_emit(call->db, call->request->service, topic, msg, call->request->request_id,
+                       &err) < 0) {
         bc_err("event %s not written: %s (%s)", topic, err.message, err.detail);
         bc_call_fail_err(call, &err);
         return -1;

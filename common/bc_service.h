@@ -75,6 +75,10 @@ int bc_call_commit(bc_call_t *call);
  * change; the service's relay publishes it (DESIGN.md, transactional
  * outbox). -1 with call->err set: roll back. */
 int bc_call_emit(bc_call_t *call, const char *topic, const ProtobufCMessage *msg);
+/* The same for code that runs outside a request (a background job): msg as
+ * producer's event topic, written to the outbox in db's transaction. */
+int bc_outbox_emit(bc_db_t *db, const char *producer, const char *topic,
+                   const ProtobufCMessage *msg, const char *request_id, bc_error_t *err);
 /* A handler for ReplayEvents (beacon.ReplayEventsRequest -> ReplyEventsReply):
  * the service's published events after a sequence number, for subscribers
  * that saw a gap or are starting. */

@@ -92,21 +92,7 @@ static int s_scan(notes_overdue_t *self, bc_db_t *db, bc_error_t *err)
         ev.staff_id = PQgetvalue(res, i, 3);
         ev.client_id = PQgetvalue(res, i, 4);
         ev.note_id = PQgetvalue(res, i, 5);
-        uint8_t payload[1024];
-        size_t len = protobuf_c_message_get_packed_size(&ev.base);
-        if (len > sizeof payload) {
-            PQclear(res);
-            bc_db_rollback(db);
-            return bc_error_set(err, BC_INTERNAL, "", "overdue event too large");
-        }
-        protobuf_c_message_pack(&ev.base, payload);
-        const char *out[] = {"notes", "note.overdue", (const char *)payload};
-        int lengths[] = {0, 0, (int)len}, formats[] = {0, 0, 1};
-        if (bc_db_defer(db, "notes_overdue_emit",
-                        "WITH e AS (INSERT INTO events.outbox (producer, topic, payload) "
-                        "VALUES ($1, $2, $3) RETURNING 1) "
-                        "SELECT pg_notify('beacon_events', $1) FROM e",
-                        3, out, lengths, formats, err) < 0) {
+        if (bc_outbox_emit(db, "notes", "note.overdue", &ev.base, NULL, err) < 0) {
             PQclear(res);
             bc_db_rollback(db);
             return -1;

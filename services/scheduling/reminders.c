@@ -127,27 +127,13 @@ static int s_scan(sched_reminders_t *self, bc_db_t *db, bc_error_t *err)
         ev.mode = PQgetvalue(res, i, 9);
         ev.is_group = !appointment;
         ev.reminder_minutes = atoi(PQgetvalue(res, i, 10));
-        uint8_t payload[1024];
-        size_t len = protobuf_c_message_get_packed_size(&ev.base);
-        if (len > sizeof payload) {
-            PQclear(res);
-            bc_db_rollback(db);
-            return bc_error_set(err, BC_INTERNAL, "", "reminder event too large");
-        }
-        protobuf_c_message_pack(&ev.base, payload);
         const char *sent[] = {PQgetvalue(res, i, 1), PQgetvalue(res, i, 10),
                               PQgetvalue(res, i, 11), PQgetvalue(res, i, 0)};
-        const char *out[] = {"scheduling", "reminder.due", (const char *)payload};
-        int lengths[] = {0, 0, (int)len}, formats[] = {0, 0, 1};
         if (bc_db_defer(db, "sched_reminder_sent",
                         "INSERT INTO scheduling.reminders_sent (item_id, minutes, starts_at, kind) "
                         "VALUES ($1, $2::int, $3::timestamptz, $4)",
                         4, sent, NULL, NULL, err) < 0 ||
-            bc_db_defer(db, "sched_reminder_emit",
-                        "WITH e AS (INSERT INTO events.outbox (producer, topic, payload) "
-                        "VALUES ($1, $2, $3) RETURNING 1) "
-                        "SELECT pg_notify('beacon_events', $1) FROM e",
-                        3, out, lengths, formats, err) < 0) {
+            bc_outbox_emit(db, "scheduling", "reminder.due", &ev.base, NULL, err) < 0) {
             PQclear(res);
             bc_db_rollback(db);
             return -1;
