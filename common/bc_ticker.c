@@ -62,6 +62,27 @@ bc_ticker_t *bc_ticker_start(const char *conninfo, const char *name, int64_t int
     return self;
 }
 
+int bc_ticker_begin(bc_db_t *db, const char *job, const char *purpose, bc_error_t *err)
+{
+    if (bc_db_begin(db, err) < 0)
+        return -1;
+    const char *params[] = {job, purpose};
+    PGresult *res = bc_db_prepared(
+        db, "bc_ticker_begin",
+        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)), "
+        "set_config('beacon.purpose', $2, true)",
+        2, params, err);
+    if (!res) {
+        bc_db_rollback(db);
+        return -1;
+    }
+    bool mine = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!mine)
+        bc_db_rollback(db);
+    return mine ? 1 : 0;
+}
+
 bool bc_ticker_stopping(const bc_ticker_t *self)
 {
     return self->stop != 0;

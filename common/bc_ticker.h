@@ -24,6 +24,12 @@ bc_ticker_t *bc_ticker_start(const char *conninfo, const char *name, int64_t int
                              bc_tick_fn fn, void *arg, bc_error_t *err);
 /* True once bc_ticker_stop has been called (for runs to end early). */
 bool bc_ticker_stopping(const bc_ticker_t *self);
+/* Opens a run's transaction for a job that one instance at a time may do:
+ * takes the transaction advisory lock named job (not waiting) and sets
+ * beacon.purpose (which the job's row policies admit) for the transaction.
+ * 1: go ahead; 0: another instance holds it (rolled back); -1: err set
+ * (rolled back). */
+int bc_ticker_begin(bc_db_t *db, const char *job, const char *purpose, bc_error_t *err);
 /* Stops the thread (after the run in progress) and closes the connection.
  * NULL is fine. */
 void bc_ticker_stop(bc_ticker_t **self);

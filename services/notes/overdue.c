@@ -38,30 +38,15 @@ struct notes_overdue {
 /* One scan: returns how many encounters were announced, or -1 with err. */
 static int s_scan(notes_overdue_t *self, bc_db_t *db, bc_error_t *err)
 {
-    if (bc_db_begin(db, err) < 0)
-        return -1;
-    const char *on[] = {"beacon.purpose", "note_overdue_scan"};
-    PGresult *res = bc_db_prepared(
-        db, "notes_overdue_scan_lock",
-        "SELECT pg_try_advisory_xact_lock(hashtextextended('notes.overdue_scan', 0)), "
-        "set_config($1, $2, true)",
-        2, on, err);
-    if (!res) {
-        bc_db_rollback(db);
-        return -1;
-    }
-    bool mine = PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
-    if (!mine) {
-        bc_db_rollback(db);
-        return 0; /* another instance is scanning */
-    }
+    int mine = bc_ticker_begin(db, "notes.overdue_scan", "note_overdue_scan", err);
+    if (mine <= 0)
+        return mine; /* 0: another instance is scanning */
     char hours[16], days[16], batch[16];
     snprintf(hours, sizeof hours, "%d", self->hours);
     snprintf(days, sizeof days, "%d", S_WINDOW_DAYS);
     snprintf(batch, sizeof batch, "%d", S_BATCH);
     const char *params[] = {hours, days, batch};
-    res = bc_db_prepared(
+    PGresult *res = bc_db_prepared(
         db, "notes_overdue_scan",
         "WITH due AS (SELECT e.id, e.agency_id, e.site_id, e.client_id, e.staff_id,"
         "  coalesce((SELECT n.id::text FROM notes.notes n WHERE n.encounter_id = e.id), '')"

@@ -63,27 +63,13 @@ static int s_batch(notes_rewrap_t *self, const s_column_t *c, char after[40], in
                    int *damaged, bc_error_t *err)
 {
     bc_db_t *db = self->db;
-    if (bc_db_begin(db, err) < 0)
-        return -1;
-    const char *purpose[] = {"beacon.purpose", "note_rewrap"};
-    PGresult *res = bc_db_prepared(db, "notes_rewrap_lock",
-                                   "SELECT pg_try_advisory_xact_lock(hashtext('notes_rewrap')), "
-                                   "set_config($1, $2, true)",
-                                   2, purpose, err);
-    if (!res) {
-        bc_db_rollback(db);
-        return -1;
-    }
-    bool mine = PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
-    if (!mine) { /* another instance is at it */
-        bc_db_rollback(db);
-        return 0;
-    }
+    int mine = bc_ticker_begin(db, "notes.rewrap", "note_rewrap", err);
+    if (mine <= 0)
+        return mine; /* 0: another instance is at it */
     char prefix[BC_KEY_ID_MAX + 8];
     snprintf(prefix, sizeof prefix, "v1:%s:", bc_keyring_active_id(self->keys));
     const char *params[] = {prefix, after};
-    res = bc_db_prepared(db, c->select_name, c->select_sql, 2, params, err);
+    PGresult *res = bc_db_prepared(db, c->select_name, c->select_sql, 2, params, err);
     if (!res) {
         bc_db_rollback(db);
         return -1;

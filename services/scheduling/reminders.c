@@ -58,24 +58,9 @@ int sched_reminder_offsets(const char *text, char out[64], bc_error_t *err)
  * many, or -1. */
 static int s_scan(sched_reminders_t *self, bc_db_t *db, bc_error_t *err)
 {
-    if (bc_db_begin(db, err) < 0)
-        return -1;
-    const char *on[] = {"beacon.purpose", "reminder_scan"};
-    PGresult *res = bc_db_prepared(
-        db, "sched_reminder_lock",
-        "SELECT pg_try_advisory_xact_lock(hashtextextended('scheduling.reminders', 0)), "
-        "set_config($1, $2, true)",
-        2, on, err);
-    if (!res) {
-        bc_db_rollback(db);
-        return -1;
-    }
-    bool mine = PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
-    if (!mine) {
-        bc_db_rollback(db);
-        return 0; /* another instance is scanning */
-    }
+    int mine = bc_ticker_begin(db, "scheduling.reminders", "reminder_scan", err);
+    if (mine <= 0)
+        return mine; /* 0: another instance is scanning */
     char batch[16];
     snprintf(batch, sizeof batch, "%d", S_BATCH);
     const char *params[] = {self->offsets, batch};
@@ -84,7 +69,7 @@ static int s_scan(sched_reminders_t *self, bc_db_t *db, bc_error_t *err)
     " AND " t ".starts_at - make_interval(mins => m) > " changed                                  \
     " AND NOT EXISTS (SELECT FROM scheduling.reminders_sent s WHERE s.item_id = " t ".id"         \
     " AND s.minutes = m AND s.starts_at = " t ".starts_at)"
-    res = bc_db_prepared(
+    PGresult *res = bc_db_prepared(
         db, "sched_reminders_due",
         "SELECT kind, id::text, agency_id::text, site_id::text, client_id, staff_id::text, "
         "group_id, " SCHED_US("starts_at") ", " SCHED_US("ends_at") ", mode, m, "
