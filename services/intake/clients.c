@@ -321,6 +321,7 @@ static bc_code_t s_check_details(bc_call_t *call, s_details_t *d)
 }
 
 #define S_NULLIF(s) (*(s) ? (s) : NULL)
+#define S_CREATE_NPARAMS 26 /* the 23 fields, then allow_duplicate and the two match keys */
 
 /* What a client's identifiers become before they reach the database: the
  * Medicaid ID encrypted for row id, and blind indexes of name + date of
@@ -451,7 +452,7 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         return code;
     char *enc = bc_arena_strdup(call->arena, prot.medicaid_enc ? prot.medicaid_enc : "");
     free(prot.medicaid_enc);
-    const char *params[] = {
+    const char *fields[] = {
         d.given_name,       d.family_name,  S_NULLIF(d.preferred_name),
         S_NULLIF(d.pronouns), d.date_of_birth, S_NULLIF(d.preferred_language),
         call->principal->staff_id, call->principal->agency_id, site,
@@ -462,37 +463,54 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         d.ec_relationship,  d.ec_phone,     id,
         S_NULLIF(enc),
     };
+    const char *keys[] = {req->allow_duplicate ? "true" : "false", prot.name_dob,
+                          S_NULLIF(prot.medicaid)};
+    _Static_assert(sizeof fields / sizeof *fields + sizeof keys / sizeof *keys ==
+                       S_CREATE_NPARAMS,
+                   "intake_client_register takes the fields and the keys");
+    const char *params[S_CREATE_NPARAMS];
+    memcpy(params, fields, sizeof fields);
+    memcpy(params + sizeof fields / sizeof *fields, keys, sizeof keys);
     bc_error_t err;
     if (bc_db_begin(call->db, &err) < 0)
         return bc_call_fail_err(call, &err);
-    if (!req->allow_duplicate && (code = s_check_duplicates(call, &prot)) != BC_OK)
-        return code;
+    /* One statement registers the client and its match keys unless a match
+     * key already exists (the common case costs two index probes); only when
+     * nothing was inserted does the fuller duplicate query run, to name them. */
     PGresult *res = bc_db_prepared(
-        call->db, "intake_client_insert",
-        "INSERT INTO intake.clients (given_name, family_name, preferred_name, pronouns, "
-        "date_of_birth, preferred_language, created_by, updated_by, agency_id, site_id, "
-        "assigned_staff_id, phone, email, preferred_contact_method, do_not_contact, "
+        call->db, "intake_client_register",
+        "WITH ins AS (INSERT INTO intake.clients (given_name, family_name, preferred_name, "
+        "pronouns, date_of_birth, preferred_language, created_by, updated_by, agency_id, "
+        "site_id, assigned_staff_id, phone, email, preferred_contact_method, do_not_contact, "
         "address_lines, city, state, postal_code, emergency_contact_name, "
         "emergency_contact_relationship, emergency_contact_phone, id, medicaid_id_enc) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14::boolean, "
-        "ARRAY(SELECT json_array_elements_text($15::json)), $16, $17, $18, $19, $20, $21, "
-        "$22::uuid, $23) "
-        "RETURNING " INTAKE_CLIENT_COLUMNS,
-        23, params, &err);
+        "SELECT $1::text, $2::text, $3::text, $4::text, $5::date, $6::text, $7::text, "
+        "$7::text, $8::uuid, $9::uuid, $10::uuid, $11::text, $12::text, $13::text, "
+        "$14::boolean, ARRAY(SELECT json_array_elements_text($15::json)), $16::text, "
+        "$17::text, $18::text, $19::text, $20::text, $21::text, $22::uuid, $23::text "
+        "WHERE $24::boolean OR (NOT EXISTS (SELECT FROM intake.client_match_keys "
+        "  WHERE agency_id = $8::uuid AND name_dob_index = $25::text) "
+        " AND ($26::text IS NULL OR NOT EXISTS (SELECT FROM intake.client_match_keys "
+        "  WHERE agency_id = $8::uuid AND medicaid_index = $26::text))) "
+        "RETURNING *), "
+        "k AS (INSERT INTO intake.client_match_keys (client_id, agency_id, name_dob_index, "
+        "      medicaid_index) SELECT id, agency_id, $25::text, $26::text FROM ins) "
+        "SELECT " INTAKE_CLIENT_COLUMNS " FROM ins",
+        S_CREATE_NPARAMS, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err); /* the dispatcher rolls back */
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        if ((code = s_check_duplicates(call, &prot)) != BC_OK)
+            return code;
+        /* The match went away between the two statements (a merge): ask again. */
+        return bc_call_fail(call, BC_CONFLICT, "",
+                            "a possible duplicate changed while registering: try again");
+    }
     Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
     PQclear(res);
     if (!c)
         return call->err.code;
-    const char *kp[] = {c->id, call->principal->agency_id, prot.name_dob,
-                        S_NULLIF(prot.medicaid)};
-    /* Deferred: they go to the server with the audit record, one round trip. */
-    if (bc_db_defer(call->db, "intake_match_keys_insert",
-                    "INSERT INTO intake.client_match_keys (client_id, agency_id, "
-                    "name_dob_index, medicaid_index) VALUES ($1, $2, $3, $4)",
-                    4, kp, NULL, NULL, &err) < 0)
-        return bc_call_fail_err(call, &err);
     const char *hp[] = {c->id, assigned};
     if (assigned &&
         bc_db_defer(call->db, "intake_assignment_first",
