@@ -143,11 +143,13 @@ bc_code_t caseload_assign(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
         return bc_call_fail_err(call, &err);
     PGresult *res = bc_db_prepared(
         call->db, "intake_client_assign",
+        "WITH prior AS (SELECT id AS prior_id, assigned_staff_id AS prior_staff "
+        "               FROM intake.clients WHERE id = $1 AND agency_id = $2 FOR UPDATE) "
         "UPDATE intake.clients SET assigned_staff_id = $3::uuid, version = version + 1, "
-        "updated_at = now(), updated_by = $5 "
-        "WHERE id = $1 AND agency_id = $2 AND ($4::int IS NULL OR version = $4::int) "
+        "updated_at = now(), updated_by = $5 FROM prior "
+        "WHERE id = prior_id AND ($4::int IS NULL OR version = $4::int) "
         "AND assigned_staff_id IS DISTINCT FROM $3::uuid "
-        "RETURNING " INTAKE_CLIENT_COLUMNS,
+        "RETURNING " INTAKE_CLIENT_COLUMNS ", prior_staff::text",
         5, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
@@ -177,9 +179,18 @@ bc_code_t caseload_assign(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
                             "you cannot change this client's assignment");
     }
     Beacon__Intake__Client *c = intake_client_from_row(call, res, 0);
+    const char *prior = PQgetisnull(res, 0, INTAKE_CLIENT_NCOLUMNS)
+                            ? NULL
+                            : bc_arena_strdup(call->arena, PQgetvalue(res, 0, INTAKE_CLIENT_NCOLUMNS));
     PQclear(res);
     if (!c)
         return call->err.code;
+    /* The registration assignment becomes history now, before it ends. */
+    const char *kp[] = {req->id, prior};
+    if (bc_db_defer(call->db, "intake_keep_registration_closed",
+                    "SELECT intake.keep_registration_assignment($1, $2, now())", 2, kp, NULL,
+                    NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
     const char *hp[] = {req->id, *req->staff_id ? req->staff_id : NULL,
                         call->principal->staff_id, req->reason};
     if (bc_db_defer(call->db, "intake_assignment_next",
@@ -219,7 +230,15 @@ bc_code_t caseload_history(bc_call_t *call, const ProtobufCMessage *in, Protobuf
         "SELECT coalesce(a.staff_id::text, ''), a.assigned_by::text, "
         INTAKE_TIME("a.assigned_at") ", coalesce(" INTAKE_TIME("a.ended_at") ", ''), a.reason, "
         "c.site_id::text FROM intake.clients c "
-        "LEFT JOIN intake.client_assignments a ON a.client_id = c.id "
+        "LEFT JOIN LATERAL ("
+        "  SELECT id, staff_id, assigned_by::text, assigned_at, ended_at, reason "
+        "  FROM intake.client_assignments WHERE client_id = c.id "
+        "  UNION ALL " /* no history yet: the registration assignment, from the client */
+        "  SELECT NULL, c.assigned_staff_id, c.created_by, c.created_at, NULL, "
+        "         'registered the client' "
+        "  WHERE c.assigned_staff_id IS NOT NULL "
+        "    AND NOT EXISTS (SELECT FROM intake.client_assignments h WHERE h.client_id = c.id)"
+        ") a ON true "
         "WHERE c.id = $1 AND c.agency_id = $2 ORDER BY a.assigned_at, a.id",
         2, params, &err);
     if (!res)
@@ -299,6 +318,12 @@ bc_code_t caseload_merge(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         return bc_call_fail(call, BC_FAILED_PRECONDITION, "duplicate_id",
                             "one of the clients was already merged");
     }
+    /* Registration assignments become history before the history moves. */
+    if (bc_db_defer(call->db, "intake_keep_registration_open",
+                    "SELECT intake.keep_registration_assignment(id, assigned_staff_id, NULL) "
+                    "FROM intake.clients WHERE id IN ($1::uuid, $2::uuid)",
+                    2, params, NULL, NULL, &err) < 0)
+        return bc_call_fail_err(call, &err);
     res = bc_db_prepared(
         call->db, "intake_merge_move",
         "WITH e AS (UPDATE intake.enrollments SET client_id = $1 WHERE client_id = $2 RETURNING 1), "

@@ -511,13 +511,8 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
     PQclear(res);
     if (!c)
         return call->err.code;
-    const char *hp[] = {c->id, assigned};
-    if (assigned &&
-        bc_db_defer(call->db, "intake_assignment_first",
-                    "INSERT INTO intake.client_assignments (client_id, staff_id, "
-                    "assigned_by, reason) VALUES ($1, $2, $2, 'registered the client')",
-                    2, hp, NULL, NULL, &err) < 0)
-        return bc_call_fail_err(call, &err);
+    /* The first assignment is not written to the history: the client row
+     * holds it (migration 014 and caseload.c say how the history keeps it). */
     return intake_commit_change(call, BC_AUDIT_CREATE, "client", c->id, c->id, c->site_id, NULL,
                                 &c->base, out);
 }

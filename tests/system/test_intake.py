@@ -191,6 +191,16 @@ class IntakeTests(StackTestCase):
     def test_assignment_and_history(self):
         c = self.create()
         path = "/api/v1/clients/%s/assignment" % c["id"]
+        # Before any reassignment the history is the registration, read
+        # from the client row (no history row is written at registration).
+        hist = self.req("GET", "/api/v1/clients/%s/assignments" % c["id"],
+                        headers=self.sup.auth).json()["assignments"]
+        self.assertEqual([(a["staff_id"], a["assigned_by"], a["reason"], a["ended_at"])
+                          for a in hist],
+                         [(self.peer.id, self.peer.id, "registered the client", "")])
+        self.assertEqual(hist[0]["assigned_at"], c["created_at"])
+        self.assertEqual(self.psql("SELECT count(*) FROM intake.client_assignments "
+                                   "WHERE client_id = '%s'" % c["id"]).strip(), "0")
         r = self.req("POST", path, {"staff_id": self.peer2.id, "reason": "x"},
                      headers=self.peer.auth)
         self.assertProblem(r, 403)
@@ -665,6 +675,13 @@ class MergeTests(StackTestCase):
         self.assertProblem(again, 422, field="duplicate_id")
         self.assertProblem(self.req("POST", path, {"duplicate_id": keep["id"], "reason": "x"},
                                     headers=self.sup.auth), 400, field="duplicate_id")
+        # Both registration assignments are history of the record that stays.
+        hist = self.req("GET", "/api/v1/clients/%s/assignments" % keep["id"],
+                        headers=self.sup.auth).json()["assignments"]
+        self.assertEqual([(a["staff_id"], a["reason"]) for a in hist],
+                         [(self.peer.id, "registered the client")] * 2)
+        self.assertEqual(sorted(a["assigned_at"] for a in hist),
+                         sorted([keep["created_at"], dup["created_at"]]))
         rows = self.psql("SELECT count(*) FROM audit.events WHERE action = 'merge' AND "
                          "client_id IN ('%s', '%s')" % (keep["id"], dup["id"]))
         self.assertEqual(int(rows), 2)
