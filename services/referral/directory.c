@@ -17,33 +17,43 @@
     "(2 * 6371.0088 * asin(least(1, sqrt(power(sin(radians(" lat " - $3) / 2), 2) + "            \
     "cos(radians($3)) * cos(radians(" lat ")) * power(sin(radians(" lon " - $4) / 2), 2)))))"
 
-static const char s_search_sql[] =
-    "SELECT s.id, s.name, coalesce(s.alternate_name, ''), coalesce(s.description, ''), "
-    "s.status, s.organization_id, o.name, coalesce(s.url, ''), coalesce(s.email, ''), "
-    "coalesce(s.minimum_age::text, ''), coalesce(s.maximum_age::text, ''), "
-    "coalesce(near.id::text, ''), coalesce(near.name, ''), coalesce(near.latitude, 0), "
-    "coalesce(near.longitude, 0), coalesce(near.km, 0), "
-    "coalesce((SELECT string_agg(coalesce(g.code, g.name), E'\\x1f' ORDER BY g.code, g.name) "
-    "          FROM referral.languages g WHERE g.agency_id = s.agency_id AND g.service_id = s.id), ''), "
-    "coalesce((SELECT string_agg(t.name, E'\\x1f' ORDER BY t.name) "
-    "          FROM referral.attributes a JOIN referral.taxonomy_terms t "
-    "            ON t.agency_id = a.agency_id AND t.id = a.taxonomy_term_id "
-    "          WHERE a.agency_id = s.agency_id AND a.link_entity = 'service' "
-    "            AND a.link_id = s.id), '') "
-    "FROM referral.services s "
+/* The columns of a result: the service, its organization (s, o), the place
+ * (near: id, name, latitude, longitude, km) and its languages and terms. */
+#define S_RESULT_COLUMNS                                                                           \
+    "SELECT s.id, s.name, coalesce(s.alternate_name, ''), coalesce(s.description, ''), "          \
+    "s.status, s.organization_id, o.name, coalesce(s.url, ''), coalesce(s.email, ''), "           \
+    "coalesce(s.minimum_age::text, ''), coalesce(s.maximum_age::text, ''), "                      \
+    "coalesce(near.id::text, ''), coalesce(near.name, ''), coalesce(near.latitude, 0), "          \
+    "coalesce(near.longitude, 0), coalesce(near.km, 0), "                                         \
+    "coalesce((SELECT string_agg(coalesce(g.code, g.name), E'\\x1f' ORDER BY g.code, g.name) "    \
+    "          FROM referral.languages g WHERE g.agency_id = s.agency_id AND g.service_id = s.id), ''), " \
+    "coalesce((SELECT string_agg(t.name, E'\\x1f' ORDER BY t.name) "                              \
+    "          FROM referral.attributes a JOIN referral.taxonomy_terms t "                        \
+    "            ON t.agency_id = a.agency_id AND t.id = a.taxonomy_term_id "                     \
+    "          WHERE a.agency_id = s.agency_id AND a.link_entity = 'service' "                    \
+    "            AND a.link_id = s.id), '') "                                                     \
+    "FROM referral.services s "                                                                    \
     "JOIN referral.organizations o ON o.agency_id = s.agency_id AND o.id = s.organization_id "
+
+/* Nearest first, then the better keyword match, then by name. */
+#define S_RESULT_ORDER                                                                             \
+    "ORDER BY near.km NULLS LAST, "                                                                \
+    "  CASE WHEN $2::text IS NULL THEN 0 "                                                         \
+    "  ELSE ts_rank(s.search, websearch_to_tsquery('english', $2)) END DESC, s.name, s.id "       \
+    "LIMIT $10::int OFFSET $11::int"
+
+/* Without a point: every filter on the directory tables (keyword through
+ * the services' GIN index), the service's first place shown. */
+static const char s_search_sql[] =
+    S_RESULT_COLUMNS
     "LEFT JOIN LATERAL ("
-    "  SELECT l.id, l.name, l.latitude, l.longitude, "
-    "         CASE WHEN $3::float8 IS NULL THEN NULL ELSE " S_KM("l.latitude", "l.longitude") " END AS km "
+    "  SELECT l.id, l.name, l.latitude, l.longitude, NULL::float8 AS km "
     "  FROM referral.service_at_location sal JOIN referral.locations l "
     "    ON l.agency_id = sal.agency_id AND l.id = sal.location_id "
     "  WHERE sal.agency_id = s.agency_id AND sal.service_id = s.id "
-    "    AND ($3::float8 IS NULL OR (l.latitude IS NOT NULL "
-    "         AND l.latitude BETWEEN $3 - $5::float8 / 111.0 AND $3 + $5::float8 / 111.0)) "
-    "  ORDER BY km NULLS LAST, l.id LIMIT 1) near ON true "
+    "  ORDER BY l.id LIMIT 1) near ON true "
     "WHERE s.agency_id = $1 "
     "  AND ($2::text IS NULL OR s.search @@ websearch_to_tsquery('english', $2)) "
-    "  AND ($3::float8 IS NULL OR near.km <= $5::float8) "
     "  AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM referral.attributes a "
     "       JOIN referral.taxonomy_terms t ON t.agency_id = a.agency_id AND t.id = a.taxonomy_term_id "
     "       WHERE a.agency_id = s.agency_id AND a.link_entity = 'service' AND a.link_id = s.id "
@@ -54,10 +64,40 @@ static const char s_search_sql[] =
     "       WHERE g.agency_id = s.agency_id AND g.service_id = s.id "
     "         AND (lower(g.code) = lower($8) OR lower(g.name) = lower($8)))) "
     "  AND ($9::text = 'any' OR s.status = $9) "
-    "ORDER BY near.km NULLS LAST, "
-    "  CASE WHEN $2::text IS NULL THEN 0 ELSE ts_rank(s.search, websearch_to_tsquery('english', $2)) END DESC, "
-    "  s.name, s.id "
-    "LIMIT $10::int OFFSET $11::int";
+    "  AND num_nulls($3::float8, $4::float8, $5::float8) >= 0 " /* types the point's, unused */
+    S_RESULT_ORDER;
+
+/* Kilometres from the point ($3, $4) of a row with latitude and longitude. */
+#define S_KM_FROM_POINT S_KM("x.latitude", "x.longitude")
+/* The longitude half-width of the radius's box at the latitude furthest from the equator. */
+#define S_LON_SPAN                                                                                 \
+    "($5::float8 / (111.0 * greatest(cos(radians(least(89.0, abs($3::float8) + $5::float8 / 111.0))), 0.01)))"
+
+/* Around a point: the places inside the radius come from the search table
+ * (migration 006) through its position index, which holds every filtered
+ * column (an index-only scan of the radius's box); each service is shown
+ * at its nearest place; the directory tables are read for the page only. */
+static const char s_search_near_sql[] =
+    S_RESULT_COLUMNS
+    "JOIN ("
+    "  SELECT DISTINCT ON (x.service_id) x.service_id, x.location_id AS id, l.name, "
+    "         x.latitude, x.longitude, " S_KM_FROM_POINT " AS km "
+    "  FROM referral.service_search x JOIN referral.locations l "
+    "    ON l.agency_id = x.agency_id AND l.id = x.location_id "
+    "  WHERE x.agency_id = $1 "
+    "    AND x.latitude BETWEEN $3::float8 - $5::float8 / 111.0 AND $3::float8 + $5::float8 / 111.0 "
+    "    AND x.longitude BETWEEN $4::float8 - " S_LON_SPAN " AND $4::float8 + " S_LON_SPAN " "
+    "    AND " S_KM_FROM_POINT " <= $5::float8 "
+    "    AND ($2::text IS NULL OR x.search @@ websearch_to_tsquery('english', $2)) "
+    "    AND ($6::text IS NULL OR x.term_keys && "
+    "         ARRAY['id:' || lower($6), 'code:' || $6, 'name:' || lower($6)]) "
+    "    AND ($7::numeric IS NULL OR ((x.minimum_age IS NULL OR x.minimum_age <= $7::numeric) "
+    "         AND (x.maximum_age IS NULL OR x.maximum_age >= $7::numeric))) "
+    "    AND ($8::text IS NULL OR x.language_keys @> ARRAY[lower($8)]) "
+    "    AND ($9::text = 'any' OR x.status = $9) "
+    "  ORDER BY x.service_id, 6, x.location_id) near "
+    "  ON s.agency_id = $1 AND s.id = near.service_id "
+    S_RESULT_ORDER;
 
 /* A finite number within [lo, hi], or false. */
 static bool s_number(const char *text, double lo, double hi, double *out)
@@ -156,7 +196,10 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
                               offset_s};
 #undef S_OPT
     bc_error_t err;
-    PGresult *res = bc_db_prepared(call->db, "directory_search", s_search_sql, 11, params, &err);
+    PGresult *res = has_lat ? bc_db_prepared(call->db, "directory_search_near",
+                                             s_search_near_sql, 11, params, &err)
+                            : bc_db_prepared(call->db, "directory_search", s_search_sql, 11,
+                                             params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
     int rows = PQntuples(res);

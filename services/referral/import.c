@@ -80,6 +80,7 @@ typedef struct {
     Beacon__Referral__ImportDirectoryReply *reply;
     s_seen_t seen;
     bool failed; /* the database failed: stop */
+    search_touched_t touched; /* what the distance search's rows depend on */
 } s_ctx_t;
 
 static size_t s_hash(const char *s)
@@ -285,8 +286,8 @@ static void s_record(s_ctx_t *ctx, const hsds_table_t *t, json_t *obj, const cha
         r->refused++;
         r->skipped += s_nested(t->entity, obj, depth);
         return;
-    case HSDS_CREATED: r->created++; break;
-    case HSDS_UPDATED: r->updated++; break;
+    case HSDS_CREATED: r->created++; search_rows_note(&ctx->touched, t, &row); break;
+    case HSDS_UPDATED: r->updated++; search_rows_note(&ctx->touched, t, &row); break;
     case HSDS_UNCHANGED: r->unchanged++; break;
     }
     r->taken++;
@@ -425,8 +426,12 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
                 s_file(&ctx, req->files[i], tables[i]);
             }
     free(ctx.seen.slots);
-    if (ctx.failed)
+    if (ctx.failed) {
+        search_rows_forget(&ctx.touched);
         return call->err.code; /* the dispatcher rolls back */
+    }
+    if (search_rows_refresh(call, &ctx.touched, &err) < 0)
+        return bc_call_fail_err(call, &err);
     char *detail = bc_arena_printf(call->arena,
                                     "{\"files\":%zu,\"taken\":%d,\"created\":%d,\"updated\":%d,"
                                     "\"unchanged\":%d,\"refused\":%d,\"skipped\":%d}",

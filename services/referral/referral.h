@@ -80,6 +80,24 @@ bool hsds_check(bc_arena_t *arena, const hsds_table_t *t, hsds_row_t *row, const
 hsds_outcome_t hsds_write(bc_call_t *call, const hsds_table_t *t, hsds_row_t *row,
                           const char **field, char *message, size_t size);
 
+/* ---- the distance search's table (search_rows.c, migration 006) ----------------- */
+
+/* What an import changed that the search rows of services depend on: the
+ * services themselves, their places and category terms (as three lists of
+ * ids), kept until search_rows_refresh. */
+typedef struct {
+    char *ids[3];
+    size_t len[3], cap[3];
+} search_touched_t;
+
+/* Notes that row of table t was written (created or changed). */
+void search_rows_note(search_touched_t *self, const hsds_table_t *t, const hsds_row_t *row);
+/* Rewrites the search rows of every service noted, in call->db's open
+ * transaction, and forgets the notes; -1 with err set when the database fails. */
+int search_rows_refresh(bc_call_t *call, search_touched_t *self, bc_error_t *err);
+/* Forgets the notes without writing. */
+void search_rows_forget(search_touched_t *self);
+
 /* ---- handlers ---------------------------------------------------------------------- */
 
 /* GET /api/v1/directory/services: the agency's directory filtered by keyword, taxonomy

@@ -8,7 +8,7 @@ from harness import StackTestCase, launch
 
 TABLES = ("accessibility", "addresses", "attributes", "languages", "locations",
           "organizations", "phones", "referral_changes", "referrals", "schedules",
-          "service_at_location", "services", "taxonomies", "taxonomy_terms")
+          "service_at_location", "service_search", "services", "taxonomies", "taxonomy_terms")
 
 
 class DirectorySchemaTests(StackTestCase):
@@ -218,6 +218,10 @@ class DirectorySearchTests(StackTestCase):
                        "taxonomy_term_id, link_entity, updated_by) VALUES ('%s', "
                        "gen_random_uuid(), '%s', '%s', 'service', '%s')"
                        % (agency, svc, terms[code], by))
+        # The distance search's rows are derived: written as an import does.
+        sql.append("SELECT referral.refresh_service_search('%s', ARRAY(SELECT id FROM "
+                   "referral.services WHERE agency_id = '%s'), '{}', '{}', '%s')"
+                   % (agency, agency, by))
         sql.append("COMMIT")
         launch.psql(cls.superuser, "; ".join(sql))
         return ids

@@ -212,6 +212,63 @@ class ImportTests(ImportBase):
         self.assertProblem(r, 403)
 
 
+class SearchRowsTests(ImportBase):
+    """The distance search reads a table derived from the directory: every
+    import that changes what it holds (a service, a place, the link between
+    them, a category term, a language) rewrites it in the same transaction."""
+
+    def near(self, query):
+        r = self.req("GET", "/api/v1/directory/services?latitude=40.7&longitude=-74.0"
+                     "&radius_km=5&" + query, headers=self.peer.auth)
+        self.assertEqual(r.status, 200, r.body)
+        return [(s["name"], s["location_name"]) for s in r.json()["services"]]
+
+    def test_imports_keep_the_distance_search_in_step(self):
+        org, svc, loc, sal, tax, term, attr, lang = (str(uuid.uuid4()) for _ in range(8))
+        far = str(uuid.uuid4())
+
+        def dataset(lat, term_name, lang_code, place=loc):
+            return [
+                file_entry("taxonomy.json", [{"id": tax, "name": "Local", "description": "x"}]),
+                file_entry("taxonomy_term.json", [{"id": term, "name": term_name, "code": "LC-1",
+                                                   "description": "x", "taxonomy_id": tax}]),
+                file_entry("organization.json", [{"id": org, "name": "Pier Org",
+                                                  "description": "x"}]),
+                file_entry("location.json", [
+                    {"id": loc, "organization_id": org, "name": "Pier site",
+                     "location_type": "physical", "latitude": lat, "longitude": -74.0},
+                    {"id": far, "organization_id": org, "name": "Far site",
+                     "location_type": "physical", "latitude": 41.5, "longitude": -74.0}]),
+                file_entry("service.json", [{
+                    "id": svc, "organization_id": org, "name": "Pier Meals",
+                    "description": "hot meals", "status": "active",
+                    "languages": [{"id": lang, "code": lang_code, "name": "x"}],
+                    "attributes": [{"id": attr, "taxonomy_term_id": term}]}]),
+                file_entry("service_at_location.json", [{"id": sal, "service_id": svc,
+                                                         "location_id": place}]),
+            ]
+
+        report = self.imp(dataset(40.7, "Food", "en"))
+        self.assertEqual(report["refused"], 0, report)
+        self.assertEqual(self.near("q=meals&taxonomy_term=food&language=en"),
+                         [("Pier Meals", "Pier site")])
+        # The place moves out of the radius: the service is no longer near.
+        self.imp(dataset(40.9, "Food", "en"))
+        self.assertEqual(self.near("q=meals"), [])
+        # Back, with the term renamed and another language.
+        self.imp(dataset(40.7, "Groceries", "es"))
+        self.assertEqual(self.near("taxonomy_term=groceries&language=es"),
+                         [("Pier Meals", "Pier site")])
+        self.assertEqual(self.near("taxonomy_term=food"), [])
+        self.assertEqual(self.near("language=en"), [])
+        # The link now points at the far place.
+        self.imp(dataset(40.7, "Groceries", "es", place=far))
+        self.assertEqual(self.near(""), [])
+        rows = launch.psql(self.superuser, "SELECT count(*) FROM referral.service_search "
+                           "WHERE service_id = '%s'" % svc).strip()
+        self.assertEqual(rows, "1")
+
+
 class RealSampleTests(ImportBase):
     """The samples as they are, into an empty directory (a stack of its own)."""
 
