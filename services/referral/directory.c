@@ -75,8 +75,8 @@ static const char s_search_sql[] =
 
 /* Around a point: the places inside the radius come from the search table
  * (migration 006) through its position index, which holds every filtered
- * column (an index-only scan of the radius's box); each service is shown
- * at its nearest place; the directory tables are read for the page only. */
+ * column: an index-only scan of the latitude bands the radius spans, each
+ * over the box's longitudes; each service is shown at its nearest place. */
 static const char s_search_near_sql[] =
     S_RESULT_COLUMNS
     "JOIN ("
@@ -85,6 +85,9 @@ static const char s_search_near_sql[] =
     "  FROM referral.service_search x JOIN referral.locations l "
     "    ON l.agency_id = x.agency_id AND l.id = x.location_id "
     "  WHERE x.agency_id = $1 "
+    "    AND x.lat_cell = ANY (ARRAY(SELECT generate_series("
+    "          floor(($3::float8 - $5::float8 / 111.0) * 20)::int, "
+    "          floor(($3::float8 + $5::float8 / 111.0) * 20)::int))) "
     "    AND x.latitude BETWEEN $3::float8 - $5::float8 / 111.0 AND $3::float8 + $5::float8 / 111.0 "
     "    AND x.longitude BETWEEN $4::float8 - " S_LON_SPAN " AND $4::float8 + " S_LON_SPAN " "
     "    AND " S_KM_FROM_POINT " <= $5::float8 "
