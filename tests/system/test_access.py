@@ -200,17 +200,22 @@ class AccessMatrixTests(StackTestCase):
         cls.org_agency = launch.psql(cls.stack.database_url,
                                      "SELECT agency_id FROM identity.sites WHERE id = '%s'"
                                      % cls.site_a).strip()
+        # The partner accounts (staff and key) act for one organisation of
+        # the directory.
+        cls.partner_org = org.add_directory_organization("Matrix Partner")
         # One staff member per role at site A; the care roles also at B.
-        cls.staff = {role: org.add_staff([role], [cls.site_a]) for role in STAFF_ROLES}
+        cls.staff = {role: org.add_staff([role], [cls.site_a], organization_id=cls.partner_org)
+                     for role in STAFF_ROLES}
         cls.staff["agency_admin"] = org.admin
         cls.peer_b = org.add_staff(["peer_specialist"], [cls.site_b])
         _, cls.site_x, cls.other = add_other_agency(cls, cls.staff["peer_specialist"])
         # API keys, one per integration role, scoped to site A.
         cls.keys = {}
         for role in KEY_ROLES:
-            r = req("POST", "/api/v1/api-keys", headers=org.admin.auth,
-                    body={"name": "%s integration" % role, "role": role,
-                          "site_ids": [cls.site_a]})
+            body = {"name": "%s integration" % role, "role": role, "site_ids": [cls.site_a]}
+            if role == "partner":
+                body["organization_id"] = cls.partner_org
+            r = req("POST", "/api/v1/api-keys", headers=org.admin.auth, body=body)
             assert r.status == 201, r.body
             cls.keys[role] = r.json()["token"]
         # Clients: A on the matrix peer's caseload, B at the other site, X
@@ -399,7 +404,8 @@ class AccessMatrixTests(StackTestCase):
                 return path.replace("{id}", str(uuid.uuid4())), {}
             r = self.stack.request("POST", "/api/v1/api-keys", headers=self.org.admin.auth,
                                    body={"name": "to revoke", "role": "partner",
-                                         "site_ids": [self.site_a]})
+                                         "site_ids": [self.site_a],
+                                         "organization_id": self.partner_org})
             self.assertEqual(r.status, 201, r.body)
             return path.replace("{id}", r.json()["api_key"]["id"]), {}
         if key == ("POST", "/api/v1/locations"):
