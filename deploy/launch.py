@@ -464,6 +464,11 @@ class Stack:
             "common_migrations_dir": os.path.join(self.repo_root, "common", "migrations"),
             "field_keys_file": self.field_keys_path,
         }
+        # Every process learns every service's endpoints: the gateway calls
+        # them all, and services call each other (referral asks intake's
+        # CheckConsent before a disclosure to a partner). The system tests
+        # (harness.py) and the benchmarks (tests/bench/stack.py) start their
+        # stacks through this class, so they are wired the same way.
         for svc, endpoint in self.endpoints.items():
             values["endpoint_" + svc] = endpoint
         if name in self.event_endpoints:

@@ -112,8 +112,35 @@ bc_code_t referrals_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
  * outcome. Audited, referral.status_changed (and referral.closed). */
 bc_code_t referrals_change_status(bc_call_t *call, const ProtobufCMessage *in,
                                   ProtobufCMessage **out);
+/* Who acts: the caller's staff id, or its API key's id (an integration). */
+const char *referral_actor(const bc_call_t *call);
 /* GET /api/v1/referral-follow-ups: live referrals past their follow-up date (one's own;
  * supervisors anyone's at their sites) and loop-closure times. Each listed read audited. */
 bc_code_t referrals_follow_ups(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* ---- partners (partner.c) -------------------------------------------------------- */
+
+/* The referral service's own state: how it reaches intake for consent checks. */
+int referral_start(const bc_config_t *config, void **state, bc_error_t *err);
+void referral_stop(void *state);
+extern const bc_setting_t referral_settings[];
+
+/* 42 CFR 2.32: the notice that goes with every disclosure to a partner. */
+extern const char referral_part2_notice[];
+
+/* GET /api/v1/partner/referrals: the partner organisation's referrals, newest first,
+ * de-identified (no client, reason or notes). Each audited. */
+bc_code_t partner_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* GET /api/v1/partner/referrals/{id}: one referral as its partner may see it now: after
+ * intake's consent check (an RPC, every time), identified with an active consent for
+ * the organisation and the purpose referral, else de-identified; the Part 2 notice
+ * always. Audited as a disclosure (who, client, consent). 503 when intake cannot
+ * answer: nothing is disclosed. */
+bc_code_t partner_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* POST /api/v1/partner/referrals/{id}/status: the partner receives, accepts, declines
+ * (rejected, with an outcome), starts, holds or completes (with an outcome) a referral
+ * sent to it. Attributed, audited, announced; answered de-identified. */
+bc_code_t partner_change_status(bc_call_t *call, const ProtobufCMessage *in,
+                                ProtobufCMessage **out);
 
 #endif

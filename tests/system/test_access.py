@@ -117,6 +117,10 @@ SPEC = {
     ("GET", "/api/v1/referrals/{id}"): CARE,
     ("POST", "/api/v1/referrals/{id}/status"): CARE,
     ("GET", "/api/v1/referral-follow-ups"): CARE,
+    # A partner works the referrals sent to its organisation, and only those.
+    ("GET", "/api/v1/partner/referrals"): "partner",
+    ("GET", "/api/v1/partner/referrals/{id}"): "partner",
+    ("POST", "/api/v1/partner/referrals/{id}/status"): "partner",
 }
 
 NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
@@ -201,8 +205,10 @@ class AccessMatrixTests(StackTestCase):
                                      "SELECT agency_id FROM identity.sites WHERE id = '%s'"
                                      % cls.site_a).strip()
         # The partner accounts (staff and key) act for one organisation of
-        # the directory.
-        cls.partner_org = org.add_directory_organization("Matrix Partner")
+        # the directory; another partner organisation receives referrals too.
+        cls.partner_org = org.add_directory_organization("Matrix Partner",
+                                                         services=["Matrix Housing"])
+        org.add_directory_organization("Matrix Other Partner", services=["Other Housing"])
         # One staff member per role at site A; the care roles also at B.
         cls.staff = {role: org.add_staff([role], [cls.site_a], organization_id=cls.partner_org)
                      for role in STAFF_ROLES}
@@ -276,6 +282,18 @@ class AccessMatrixTests(StackTestCase):
             assert r.status == 201, r.body
             return r.json()["id"]
         cls.referral = {t: referral(w, cls.client[t]) for t, w in owners.items()}
+        # Referrals to directory services: to the matrix partner ("own"), to
+        # another partner organisation ("other_site"); "other_agency" is the
+        # other agency's referral above (its directory is its own).
+        def to_service(service):
+            r = req("POST", "/api/v1/referrals", headers=cls.staff["peer_specialist"].auth,
+                    body={"client_id": cls.client["own"], "reason": "matrix",
+                          "service_id": org.directory_services[service]})
+            assert r.status == 201, r.body
+            return r.json()["id"]
+        cls.partner_referral = {"own": to_service("Matrix Housing"),
+                                "other_site": to_service("Other Housing"),
+                                "other_agency": cls.referral["other_agency"]}
         # Staff accounts to read, change and disable.
         cls.target_staff = {"own": org.add_staff(["peer_specialist"], [cls.site_a]).id,
                             "other_site": org.add_staff(["peer_specialist"], [cls.site_b]).id,
@@ -496,6 +514,12 @@ class AccessMatrixTests(StackTestCase):
             return path.replace("{id}", self.referral[target]), {"status": "received"}
         if key == ("GET", "/api/v1/referral-follow-ups"):
             return (path, None) if target == "own" else None
+        if key == ("GET", "/api/v1/partner/referrals"):
+            return (path, None) if target == "own" else None
+        if key == ("GET", "/api/v1/partner/referrals/{id}"):
+            return path.replace("{id}", self.partner_referral[target]), None
+        if key == ("POST", "/api/v1/partner/referrals/{id}/status"):
+            return path.replace("{id}", self.partner_referral[target]), {"status": "received"}
         if key == ("POST", "/api/v1/directory/import"):
             doc = json.dumps({"id": str(uuid.uuid4()), "name": "Matrix", "description": "m"})
             return (path, {"files": [{"name": "taxonomy.json", "content": base64.b64encode(
@@ -601,7 +625,8 @@ class AccessMatrixTests(StackTestCase):
         if target == "own" and key in (("PUT", "/api/v1/notes/{id}/draft"),
                                        ("POST", "/api/v1/notes/{id}/sign")):
             return {200, 403}  # the author saves and signs; a supervisor may not
-        if target == "own" and key == ("POST", "/api/v1/referrals/{id}/status"):
+        if target == "own" and key in (("POST", "/api/v1/referrals/{id}/status"),
+                                       ("POST", "/api/v1/partner/referrals/{id}/status")):
             return {200, 422}  # the first caller marks it received; again is out of order
         if target == "own" and key == ("POST", "/api/v1/notes/{id}/review"):
             return {422}  # signed without needing a review: nothing to review
