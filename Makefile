@@ -24,7 +24,8 @@ CFLAGS     := -std=gnu11 $(OPT) -g $(WARN) -pthread $(SANFLAGS) -D_GNU_SOURCE \
               -Icommon -I$(BUILD)/gen $(PKG_CFLAGS)
 GENFLAGS   := $(filter-out -Wshadow,$(CFLAGS)) -Wno-unused-parameter
 LDFLAGS    := -pthread $(SANFLAGS)
-LIBS       := $(PKG_LIBS) -lm
+# libcsv (Debian libcsv-dev) ships no pkg-config file.
+LIBS       := $(PKG_LIBS) -lcsv -lm
 
 PROTOS     := $(wildcard proto/*.proto)
 TEST_PROTOS:= $(wildcard tests/unit/*.proto)

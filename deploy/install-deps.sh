@@ -14,6 +14,7 @@ PKGS=(
   libh2o-evloop-dev
   libcmocka-dev
   libargon2-dev
+  libcsv-dev
   python3
   wrk
   docker-compose

@@ -80,6 +80,19 @@ bool hsds_check(bc_arena_t *arena, const hsds_table_t *t, hsds_row_t *row, const
 hsds_outcome_t hsds_write(bc_call_t *call, const hsds_table_t *t, hsds_row_t *row,
                           const char **field, char *message, size_t size);
 
+/* ---- CSV (hsds_csv.c) ----------------------------------------------------------- */
+
+/* Called for each row of a CSV file with its fields (NULL for an empty one;
+ * the strings are in the arena) and the line it starts on; -1 stops reading. */
+typedef int (*hsds_csv_row_fn)(void *arg, char **fields, size_t n, int line);
+/* Reads RFC 4180 CSV text (a UTF-8 byte order mark is skipped; blank lines are
+ * not rows). -1 when the text is not valid CSV (*bad_line: where, else 0) or fn
+ * stopped; rows before the fault were handed to fn. */
+int hsds_csv_read(bc_arena_t *arena, const char *text, size_t len, hsds_csv_row_fn fn, void *arg,
+                  int *bad_line);
+/* value as one CSV field (quoted when it must be; NULL as empty), in the arena. */
+char *hsds_csv_field(bc_arena_t *arena, const char *value);
+
 /* ---- handlers ---------------------------------------------------------------------- */
 
 /* GET /api/v1/directory/services: the agency's directory filtered by keyword, taxonomy
