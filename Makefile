@@ -15,7 +15,7 @@ OPT        := -O2
 endif
 
 CC         ?= cc
-PKGS       := libzmq libprotobuf-c libpq jansson openssl libh2o-evloop libargon2
+PKGS       := libzmq libprotobuf-c libpq jansson openssl libh2o-evloop libargon2 libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-missing-field-initializers

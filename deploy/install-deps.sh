@@ -15,6 +15,7 @@ PKGS=(
   libcmocka-dev
   libargon2-dev
   libcsv-dev
+  libarchive-dev
   python3
   wrk
   docker-compose

@@ -105,6 +105,10 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
  * rest are taken; importing the same files again changes nothing. Audited. */
 bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* GET /api/v1/directory/export: the agency's directory as an HSDS 3.0 tabular data
+ * package (a zip of datapackage.json and one CSV file per table; export.c). Audited. */
+bc_code_t directory_export(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
 /* ---- referrals (referrals.c) ---------------------------------------------------- */
 
 /* The FHIR Task lifecycle: whether status is one of its nine, whether it

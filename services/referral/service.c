@@ -4,6 +4,7 @@
 static const bc_method_t s_methods[] = {
     {"SearchServices", directory_search},
     {"ImportDirectory", directory_import},
+    {"ExportDirectory", directory_export},
     {"CreateReferral", referrals_create},
     {"GetReferral", referrals_get},
     {"ListReferrals", referrals_list},

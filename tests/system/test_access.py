@@ -112,6 +112,7 @@ SPEC = {
     # The resource directory is not PHI: the care team and admins search it.
     ("GET", "/api/v1/directory/services"): "peer_specialist,supervisor,site_admin,agency_admin",
     ("POST", "/api/v1/directory/import"): "agency_admin",
+    ("GET", "/api/v1/directory/export"): "agency_admin",
     ("POST", "/api/v1/referrals"): CARE,
     ("GET", "/api/v1/referrals"): CARE,
     ("GET", "/api/v1/referrals/{id}"): CARE,
@@ -524,6 +525,8 @@ class AccessMatrixTests(StackTestCase):
             doc = json.dumps({"id": str(uuid.uuid4()), "name": "Matrix", "description": "m"})
             return (path, {"files": [{"name": "taxonomy.json", "content": base64.b64encode(
                 doc.encode()).decode()}]}) if target == "own" else None
+        if key == ("GET", "/api/v1/directory/export"):
+            return (path, None) if target == "own" else None
         if key == ("GET", "/api/v1/directory/services"):
             return (path + "?q=housing&latitude=40.7&longitude=-74&radius_km=10", None) \
                 if target == "own" else None

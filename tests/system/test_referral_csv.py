@@ -148,3 +148,50 @@ class CsvImportTests(ImportBase):
         self.imp([file_entry("organizations.csv", table([["id", "name"],
                                                           [str(uuid.uuid4()), "x"]]))],
                  who=self.peer, expect=403)
+
+
+class CsvExportTests(ImportBase):
+
+    def export(self, who=None):
+        r = self.req("GET", "/api/v1/directory/export", headers=(who or self.admin).auth)
+        self.assertEqual(r.status, 200, r.body[:300])
+        self.assertEqual(r.content_type, "application/zip")
+        self.assertIn("hsds-directory.zip", r.header("Content-Disposition") or "")
+        return zipfile.ZipFile(io.BytesIO(r.body))
+
+    def test_export_is_a_tabular_package_that_imports_back_unchanged(self):
+        report = self.imp(mended_package())
+        self.assertEqual(report.get("refused", 0), 0, report)
+        z = self.export()
+        names = set(z.namelist())
+        self.assertIn("datapackage.json", names)
+        for t in ("organizations", "services", "locations", "service_at_location", "addresses",
+                  "phones", "schedules", "taxonomies", "taxonomy_terms", "attributes",
+                  "languages", "accessibility"):
+            self.assertIn(t + ".csv", names)
+        package = json.loads(z.read("datapackage.json"))
+        paths = {res["path"]: res for res in package["resources"]}
+        services = read_table(z.read("services.csv").decode("utf-8"))
+        self.assertEqual(services[0], [f["name"] for f in paths["services.csv"]["schema"]["fields"]])
+        self.assertEqual(len(services), 2)
+        row = dict(zip(services[0], services[1]))
+        self.assertEqual(row["name"], "Community Counselling")
+        # A description with commas and quotes survives the round trip.
+        samples = {n: read_table(open(os.path.join(CSV_DIR, n), encoding="utf-8").read())
+                   for n in ("services.csv",)}
+        original = dict(zip(samples["services.csv"][0], samples["services.csv"][1]))
+        self.assertEqual(row["description"], original["description"])
+        # Imported back (file by file, as exported), nothing changes.
+        files = [file_entry(n, z.read(n)) for n in sorted(names)]
+        again = self.imp(files)
+        self.assertEqual(again.get("problems", []), [], again)
+        self.assertEqual((again.get("created", 0), again.get("updated", 0)), (0, 0), again)
+        self.assertEqual(again["unchanged"], report["taken"])
+        self.assertEqual(again["passed_over"], ["datapackage.json"])
+        audit = launch.psql(self.superuser, "SELECT count(*) FROM audit.events WHERE "
+                            "action = 'export' AND resource_type = 'directory'").strip()
+        self.assertEqual(audit, "1")
+
+    def test_only_agency_admins_export(self):
+        r = self.req("GET", "/api/v1/directory/export", headers=self.peer.auth)
+        self.assertProblem(r, 403)
