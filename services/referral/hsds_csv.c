@@ -51,10 +51,11 @@ static void s_row_end(int c, void *arg)
     if (r->stop)
         return;
     if (r->n == 0) {
-        /* A blank line, or the LF of a CRLF whose CR ended the row. */
-        if (!(c == '\n' && r->after_cr))
+        /* A blank line (CR, LF or CRLF), or the LF of a CRLF whose CR ended
+         * the line before. */
+        if (c == '\r' || (c == '\n' && !r->after_cr))
             r->line++;
-        r->after_cr = false;
+        r->after_cr = c == '\r';
         return;
     }
     if (r->fn(r->arg, r->fields, r->n, r->line) < 0)
@@ -84,6 +85,8 @@ int hsds_csv_read(bc_arena_t *arena, const char *text, size_t len, hsds_csv_row_
         *bad_line = r.line + r.extra;
         rc = -1;
     }
+    if (r.stop)
+        rc = -1;
     csv_free(&p);
     return rc;
 }
