@@ -229,7 +229,7 @@ const gw_route_t gw_routes[] = {
      "The agency's directory as an HSDS 3.0 tabular data package (zip: datapackage.json and one CSV per table; agency admins; audited)",
      NULL, GW_ROUTE_AUTH | GW_ROUTE_FILE, "agency_admin"},
     {{"GET", "/api/v1/directory/services"}, S_REFERRAL, "SearchServices", 200,
-     "Search the agency's resource directory (q, taxonomy_term, latitude, longitude, radius_km, age, language, status; limit, offset)",
+     "Search the agency's resource directory (q, taxonomy_term, latitude, longitude, radius_km, age, language, status, open_at; limit, offset)",
      NULL, GW_ROUTE_AUTH, "peer_specialist,supervisor,site_admin,agency_admin"},
     {{"POST", "/api/v1/clients/{client_id}/break-glass"}, S_INTAKE, "OpenBreakGlass", 201,
      "Break the glass: time-limited, reasoned, audited access to a client outside your scope",
