@@ -527,12 +527,19 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     if (req->n_files < 1 || req->n_files > S_MAX_FILES)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "files", "files holds 1 to %d files",
                             S_MAX_FILES);
+    /* A zip (a whole package) counts as the files it holds. */
+    Beacon__Referral__ImportFile **files;
+    size_t n_files;
+    bc_code_t code = directory_unpack(call, req->files, req->n_files, S_MAX_FILES, &files,
+                                      &n_files);
+    if (code != BC_OK)
+        return code;
     const hsds_table_t *tables[S_MAX_FILES];
     size_t passed_over = 0;
-    for (size_t i = 0; i < req->n_files; i++) {
-        tables[i] = s_file_table(call->arena, req->files[i]->name);
-        const char *base = strrchr(req->files[i]->name, '/');
-        base = base ? base + 1 : req->files[i]->name;
+    for (size_t i = 0; i < n_files; i++) {
+        tables[i] = s_file_table(call->arena, files[i]->name);
+        const char *base = strrchr(files[i]->name, '/');
+        base = base ? base + 1 : files[i]->name;
         bool not_kept = false;
         for (const char *const *k = s_not_kept; *k && !tables[i]; k++)
             not_kept |= !strcmp(*k, base);
@@ -543,15 +550,15 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
                                 "service, location, service_at_location, taxonomy, "
                                 "taxonomy_term, ...; .json, or a table of the tabular "
                                 "package: organizations.csv, services.csv, ...)",
-                                req->files[i]->name);
+                                files[i]->name);
     }
     Beacon__Referral__ImportDirectoryReply *r = bc_arena_alloc(call->arena, sizeof *r);
     beacon__referral__import_directory_reply__init(r);
     r->problems = bc_arena_alloc(call->arena, S_MAX_PROBLEMS * sizeof *r->problems);
     r->passed_over = bc_arena_alloc(call->arena, (passed_over ? passed_over : 1) * sizeof(char *));
-    for (size_t i = 0; i < req->n_files; i++)
+    for (size_t i = 0; i < n_files; i++)
         if (!tables[i])
-            r->passed_over[r->n_passed_over++] = req->files[i]->name;
+            r->passed_over[r->n_passed_over++] = files[i]->name;
     s_ctx_t ctx = {call, "", r, {NULL, 0, 0}, false};
 
     bc_error_t err;
@@ -560,13 +567,13 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
         return bc_call_fail_err(call, &err);
     /* Files in the order of the tables: what is referred to comes first. */
     for (size_t k = 0; k < HSDS_NTABLES && !ctx.failed; k++)
-        for (size_t i = 0; i < req->n_files && !ctx.failed; i++)
+        for (size_t i = 0; i < n_files && !ctx.failed; i++)
             if (tables[i] == &hsds_tables[k]) {
-                ctx.file = req->files[i]->name;
+                ctx.file = files[i]->name;
                 if (s_is_csv(ctx.file))
-                    s_csv_file(&ctx, req->files[i], tables[i]);
+                    s_csv_file(&ctx, files[i], tables[i]);
                 else
-                    s_file(&ctx, req->files[i], tables[i]);
+                    s_file(&ctx, files[i], tables[i]);
             }
     free(ctx.seen.slots);
     if (ctx.failed)
@@ -574,7 +581,7 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     char *detail = bc_arena_printf(call->arena,
                                     "{\"files\":%zu,\"taken\":%d,\"created\":%d,\"updated\":%d,"
                                     "\"unchanged\":%d,\"refused\":%d,\"skipped\":%d}",
-                                    req->n_files, r->taken, r->created, r->updated, r->unchanged,
+                                    n_files, r->taken, r->created, r->updated, r->unchanged,
                                     r->refused, r->skipped);
     bc_audit_event_t ev = {.action = BC_AUDIT_UPDATE, .resource_type = "directory",
                            .purpose = "hsds_import", .outcome = BC_AUDIT_OK, .detail = detail};

@@ -105,6 +105,13 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
  * rest are taken; importing the same files again changes nothing. Audited. */
 bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* The files of an import with every zip archive among them replaced by the plain files
+ * it holds ("pkg.zip/services.csv"), at most max in all (package.c). BC_OK, or a
+ * failure of call: an unreadable archive, links or devices in it, more than max
+ * files or too many bytes unpacked. */
+bc_code_t directory_unpack(bc_call_t *call, Beacon__Referral__ImportFile *const *files, size_t n,
+                           size_t max, Beacon__Referral__ImportFile ***out, size_t *nout);
+
 /* GET /api/v1/directory/export: the agency's directory as an HSDS 3.0 tabular data
  * package (a zip of datapackage.json and one CSV file per table; export.c). Audited. */
 bc_code_t directory_export(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);

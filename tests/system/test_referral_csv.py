@@ -188,10 +188,31 @@ class CsvExportTests(ImportBase):
         self.assertEqual((again.get("created", 0), again.get("updated", 0)), (0, 0), again)
         self.assertEqual(again["unchanged"], report["taken"])
         self.assertEqual(again["passed_over"], ["datapackage.json"])
+        # The zip itself, as it came, imports the same way.
+        body = self.req("GET", "/api/v1/directory/export", headers=self.admin.auth).body
+        whole = self.imp([file_entry("hsds-directory.zip", body)])
+        self.assertEqual(whole.get("problems", []), [], whole)
+        self.assertEqual(whole["unchanged"], report["taken"])
+        self.assertEqual(whole["passed_over"], ["hsds-directory.zip/datapackage.json"])
         audit = launch.psql(self.superuser, "SELECT count(*) FROM audit.events WHERE "
                             "action = 'export' AND resource_type = 'directory'").strip()
-        self.assertEqual(audit, "1")
+        self.assertEqual(audit, "2")
 
     def test_only_agency_admins_export(self):
         r = self.req("GET", "/api/v1/directory/export", headers=self.peer.auth)
         self.assertProblem(r, 403)
+
+    def test_hostile_zips_are_refused_whole(self):
+        before = self.counts()
+        r = self.req("POST", "/api/v1/directory/import",
+                     {"files": [file_entry("package.zip", b"PK\x03\x04 not really a zip")]},
+                     headers=self.admin.auth)
+        self.assertProblem(r, 400, field="files.content")
+        bomb = io.BytesIO()
+        with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("organizations.csv", b"id,name\n" + b"0" * (70 << 20))
+        r = self.req("POST", "/api/v1/directory/import",
+                     {"files": [file_entry("bomb.zip", bomb.getvalue())]},
+                     headers=self.admin.auth)
+        self.assertProblem(r, 413, field="files.content")
+        self.assertEqual(self.counts(), before)
