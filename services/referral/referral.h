@@ -1,6 +1,8 @@
 /*  The referral service's definition (service.c), the HSDS 3.0 model of its
- *  directory (hsds.c), and its handlers: directory search (directory.c),
- *  import (import.c) and referrals (referrals.c). */
+ *  directory (hsds.c) and its CSV form (hsds_csv.c), and its handlers:
+ *  directory search (directory.c), import (import.c, with zip packages
+ *  opened by package.c), export (export.c), referrals (referrals.c) and the
+ *  partner side of referrals with the consent gate (partner.c). */
 #ifndef REFERRAL_H
 #define REFERRAL_H
 

@@ -8,6 +8,7 @@ notice and leaves an audit record, and when intake cannot answer nothing is
 disclosed (503)."""
 
 import json
+import uuid
 
 from harness import SCALE, StackTestCase, launch, new_client
 
@@ -198,6 +199,24 @@ class PartnerReferralTests(StackTestCase):
         self.assertProblem(self.req("PATCH", "/api/v1/staff/" + peer.id,
                                     {"set_roles": True, "roles": ["partner"]}, headers=admin),
                            400, field="roles")
+
+    def test_a_partner_account_without_an_organisation_sees_nothing(self):
+        # As an account made before organisations were required would be.
+        sid = str(uuid.uuid4())
+        email = "legacy-partner-%s@x.test" % sid[:8]
+        self.su("BEGIN; INSERT INTO identity.staff (id, agency_id, given_name, family_name, "
+                "email, password_hash) SELECT '%s', agency_id, 'Old', 'Partner', '%s', "
+                "password_hash FROM identity.staff WHERE id = '%s'; "
+                "INSERT INTO identity.staff_roles VALUES ('%s', 'partner'); COMMIT"
+                % (sid, email, self.partner.id, sid))
+        r = self.req("POST", "/api/v1/sessions", {"email": email,
+                                                   "password": self.partner.password})
+        self.assertEqual(r.status, 201, r.body)
+        auth = {"Authorization": "Bearer " + r.json()["token"]}
+        rid = self.refer(self.client()["id"])["id"]
+        self.assertProblem(self.req("GET", "/api/v1/partner/referrals", headers=auth), 403)
+        self.assertProblem(self.partner_get(rid, who=auth), 403)
+        self.assertProblem(self.move(rid, "accepted", who=auth), 403)
 
     # -- the consent gate -----------------------------------------------------------
 
