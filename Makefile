@@ -15,7 +15,7 @@ OPT        := -O2
 endif
 
 CC         ?= cc
-PKGS       := libzmq libprotobuf-c libpq jansson openssl libh2o-evloop libargon2
+PKGS       := libzmq libprotobuf-c libpq jansson openssl libh2o-evloop libargon2 libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN       := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-missing-field-initializers
@@ -24,7 +24,8 @@ CFLAGS     := -std=gnu11 $(OPT) -g $(WARN) -pthread $(SANFLAGS) -D_GNU_SOURCE \
               -Icommon -I$(BUILD)/gen $(PKG_CFLAGS)
 GENFLAGS   := $(filter-out -Wshadow,$(CFLAGS)) -Wno-unused-parameter
 LDFLAGS    := -pthread $(SANFLAGS)
-LIBS       := $(PKG_LIBS) -lm
+# libcsv (Debian libcsv-dev) ships no pkg-config file.
+LIBS       := $(PKG_LIBS) -lcsv -lm
 
 PROTOS     := $(wildcard proto/*.proto)
 TEST_PROTOS:= $(wildcard tests/unit/*.proto)
@@ -110,6 +111,8 @@ $(BUILD)/tests/test_ical: $(BUILD)/obj/services/scheduling/ical.o $(BUILD)/obj/s
 $(BUILD)/tests/test_ical: LIBS := $(LIB) $(LIBS)
 $(BUILD)/tests/test_note_logic: $(BUILD)/obj/services/notes/note_logic.o
 $(BUILD)/tests/test_note_logic: LIBS := $(LIB) $(LIBS)
+$(BUILD)/tests/test_hsds_csv: $(BUILD)/obj/services/referral/hsds_csv.o
+$(BUILD)/tests/test_hsds_csv: LIBS := $(LIB) $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(TGEN_C)) $(LIB)
 	@mkdir -p $(dir $@)
@@ -146,7 +149,7 @@ fuzz: $(GEN_H) $(TGEN_H) $(BUILD)/gen/bc_version.h
 	@for f in $(FUZZ_SRC); do \
 	  n=$$(basename $$f .c); echo "  FUZZ    $$n"; \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Icommon -I$(BUILD)/gen \
-	    $(PKG_CFLAGS) $$f common/*.c $(BUILD)/gen/*.pb-c.c -o build/fuzz/$$n $(PKG_LIBS) -lm || exit 1; \
+	    $(PKG_CFLAGS) $$f common/*.c $(BUILD)/gen/*.pb-c.c -o build/fuzz/$$n $(LIBS) || exit 1; \
 	  mkdir -p build/fuzz/$$n.corpus; \
 	  build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/$$n.corpus || exit 1; \
 	done

@@ -412,7 +412,7 @@ static const Beacon__Principal s_no_principal = BEACON__PRINCIPAL__INIT;
  * session starts without the settings). */
 typedef struct {
     char sites[4096], roles[512], caseload[4096];
-    const char *params[6]; /* staff, agency, sites, roles, api key, caseload sites */
+    const char *params[7]; /* staff, agency, sites, roles, api key, caseload sites, organisation */
     char key[9216];        /* all of them, to compare */
 } s_scope_t;
 
@@ -425,7 +425,8 @@ static _Thread_local unsigned long s_scope_conn;
     "SELECT set_config('beacon.staff_id', $1, false), set_config('beacon.agency_id', $2, false), " \
     "set_config('beacon.site_ids', $3, false), set_config('beacon.roles', $4, false), "            \
     "set_config('beacon.api_key_id', $5, false), "                                                 \
-    "set_config('beacon.caseload_site_ids', $6, false)"
+    "set_config('beacon.caseload_site_ids', $6, false), "                                          \
+    "set_config('beacon.organization_id', $7, false)"
 
 /* Joins items with commas into out; -1 when they do not fit. */
 static int s_join(char *out, size_t len, char *const *items, size_t n)
@@ -446,7 +447,7 @@ static int s_join(char *out, size_t len, char *const *items, size_t n)
 static int s_scope_on_connect(PGconn *conn, void *arg)
 {
     (void)arg;
-    PGresult *res = PQexecParams(conn, S_SCOPE_SQL, 6, NULL, s_scope.params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(conn, S_SCOPE_SQL, 7, NULL, s_scope.params, NULL, NULL, 0);
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     PQclear(res);
     if (ok)
@@ -466,8 +467,8 @@ static int s_apply_scope(bc_db_t *db, const Beacon__Principal *p, bc_error_t *er
         s_join(sc->roles, sizeof sc->roles, p->roles, p->n_roles) < 0 ||
         s_join(sc->caseload, sizeof sc->caseload, p->caseload_site_ids, p->n_caseload_site_ids) < 0)
         return bc_error_set(err, BC_INVALID_ARGUMENT, "", "principal too large");
-    int n = snprintf(sc->key, sizeof sc->key, "%s|%s|%s|%s|%s|%s", p->staff_id, p->agency_id,
-                     sc->sites, sc->roles, p->api_key_id, sc->caseload);
+    int n = snprintf(sc->key, sizeof sc->key, "%s|%s|%s|%s|%s|%s|%s", p->staff_id, p->agency_id,
+                     sc->sites, sc->roles, p->api_key_id, sc->caseload, p->organization_id);
     if (n < 0 || (size_t)n >= sizeof sc->key)
         return bc_error_set(err, BC_INVALID_ARGUMENT, "", "principal too large");
     sc->params[0] = p->staff_id;
@@ -476,6 +477,7 @@ static int s_apply_scope(bc_db_t *db, const Beacon__Principal *p, bc_error_t *er
     sc->params[3] = sc->roles;
     sc->params[4] = p->api_key_id;
     sc->params[5] = sc->caseload;
+    sc->params[6] = p->organization_id;
     if (s_scope_db != db) {
         bc_db_on_connect(db, s_scope_on_connect, NULL);
         s_scope_db = db;
@@ -483,7 +485,7 @@ static int s_apply_scope(bc_db_t *db, const Beacon__Principal *p, bc_error_t *er
     }
     if (bc_db_ok(db) && s_scope_conn == bc_db_connections(db) && !strcmp(sc->key, s_scope_set))
         return 0;
-    PGresult *res = bc_db_prepared(db, "bc_scope", S_SCOPE_SQL, 6, sc->params, err);
+    PGresult *res = bc_db_prepared(db, "bc_scope", S_SCOPE_SQL, 7, sc->params, err);
     if (!res) {
         s_scope_set[0] = '\0';
         return -1;

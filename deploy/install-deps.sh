@@ -14,6 +14,8 @@ PKGS=(
   libh2o-evloop-dev
   libcmocka-dev
   libargon2-dev
+  libcsv-dev
+  libarchive-dev
   python3
   wrk
   docker-compose

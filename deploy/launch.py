@@ -47,6 +47,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -463,6 +464,11 @@ class Stack:
             "common_migrations_dir": os.path.join(self.repo_root, "common", "migrations"),
             "field_keys_file": self.field_keys_path,
         }
+        # Every process learns every service's endpoints: the gateway calls
+        # them all, and services call each other (referral asks intake's
+        # CheckConsent before a disclosure to a partner). The system tests
+        # (harness.py) and the benchmarks (tests/bench/stack.py) start their
+        # stacks through this class, so they are wired the same way.
         for svc, endpoint in self.endpoints.items():
             values["endpoint_" + svc] = endpoint
         if name in self.event_endpoints:
@@ -760,6 +766,7 @@ class Org:
         self.domain = domain or "%s.beacon.test" % secrets.token_hex(4)
         self.site_id = None
         self.admin = None
+        self.directory_services = {}
 
     def _req(self, method, path, body=None, headers=None, expect=200):
         r = self.stack.request(method, path, body=body, headers=headers)
@@ -813,15 +820,43 @@ class Org:
             "allow_site_caseload": allow_site_caseload}, self.admin.auth, expect=201)["id"]
 
     def add_staff(self, roles, site_ids=None, email=None, password=None, given_name="Sam",
-                  family_name=None):
+                  family_name=None, organization_id=None):
+        """A new account signed in. A partner account acts for an organisation
+        of the directory: organization_id, or else a new one (see
+        add_directory_organization)."""
         email = email or self._email(roles[0].replace("_", "-") if roles else "staff")
         password = password or secrets.token_urlsafe(12)
         site_ids = list(site_ids if site_ids is not None else [self.site_id])
-        doc = self._req("POST", "/api/v1/staff", {
-            "given_name": given_name, "family_name": family_name or "Staff-" + secrets.token_hex(3),
-            "email": email, "roles": list(roles), "site_ids": site_ids, "password": password},
-            self.admin.auth, expect=201)
-        return self._sign_in_new(doc["id"], email, password, roles, site_ids)
+        body = {"given_name": given_name,
+                "family_name": family_name or "Staff-" + secrets.token_hex(3),
+                "email": email, "roles": list(roles), "site_ids": site_ids, "password": password}
+        if "partner" in roles:
+            body["organization_id"] = organization_id or self.add_directory_organization()
+        doc = self._req("POST", "/api/v1/staff", body, self.admin.auth, expect=201)
+        staff = self._sign_in_new(doc["id"], email, password, roles, site_ids)
+        staff.organization_id = body.get("organization_id")
+        return staff
+
+    def add_directory_organization(self, name=None, services=()):
+        """Imports an HSDS organisation (and services, by name, all active)
+        into the agency's directory as its admin; returns the organisation's
+        id (services' ids: self.directory_services[name])."""
+        org_id = str(uuid.uuid4())
+        record = {"id": org_id, "name": name or "Partner Org " + secrets.token_hex(3)}
+        files = [{"name": "organizations.json", "content": base64.b64encode(
+            json.dumps([record]).encode()).decode()}]
+        svcs = []
+        for sname in services:
+            sid = str(uuid.uuid4())
+            self.directory_services[sname] = sid
+            svcs.append({"id": sid, "organization_id": org_id, "name": sname, "status": "active"})
+        if svcs:
+            files.append({"name": "services.json", "content": base64.b64encode(
+                json.dumps(svcs).encode()).decode()})
+        doc = self._req("POST", "/api/v1/directory/import", {"files": files}, self.admin.auth)
+        if doc.get("refused"):
+            raise OrgError("directory import refused: %r" % doc)
+        return org_id
 
 
 def _load_demo_logins(stack, state_dir):

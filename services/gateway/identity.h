@@ -110,6 +110,12 @@ bc_code_t identity_check_uuids(bc_call_t *call, const char *field, char *const *
 /* Fails call with INVALID_ARGUMENT (field site_ids) unless every one of the
  * (already valid) UUIDs names a site of the caller's agency. */
 bc_code_t identity_check_sites_exist(bc_call_t *call, char *const *sites, size_t n);
+/* The partner rule for an account holding roles[0..n) (a key: one role):
+ * with the partner role, organization_id must name an organisation of the
+ * caller's agency's resource directory (referral.organizations); without it,
+ * organization_id must be empty. INVALID_ARGUMENT (field organization_id). */
+bc_code_t identity_check_partner_organization(bc_call_t *call, char *const *roles, size_t n,
+                                              const char *organization_id);
 /* Validates credentials (field "credentials[i].x" on failure). */
 bc_code_t identity_check_credentials(bc_call_t *call, Beacon__Identity__Credential *const *c,
                                      size_t n);
@@ -156,6 +162,7 @@ typedef struct {
     size_t n_site_ids;
     Beacon__Identity__Credential *const *credentials;
     size_t n_credentials;
+    const char *organization_id; /* partners: their directory organisation, else "" */
 } identity_new_staff_t;
 
 /* identity_staff.c: inserts a staff member with roles, sites and

@@ -203,6 +203,42 @@ bc_code_t identity_check_sites_exist(bc_call_t *call, char *const *sites, size_t
     return BC_OK;
 }
 
+bc_code_t identity_check_partner_organization(bc_call_t *call, char *const *roles, size_t n,
+                                              const char *organization_id)
+{
+    bool partner = false;
+    for (size_t i = 0; i < n; i++)
+        partner |= !strcmp(roles[i], "partner");
+    if (!partner) {
+        if (*organization_id)
+            return bc_call_fail(call, BC_INVALID_ARGUMENT, "organization_id",
+                                "organization_id belongs to partner accounts only");
+        return BC_OK;
+    }
+    if (!bc_is_uuid(organization_id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "organization_id",
+                            "a partner account needs organization_id: the id of its "
+                            "organisation in the resource directory");
+    /* The directory belongs to the referral service; this is the one place
+     * identity reads it (under the caller's scope: an agency_admin reads
+     * the agency's directory). */
+    const char *params[] = {call->principal->agency_id, organization_id};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(call->db, "identity_partner_organization",
+                                   "SELECT 1 FROM referral.organizations "
+                                   "WHERE agency_id = $1 AND id = $2",
+                                   2, params, &err);
+    if (!res)
+        return bc_call_fail_err(call, &err);
+    bool found = PQntuples(res) > 0;
+    PQclear(res);
+    if (!found)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "organization_id",
+                            "no organisation with id %s in the resource directory",
+                            organization_id);
+    return BC_OK;
+}
+
 bc_code_t identity_check_credentials(bc_call_t *call, Beacon__Identity__Credential *const *c,
                                      size_t n)
 {

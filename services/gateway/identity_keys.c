@@ -14,7 +14,8 @@
 
 #define S_KEY_COLUMNS                                                                              \
     "k.id, k.agency_id, k.name, k.role, k.created_by, identity.rfc3339(k.created_at), "            \
-    "identity.rfc3339(k.revoked_at), identity.rfc3339(k.last_used_at)"
+    "identity.rfc3339(k.revoked_at), identity.rfc3339(k.last_used_at), "                          \
+    "coalesce(k.organization_id::text, '')"
 
 static const char *const s_key_roles[] = {"billing", "analyst", "partner", "auditor", NULL};
 
@@ -26,6 +27,7 @@ static Beacon__Identity__ApiKey *s_key_from_row(bc_call_t *call, PGresult *res, 
                      &k->created_by, &k->created_at, &k->revoked_at, &k->last_used_at};
     for (int i = 0; i < 8; i++)
         *text[i] = identity_col(call, res, i);
+    k->organization_id = identity_col(call, res, 8);
     k->site_ids = identity_split(call, sites, &k->n_site_ids);
     return k;
 }
@@ -61,7 +63,9 @@ IDENTITY_HANDLER(identity_api_key_create)
                             "role must be billing, analyst, partner or auditor");
     if ((code = identity_check_uuids(call, "site_ids", req->site_ids, req->n_site_ids, 200)) !=
             BC_OK ||
-        (code = identity_check_sites_exist(call, req->site_ids, req->n_site_ids)) != BC_OK)
+        (code = identity_check_sites_exist(call, req->site_ids, req->n_site_ids)) != BC_OK ||
+        (code = identity_check_partner_organization(call, (char *const *)&req->role, 1,
+                                                    req->organization_id)) != BC_OK)
         return code;
 
     char token[BC_TOKEN_MAX], hash[BC_TOKEN_HASH_LEN + 1];
@@ -72,19 +76,20 @@ IDENTITY_HANDLER(identity_api_key_create)
                             call->principal->agency_id,
                             req->role,
                             call->principal->staff_id,
-                            identity_pg_array(call, req->site_ids, req->n_site_ids)};
+                            identity_pg_array(call, req->site_ids, req->n_site_ids),
+                            *req->organization_id ? req->organization_id : NULL};
     bc_error_t err;
     if (identity_begin(call, &err) < 0)
         return bc_call_fail_err(call, &err);
     PGresult *res = bc_db_prepared(
         call->db, "identity_api_key_insert",
-        "WITH k AS (INSERT INTO identity.api_keys (key_hash, name, agency_id, role, created_by) "
-        "  VALUES ($1, $2, $3, $4, $5) RETURNING *), "
+        "WITH k AS (INSERT INTO identity.api_keys (key_hash, name, agency_id, role, created_by, "
+        "  organization_id) VALUES ($1, $2, $3, $4, $5, $7) RETURNING *), "
         "s AS (INSERT INTO identity.api_key_sites (api_key_id, site_id, agency_id) "
         "  SELECT k.id, u.site, k.agency_id FROM k, "
         "  (SELECT DISTINCT unnest($6::uuid[]) AS site) u) "
         "SELECT " S_KEY_COLUMNS " FROM k",
-        6, params, &err);
+        7, params, &err);
     if (!res)
         return identity_fail(call, &err);
     /* The statement cannot see the sites it inserted: read them back below. */
@@ -144,7 +149,7 @@ IDENTITY_HANDLER(identity_api_key_revoke)
         identity_rollback(call);
         return bc_call_fail(call, BC_NOT_FOUND, "id", "no API key with id %s", req->id);
     }
-    Beacon__Identity__ApiKey *key = s_key_from_row(call, res, PQgetvalue(res, 0, 8));
+    Beacon__Identity__ApiKey *key = s_key_from_row(call, res, PQgetvalue(res, 0, 9));
     PQclear(res);
     bc_audit_event_t ev = {.action = BC_AUDIT_UPDATE,
                            .resource_type = "api_key",

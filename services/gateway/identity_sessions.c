@@ -45,7 +45,7 @@ static bc_code_t s_session(bc_call_t *call, const char *token_hash,
     PGresult *res = bc_db_prepared(
         call->db, "identity_session_auth",
         "WITH s AS (SELECT se.id, se.staff_id, se.mfa, se.idle_expires_at, "
-        "    se.absolute_expires_at, se.last_seen_at, st.agency_id "
+        "    se.absolute_expires_at, se.last_seen_at, st.agency_id, st.organization_id "
         "  FROM identity.sessions se JOIN identity.staff st ON st.id = se.staff_id "
         "  WHERE se.token_hash = $1 AND se.revoked_at IS NULL AND se.idle_expires_at > now() "
         "    AND se.absolute_expires_at > now() AND st.status = 'active'), "
@@ -62,7 +62,9 @@ static bc_code_t s_session(bc_call_t *call, const char *token_hash,
         "          FROM identity.staff_sites WHERE staff_id = s.staff_id), ''), "
         "coalesce((SELECT string_agg(ss.site_id::text, ',' ORDER BY ss.site_id) "
         "          FROM identity.staff_sites ss JOIN identity.sites si ON si.id = ss.site_id "
-        "          WHERE ss.staff_id = s.staff_id AND si.allow_site_caseload), '') "
+        "          WHERE ss.staff_id = s.staff_id AND si.allow_site_caseload), ''), "
+        "CASE WHEN EXISTS (SELECT FROM identity.staff_roles WHERE staff_id = s.staff_id "
+        "    AND role = 'partner') THEN coalesce(s.organization_id::text, '') ELSE '' END "
         "FROM s",
         1, params, &err);
     if (!res)
@@ -82,6 +84,7 @@ static bc_code_t s_session(bc_call_t *call, const char *token_hash,
     p->roles = identity_split(call, PQgetvalue(res, 0, 6), &p->n_roles);
     p->site_ids = identity_split(call, PQgetvalue(res, 0, 7), &p->n_site_ids);
     p->caseload_site_ids = identity_split(call, PQgetvalue(res, 0, 8), &p->n_caseload_site_ids);
+    p->organization_id = identity_col(call, res, 9);
     PQclear(res);
     bool withheld = false;
     for (size_t i = 0; i < p->n_roles && !mfa; i++)
@@ -102,14 +105,16 @@ static bc_code_t s_api_key(bc_call_t *call, const char *token_hash,
     bc_error_t err;
     PGresult *res =
         bc_db_prepared(call->db, "identity_api_key_auth",
-                       "WITH k AS (SELECT id, agency_id, role, last_used_at FROM identity.api_keys "
+                       "WITH k AS (SELECT id, agency_id, role, last_used_at, organization_id "
+                       "  FROM identity.api_keys "
                        "  WHERE key_hash = $1 AND revoked_at IS NULL), "
                        "t AS (UPDATE identity.api_keys u SET last_used_at = now() FROM k "
                        "  WHERE u.id = k.id AND (k.last_used_at IS NULL "
                        "    OR k.last_used_at < now() - " S_TOUCH ")) "
                        "SELECT k.id, k.agency_id, k.role, "
                        "coalesce((SELECT string_agg(site_id::text, ',' ORDER BY site_id) "
-                       "          FROM identity.api_key_sites WHERE api_key_id = k.id), '') "
+                       "          FROM identity.api_key_sites WHERE api_key_id = k.id), ''), "
+                       "coalesce(k.organization_id::text, '') "
                        "FROM k",
                        1, params, &err);
     if (!res)
@@ -126,6 +131,7 @@ static bc_code_t s_api_key(bc_call_t *call, const char *token_hash,
     p->roles[0] = identity_col(call, res, 2);
     p->n_roles = 1;
     p->site_ids = identity_split(call, PQgetvalue(res, 0, 3), &p->n_site_ids);
+    p->organization_id = identity_col(call, res, 4);
     PQclear(res);
     *out = r;
     return BC_OK;

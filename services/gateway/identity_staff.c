@@ -42,11 +42,13 @@ int identity_staff_insert(bc_call_t *call, const char *agency_id, const identity
         identity_pg_array(call, numbers, n),
         identity_pg_array(call, issued, n),
         identity_pg_array(call, expires, n),
+        s->organization_id && *s->organization_id ? s->organization_id : NULL,
     };
     PGresult *res = bc_db_prepared(
         call->db, "identity_staff_insert",
         "WITH s AS (INSERT INTO identity.staff (agency_id, given_name, family_name, email, npi, "
-        "  password_hash) VALUES ($1, $2, $3, $4, nullif($5, ''), $6) RETURNING id, agency_id), "
+        "  password_hash, organization_id) VALUES ($1, $2, $3, $4, nullif($5, ''), $6, $13) "
+        "  RETURNING id, agency_id), "
         "r AS (INSERT INTO identity.staff_roles (staff_id, role) "
         "  SELECT s.id, x.role FROM s, (SELECT DISTINCT unnest($7::text[]) AS role) x), "
         "ss AS (INSERT INTO identity.staff_sites (staff_id, site_id, agency_id) "
@@ -56,7 +58,7 @@ int identity_staff_insert(bc_call_t *call, const char *agency_id, const identity
         "  SELECT s.id, x.k, x.n, nullif(x.i, '')::date, nullif(x.e, '')::date "
         "  FROM s, unnest($9::text[], $10::text[], $11::text[], $12::text[]) AS x(k, n, i, e)) "
         "SELECT id FROM s",
-        12, params, err);
+        13, params, err);
     if (!res) {
         if (err->code == BC_ALREADY_EXISTS && strstr(err->detail, "staff_npi"))
             bc_error_set(err, BC_ALREADY_EXISTS, "npi",
@@ -85,7 +87,8 @@ int identity_staff_load(bc_call_t *call, const char *agency_id, const char *id,
         "coalesce((SELECT string_agg(role, ',' ORDER BY role) FROM identity.staff_roles "
         "          WHERE staff_id = st.id), ''), "
         "coalesce((SELECT string_agg(site_id::text, ',' ORDER BY site_id) "
-        "          FROM identity.staff_sites WHERE staff_id = st.id), '') "
+        "          FROM identity.staff_sites WHERE staff_id = st.id), ''), "
+        "coalesce(st.organization_id::text, '') "
         "FROM identity.staff st WHERE st.agency_id = $1 AND st.id = $2",
         2, params, err);
     if (!res)
@@ -106,6 +109,7 @@ int identity_staff_load(bc_call_t *call, const char *agency_id, const char *id,
     s->created_at = identity_col(call, res, 10);
     s->roles = identity_split(call, PQgetvalue(res, 0, 11), &s->n_roles);
     s->site_ids = identity_split(call, PQgetvalue(res, 0, 12), &s->n_site_ids);
+    s->organization_id = identity_col(call, res, 13);
     PQclear(res);
 
     const char *cparams[] = {id};
@@ -219,7 +223,9 @@ IDENTITY_HANDLER(identity_staff_create)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "password", "%s", problem);
     if ((code = identity_check_credentials(call, req->credentials, req->n_credentials)) != BC_OK ||
         (code = s_check_assignment(call, scope, req->roles, req->n_roles, req->site_ids,
-                                   req->n_site_ids)) != BC_OK)
+                                   req->n_site_ids)) != BC_OK ||
+        (code = identity_check_partner_organization(call, req->roles, req->n_roles,
+                                                    req->organization_id)) != BC_OK)
         return code;
     char hash[BC_PASSWORD_HASH_MAX];
     if (bc_password_hash(req->password, hash, sizeof hash, &err) < 0)
@@ -234,7 +240,8 @@ IDENTITY_HANDLER(identity_staff_create)
                               .site_ids = req->site_ids,
                               .n_site_ids = req->n_site_ids,
                               .credentials = req->credentials,
-                              .n_credentials = req->n_credentials};
+                              .n_credentials = req->n_credentials,
+                              .organization_id = req->organization_id};
     char id[37];
     if (identity_begin(call, &err) < 0 ||
         identity_staff_insert(call, call->principal->agency_id, &s, id, &err) < 0)
@@ -363,6 +370,16 @@ IDENTITY_HANDLER(identity_staff_update)
         identity_rollback(call);
         return code;
     }
+    /* The organisation is chosen when a partner account is made; an account
+     * made without one cannot become a partner. */
+    if (req->set_roles && !*s->organization_id)
+        for (size_t i = 0; i < n_roles; i++)
+            if (!strcmp(roles[i], "partner")) {
+                identity_rollback(call);
+                return bc_call_fail(call, BC_INVALID_ARGUMENT, "roles",
+                                    "a partner account is made with its organisation: create "
+                                    "a new account with the partner role and organization_id");
+            }
     bc_error_t err;
     const char *names[] = {s->id, req->given_name, req->family_name};
     PGresult *res =

@@ -338,16 +338,40 @@ bc_code_t consents_check(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
                             "recipient must name one recipient");
     if (!s_in(s_purposes, req->purpose))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "purpose", "purpose is not known");
+    bool disclosure = bc_call_has_role(call, INTAKE_ROLE_REFERRAL_DISCLOSURE);
+    if (disclosure && (strcmp(req->purpose, "referral") || !req->with_client))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "purpose",
+                            "a referral disclosure checks consent for the purpose referral");
     const char *params[] = {req->client_id, call->principal->agency_id, req->recipient,
-                            req->purpose};
+                            req->purpose, req->with_client ? "t" : "f"};
     bc_error_t err;
+    /* A referral disclosure reads the client under the policy of migration
+     * 014, which holds only inside this transaction (beacon.purpose). */
+    if (disclosure && (bc_db_begin(call->db, &err) < 0 ||
+                       bc_db_set_local(call->db, "beacon.purpose", "referral_disclosure", &err) < 0))
+        return bc_call_fail_err(call, &err);
     /* Newest valid consent naming the recipient (or, for treatment, payment
      * and operations, a general designation) for this purpose. Read now,
-     * every time. */
+     * every time. With with_client, the client's card and de-identified
+     * facts come from the same snapshot. */
     PGresult *res = bc_db_prepared(
         call->db, "intake_consent_check",
-        "SELECT c.site_id::text, k.id::text FROM intake.clients c "
-        "LEFT JOIN LATERAL (SELECT id FROM intake.consents k WHERE k.client_id = c.id "
+        "SELECT c.site_id::text, k.id::text, "
+        "CASE WHEN $5 THEN c.given_name END, CASE WHEN $5 THEN c.family_name END, "
+        "CASE WHEN $5 THEN coalesce(c.preferred_name, '') END, "
+        "CASE WHEN $5 THEN coalesce(c.pronouns, '') END, "
+        "CASE WHEN $5 THEN coalesce(c.phone, '') END, CASE WHEN $5 THEN coalesce(c.email, '') END, "
+        "CASE WHEN $5 THEN c.preferred_contact_method END, CASE WHEN $5 THEN c.do_not_contact END, "
+        "CASE WHEN $5 THEN coalesce(c.preferred_language, '') END, "
+        "CASE WHEN NOT $5 THEN '' "
+        "  WHEN a.y < 18 THEN 'under 18' WHEN a.y < 25 THEN '18-24' WHEN a.y < 35 THEN '25-34' "
+        "  WHEN a.y < 45 THEN '35-44' WHEN a.y < 55 THEN '45-54' WHEN a.y < 65 THEN '55-64' "
+        "  ELSE '65+' END, "
+        "coalesce(k.information_description, '') FROM intake.clients c "
+        "CROSS JOIN LATERAL (SELECT extract(year FROM age((now() AT TIME ZONE 'UTC')::date, "
+        "  c.date_of_birth))::int AS y) a "
+        "LEFT JOIN LATERAL (SELECT id, information_description FROM intake.consents k "
+        "  WHERE k.client_id = c.id "
         "  AND k.revoked_at IS NULL "
         "  AND (k.expires_on IS NULL OR k.expires_on >= (now() AT TIME ZONE 'UTC')::date) "
         "  AND $4 = ANY (k.purposes) "
@@ -355,7 +379,7 @@ bc_code_t consents_check(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         "       AND $4 IN ('treatment', 'payment', 'health_care_operations'))) "
         "  ORDER BY k.created_at DESC LIMIT 1) k ON true "
         "WHERE c.id = $1 AND c.agency_id = $2",
-        4, params, &err);
+        5, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
     bc_audit_event_t ev = {.action = "consent_check", .resource_type = "client",
@@ -373,9 +397,27 @@ bc_code_t consents_check(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
     r->reason = r->allowed ? ""
                            : "no active consent names this recipient for this purpose "
                              "(none given, revoked or expired)";
+    if (req->with_client) {
+        r->age_band = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 11));
+        r->preferred_language = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 10));
+        r->consent_scope = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 12));
+    }
+    if (req->with_client && r->allowed) {
+        Beacon__Intake__DisclosedClient *c = bc_arena_alloc(call->arena, sizeof *c);
+        beacon__intake__disclosed_client__init(c);
+        char **text[] = {&c->given_name, &c->family_name, &c->preferred_name, &c->pronouns,
+                         &c->phone,      &c->email,       &c->preferred_contact_method};
+        for (int i = 0; i < 7; i++)
+            *text[i] = bc_arena_strdup(call->arena, PQgetvalue(res, 0, 2 + i));
+        c->do_not_contact = PQgetvalue(res, 0, 9)[0] == 't';
+        r->client = c;
+    }
     PQclear(res);
-    char detail[300];
-    json_t *d = json_pack("{s:s, s:b}", "recipient", req->recipient, "allowed", r->allowed);
+    if (disclosure)
+        bc_db_rollback(call->db); /* read only: nothing to keep */
+    char detail[512];
+    json_t *d = json_pack("{s:s, s:b, s:b}", "recipient", req->recipient, "allowed", r->allowed,
+                          "with_client", req->with_client);
     char *dt = json_dumps(d, JSON_COMPACT);
     snprintf(detail, sizeof detail, "%s", dt);
     free(dt);

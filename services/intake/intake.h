@@ -10,6 +10,9 @@
 extern const bc_service_def_t intake_service;
 
 /* The columns intake_client_from_row reads, in order. */
+/* The role of the principal the referral service builds to check consent
+ * before a disclosure to a partner (migration 015): never an account's. */
+#define INTAKE_ROLE_REFERRAL_DISCLOSURE "referral_disclosure"
 #define INTAKE_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define INTAKE_CLIENT_COLUMNS                                                                      \
     "id, given_name, family_name, coalesce(preferred_name, ''), coalesce(pronouns, ''), "          \

@@ -1,6 +1,7 @@
 /*  directory: searching the agency's resource directory (HSDS 3.0 tables,
  *  migration 003). Directory data is not PHI: reads are not audited, and row
  *  security limits them to the agency's care team and admins. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,22 @@
     "  ELSE ts_rank(s.search, websearch_to_tsquery('english', $2)) END DESC, s.name, s.id "       \
     "LIMIT $10::int OFFSET $11::int"
 
+/* Open at $12 (an instant), by the service's schedules, its places' or its
+ * locations'; a schedule without a zone read in the zone of site $13. */
+#define S_OPEN_AT \
+    "($12::timestamptz IS NULL OR EXISTS (SELECT 1 FROM referral.schedules sc " \
+    "       WHERE sc.agency_id = s.agency_id " \
+    "         AND (sc.service_id = s.id " \
+    "              OR sc.service_at_location_id IN (SELECT x.id FROM referral.service_at_location x " \
+    "                 WHERE x.agency_id = s.agency_id AND x.service_id = s.id) " \
+    "              OR (sc.service_id IS NULL AND sc.service_at_location_id IS NULL " \
+    "                  AND sc.location_id IN (SELECT x.location_id FROM referral.service_at_location x " \
+    "                 WHERE x.agency_id = s.agency_id AND x.service_id = s.id))) " \
+    "         AND referral.schedule_open($12::timestamptz, sc.timezone, " \
+    "             (SELECT z.time_zone FROM identity.site_directory z WHERE z.site_id = $13::uuid), " \
+    "             sc.valid_from, sc.valid_to, sc.dtstart, sc.until, sc.freq, sc.\"interval\", " \
+    "             sc.byday, sc.bymonthday, sc.opens_at, sc.closes_at))) "
+
 /* Without a point: every filter on the directory tables (keyword through
  * the services' GIN index), the service's first place shown. */
 static const char s_search_sql[] =
@@ -65,6 +82,7 @@ static const char s_search_sql[] =
     "         AND (lower(g.code) = lower($8) OR lower(g.name) = lower($8)))) "
     "  AND ($9::text = 'any' OR s.status = $9) "
     "  AND num_nulls($3::float8, $4::float8, $5::float8) >= 0 " /* types the point's, unused */
+    "  AND " S_OPEN_AT
     S_RESULT_ORDER;
 
 /* Kilometres from the point ($3, $4) of a row with latitude and longitude. */
@@ -74,7 +92,7 @@ static const char s_search_sql[] =
     "($5::float8 / (111.0 * greatest(cos(radians(least(89.0, abs($3::float8) + $5::float8 / 111.0))), 0.01)))"
 
 /* Around a point: the places inside the radius come from the search table
- * (migration 006) through its position index, which holds every filtered
+ * (migration 007) through its position index, which holds every filtered
  * column: an index-only scan of the latitude bands the radius spans, each
  * over the box's longitudes; each service is shown at its nearest place. */
 static const char s_search_near_sql[] =
@@ -100,6 +118,7 @@ static const char s_search_near_sql[] =
     "    AND ($9::text = 'any' OR x.status = $9) "
     "  ORDER BY x.service_id, 6, x.location_id) near "
     "  ON s.agency_id = $1 AND s.id = near.service_id "
+    "WHERE " S_OPEN_AT
     S_RESULT_ORDER;
 
 /* A finite number within [lo, hi], or false. */
@@ -111,6 +130,29 @@ static bool s_number(const char *text, double lo, double hi, double *out)
         return false;
     *out = v;
     return true;
+}
+
+/* An RFC 3339 instant: YYYY-MM-DDTHH:MM[:SS[.frac]] then Z or +HH:MM. */
+static bool s_instant(const char *v)
+{
+    int y, mo, d, h, mi, n = 0;
+    if (sscanf(v, "%4d-%2d-%2dT%2d:%2d%n", &y, &mo, &d, &h, &mi, &n) != 5 || n != 16 ||
+        mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || y < 1900 || y > 2200)
+        return false;
+    const char *p = v + 16;
+    if (*p == ':') {
+        if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[1] > '5')
+            return false;
+        p += 3;
+        if (*p == '.')
+            for (p++; isdigit((unsigned char)*p); p++)
+                ;
+    }
+    if (!strcmp(p, "Z"))
+        return true;
+    return (p[0] == '+' || p[0] == '-') && isdigit((unsigned char)p[1]) &&
+           isdigit((unsigned char)p[2]) && p[3] == ':' && isdigit((unsigned char)p[4]) &&
+           isdigit((unsigned char)p[5]) && !p[6];
 }
 
 /* Splits "a\x1fb" into a repeated string field. */
@@ -178,6 +220,9 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "offset", "offset is 0 to %d",
                             S_OFFSET_MAX);
     int limit = req->limit ? req->limit : 20;
+    if (*req->open_at && strcmp(req->open_at, "now") && !s_instant(req->open_at))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "open_at",
+                            "open_at is now or an RFC 3339 instant (2031-05-01T14:30:00Z)");
 
     char lat_s[32], lon_s[32], radius_s[32], limit_s[16], offset_s[16];
     snprintf(lat_s, sizeof lat_s, "%.8f", lat);
@@ -186,7 +231,7 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     snprintf(limit_s, sizeof limit_s, "%d", limit + 1); /* one more: is there a next page? */
     snprintf(offset_s, sizeof offset_s, "%d", req->offset);
 #define S_OPT(v) (*(v) ? (v) : NULL)
-    const char *params[11] = {call->principal->agency_id,
+    const char *params[13] = {call->principal->agency_id,
                               S_OPT(req->q),
                               has_lat ? lat_s : NULL,
                               has_lat ? lon_s : NULL,
@@ -196,12 +241,15 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
                               S_OPT(req->language),
                               status,
                               limit_s,
-                              offset_s};
+                              offset_s,
+                              S_OPT(req->open_at),
+                              /* schedules without a zone: the caller's site's */
+                              call->principal->n_site_ids ? call->principal->site_ids[0] : NULL};
 #undef S_OPT
     bc_error_t err;
     PGresult *res = has_lat ? bc_db_prepared(call->db, "directory_search_near",
-                                             s_search_near_sql, 11, params, &err)
-                            : bc_db_prepared(call->db, "directory_search", s_search_sql, 11,
+                                             s_search_near_sql, 13, params, &err)
+                            : bc_db_prepared(call->db, "directory_search", s_search_sql, 13,
                                              params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);

@@ -287,6 +287,13 @@ bool hsds_check(bc_arena_t *arena, const hsds_table_t *t, hsds_row_t *row, const
             return false;
         }
     }
+    /* A coordinate alone places nothing: they come in pairs. */
+    int lat = hsds_column(t, "latitude"), lon = hsds_column(t, "longitude");
+    if (lat >= 0 && lon >= 0 && !row->values[lat] != !row->values[lon]) {
+        *field = row->values[lat] ? "longitude" : "latitude";
+        snprintf(message, size, "latitude and longitude come together: %s is missing", *field);
+        return false;
+    }
     return true;
 }
 

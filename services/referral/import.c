@@ -187,6 +187,71 @@ static bool s_scalar(bc_arena_t *arena, json_t *v, char **out)
     return true;
 }
 
+typedef enum {
+    S_TAKEN,      /* written, or found stored the same */
+    S_REFUSED,    /* reported; nothing written */
+    S_KEPT_FIRST, /* met earlier in this import saying something else: reported, the first kept */
+    S_FAILED,     /* the database failed: stop */
+} s_take_t;
+
+/* Checks row of table t (from a JSON or a CSV file: `at` and line say where),
+ * compares it with the same record met earlier in this import, writes it and
+ * counts it. The validation every format shares. */
+static s_take_t s_take(s_ctx_t *ctx, const hsds_table_t *t, hsds_row_t *row, int line,
+                       const char *at)
+{
+    bc_arena_t *arena = ctx->call->arena;
+    Beacon__Referral__ImportDirectoryReply *r = ctx->reply;
+    const char *field = "";
+    char message[300];
+    if (!hsds_check(arena, t, row, &field, message, sizeof message)) {
+        s_problem(ctx, line, at, field, message);
+        r->refused++;
+        return S_REFUSED;
+    }
+    /* A record met again (HSDS "full" documents repeat what they link to)
+     * must say the same as where it was first met, links to its holders
+     * apart (those add up, see hsds.c); otherwise the first is kept and the
+     * repeat reported. */
+    char *key = bc_arena_printf(arena, "%d:%s", (int)(t - hsds_tables), row->values[0]);
+    s_met_t *met = s_seen_find(&ctx->seen, key);
+    if (met) {
+        for (size_t c = 1; c < t->ncols; c++) {
+            const hsds_col_t *col = &t->cols[c];
+            const char *a = met->values[c], *b = row->values[c];
+            if (col->type == HSDS_UUID && !col->required)
+                continue;
+            if ((a || b) && (!a || !b || strcmp(a, b))) {
+                snprintf(message, sizeof message,
+                         "%s differs from the same record met earlier in this import (%.60s%s%.80s); "
+                         "the first is kept",
+                         col->name, met->file, *met->at ? " at " : "", met->at);
+                s_problem(ctx, line, at, col->name, message);
+                r->refused++;
+                return S_KEPT_FIRST;
+            }
+        }
+    }
+    hsds_outcome_t out = hsds_write(ctx->call, t, row, &field, message, sizeof message);
+    switch (out) {
+    case HSDS_FAILED: ctx->failed = true; return S_FAILED;
+    case HSDS_REFUSED:
+        s_problem(ctx, line, at, field, message);
+        r->refused++;
+        return S_REFUSED;
+    case HSDS_CREATED: r->created++; search_rows_note(&ctx->touched, t, row); break;
+    case HSDS_UPDATED: r->updated++; search_rows_note(&ctx->touched, t, row); break;
+    case HSDS_UNCHANGED: r->unchanged++; break;
+    }
+    r->taken++;
+    if (!met) {
+        s_met_t entry = {key, ctx->file, at, bc_arena_alloc(arena, t->ncols * sizeof(char *))};
+        memcpy(entry.values, row->values, t->ncols * sizeof(char *));
+        s_seen_add(&ctx->seen, &entry);
+    }
+    return S_TAKEN;
+}
+
 /* Writes the record obj of table t found at `at` and what it holds. link
  * (with its value) is the column that refers to the record holding it. The
  * record's id goes to *id (NULL if it has none). */
@@ -246,58 +311,12 @@ static void s_record(s_ctx_t *ctx, const hsds_table_t *t, json_t *obj, const cha
         if (e >= 0 && holder)
             row.values[e] = (char *)holder;
     }
-    const char *field = "";
-    char message[300];
-    if (!hsds_check(arena, t, &row, &field, message, sizeof message)) {
-        s_problem(ctx, 0, at, field, message);
-        r->refused++;
-        r->skipped += s_nested(t->entity, obj, depth);
-        return;
+    switch (s_take(ctx, t, &row, 0, at)) {
+    case S_FAILED: return;
+    case S_REFUSED: r->skipped += s_nested(t->entity, obj, depth); return;
+    case S_TAKEN:
+    case S_KEPT_FIRST: *id = row.values[0]; break; /* what it holds refers to the record kept */
     }
-    /* A record met again (HSDS "full" documents repeat what they link to)
-     * must say the same as where it was first met, links to its holders
-     * apart (those add up, see hsds.c); otherwise the first is kept and the
-     * repeat reported. */
-    char *key = bc_arena_printf(arena, "%d:%s", (int)(t - hsds_tables), row.values[0]);
-    s_met_t *met = s_seen_find(&ctx->seen, key);
-    if (met) {
-        for (size_t c = 1; c < t->ncols; c++) {
-            const hsds_col_t *col = &t->cols[c];
-            const char *a = met->values[c], *b = row.values[c];
-            if (col->type == HSDS_UUID && !col->required)
-                continue;
-            if ((a || b) && (!a || !b || strcmp(a, b))) {
-                snprintf(message, sizeof message,
-                         "%s differs from the same record met earlier in this import (%.60s%s%.80s); "
-                         "the first is kept",
-                         col->name, met->file, *met->at ? " at " : "", met->at);
-                s_problem(ctx, 0, at, col->name, message);
-                r->refused++;
-                *id = row.values[0]; /* what it holds still refers to the record kept */
-                goto held;
-            }
-        }
-    }
-    hsds_outcome_t out = hsds_write(ctx->call, t, &row, &field, message, sizeof message);
-    switch (out) {
-    case HSDS_FAILED: ctx->failed = true; return;
-    case HSDS_REFUSED:
-        s_problem(ctx, 0, at, field, message);
-        r->refused++;
-        r->skipped += s_nested(t->entity, obj, depth);
-        return;
-    case HSDS_CREATED: r->created++; search_rows_note(&ctx->touched, t, &row); break;
-    case HSDS_UPDATED: r->updated++; search_rows_note(&ctx->touched, t, &row); break;
-    case HSDS_UNCHANGED: r->unchanged++; break;
-    }
-    r->taken++;
-    *id = row.values[0];
-    if (!met) {
-        s_met_t entry = {key, ctx->file, at, bc_arena_alloc(arena, t->ncols * sizeof(char *))};
-        memcpy(entry.values, row.values, t->ncols * sizeof(char *));
-        s_seen_add(&ctx->seen, &entry);
-    }
-held:
     /* What the record holds, written next. */
     for (size_t l = 0; l < S_NLINKS && !ctx->failed; l++) {
         const s_link_t *k = &s_links[l];
@@ -330,6 +349,8 @@ static const hsds_table_t *s_file_table(bc_arena_t *arena, const char *name)
     size_t n = strlen(stem);
     if (n > 5 && !strcmp(stem + n - 5, ".json"))
         stem[n -= 5] = '\0';
+    else if (n > 4 && !strcmp(stem + n - 4, ".csv"))
+        stem[n -= 4] = '\0';
     if (n > 5 && !strcmp(stem + n - 5, "_full"))
         stem[n -= 5] = '\0';
     const hsds_table_t *t = hsds_table(stem);
@@ -392,6 +413,114 @@ static void s_file(s_ctx_t *ctx, const Beacon__Referral__ImportFile *f, const hs
     json_decref(doc);
 }
 
+
+/* ---- the tabular package: one CSV file per table ------------------------------ */
+
+/* Files of an HSDS tabular package that hold what Beacon does not keep (or
+ * describe the package): passed over, and named in the reply. */
+static const char *const s_not_kept[] = {
+    "datapackage.json", "contacts.csv",  "cost_options.csv", "funding.csv",
+    "metadata.csv",     "meta_table_descriptions.csv", "organization_identifiers.csv",
+    "programs.csv",     "required_documents.csv",      "service_areas.csv", NULL};
+
+static bool s_is_csv(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && !strcmp(name + n - 4, ".csv");
+}
+
+typedef struct {
+    s_ctx_t *ctx;
+    const hsds_table_t *t;
+    int *column;    /* per CSV column: the table's column, or -1 (not kept) */
+    size_t ncolumns; /* 0 until the header is read */
+    bool header_refused;
+} s_sheet_t;
+
+/* The header: which column is which. -1 refuses the whole file. */
+static int s_csv_header(s_sheet_t *sh, char **fields, size_t n)
+{
+    s_ctx_t *ctx = sh->ctx;
+    bool seen[HSDS_MAX_COLS] = {false};
+    sh->column = bc_arena_alloc(ctx->call->arena, n * sizeof *sh->column);
+    for (size_t i = 0; i < n; i++) {
+        int c = fields[i] ? hsds_column(sh->t, fields[i]) : -1;
+        if (c >= 0 && seen[c]) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the header names the column %s twice", fields[i]);
+            s_problem(ctx, 1, "", fields[i], msg);
+            return -1;
+        }
+        if (c >= 0)
+            seen[c] = true;
+        sh->column[i] = c;
+    }
+    for (size_t c = 0; c < sh->t->ncols; c++)
+        if (sh->t->cols[c].required && !sh->t->cols[c].fallback && !seen[c]) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the header lacks the column %s, which every %s has",
+                     sh->t->cols[c].name, sh->t->entity);
+            s_problem(ctx, 1, "", sh->t->cols[c].name, msg);
+            return -1;
+        }
+    sh->ncolumns = n;
+    return 0;
+}
+
+static int s_csv_row(void *arg, char **fields, size_t n, int line)
+{
+    s_sheet_t *sh = arg;
+    s_ctx_t *ctx = sh->ctx;
+    if (!sh->ncolumns) {
+        if (s_csv_header(sh, fields, n) < 0) {
+            ctx->reply->refused++;
+            sh->header_refused = true;
+            return -1;
+        }
+        return 0;
+    }
+    if (n != sh->ncolumns) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the row has %zu fields where the header has %zu", n,
+                 sh->ncolumns);
+        s_problem(ctx, line, "", "", msg);
+        ctx->reply->refused++;
+        return 0;
+    }
+    hsds_row_t row = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        int c = sh->column[i];
+        if (c < 0 || !fields[i] || !*fields[i])
+            continue; /* not kept, or empty: none */
+        if (!bc_utf8_valid(fields[i], strlen(fields[i]))) {
+            s_problem(ctx, line, "", sh->t->cols[c].name,
+                      "the value is not valid UTF-8 (HSDS files are UTF-8)");
+            ctx->reply->refused++;
+            return 0;
+        }
+        row.values[c] = fields[i];
+    }
+    s_take(ctx, sh->t, &row, line, "");
+    return ctx->failed ? -1 : 0;
+}
+
+static void s_csv_file(s_ctx_t *ctx, const Beacon__Referral__ImportFile *f, const hsds_table_t *t)
+{
+    s_sheet_t sh = {.ctx = ctx, .t = t};
+    int bad_line;
+    if (hsds_csv_read(ctx->call->arena, (const char *)f->content.data, f->content.len, s_csv_row,
+                      &sh, &bad_line) < 0 && !ctx->failed && !sh.header_refused && bad_line) {
+        s_problem(ctx, bad_line, "", "",
+                  "not valid CSV (RFC 4180): a quote out of place or a quoted field left open; "
+                  "the rows after it were not read");
+        ctx->reply->refused++;
+    }
+    if (!sh.ncolumns && !ctx->failed && !bad_line && !sh.header_refused) {
+        s_problem(ctx, 1, "", "", "the file is empty: a CSV file starts with its header");
+        ctx->reply->refused++;
+    }
+}
+
 bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
     const Beacon__Referral__ImportDirectoryRequest *req =
@@ -399,19 +528,38 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     if (req->n_files < 1 || req->n_files > S_MAX_FILES)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "files", "files holds 1 to %d files",
                             S_MAX_FILES);
+    /* A zip (a whole package) counts as the files it holds. */
+    Beacon__Referral__ImportFile **files;
+    size_t n_files;
+    bc_code_t code = directory_unpack(call, req->files, req->n_files, S_MAX_FILES, &files,
+                                      &n_files);
+    if (code != BC_OK)
+        return code;
     const hsds_table_t *tables[S_MAX_FILES];
-    for (size_t i = 0; i < req->n_files; i++) {
-        tables[i] = s_file_table(call->arena, req->files[i]->name);
-        if (!tables[i])
+    size_t passed_over = 0;
+    for (size_t i = 0; i < n_files; i++) {
+        tables[i] = s_file_table(call->arena, files[i]->name);
+        const char *base = strrchr(files[i]->name, '/');
+        base = base ? base + 1 : files[i]->name;
+        bool not_kept = false;
+        for (const char *const *k = s_not_kept; *k && !tables[i]; k++)
+            not_kept |= !strcmp(*k, base);
+        passed_over += not_kept;
+        if (!tables[i] && !not_kept)
             return bc_call_fail(call, BC_INVALID_ARGUMENT, "files.name",
                                 "file \"%.80s\": the name must say what it holds (organization, "
                                 "service, location, service_at_location, taxonomy, "
-                                "taxonomy_term, ...; .json)",
-                                req->files[i]->name);
+                                "taxonomy_term, ...; .json, or a table of the tabular "
+                                "package: organizations.csv, services.csv, ...)",
+                                files[i]->name);
     }
     Beacon__Referral__ImportDirectoryReply *r = bc_arena_alloc(call->arena, sizeof *r);
     beacon__referral__import_directory_reply__init(r);
     r->problems = bc_arena_alloc(call->arena, S_MAX_PROBLEMS * sizeof *r->problems);
+    r->passed_over = bc_arena_alloc(call->arena, (passed_over ? passed_over : 1) * sizeof(char *));
+    for (size_t i = 0; i < n_files; i++)
+        if (!tables[i])
+            r->passed_over[r->n_passed_over++] = files[i]->name;
     s_ctx_t ctx = {call, "", r, {NULL, 0, 0}, false};
 
     bc_error_t err;
@@ -420,10 +568,13 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
         return bc_call_fail_err(call, &err);
     /* Files in the order of the tables: what is referred to comes first. */
     for (size_t k = 0; k < HSDS_NTABLES && !ctx.failed; k++)
-        for (size_t i = 0; i < req->n_files && !ctx.failed; i++)
+        for (size_t i = 0; i < n_files && !ctx.failed; i++)
             if (tables[i] == &hsds_tables[k]) {
-                ctx.file = req->files[i]->name;
-                s_file(&ctx, req->files[i], tables[i]);
+                ctx.file = files[i]->name;
+                if (s_is_csv(ctx.file))
+                    s_csv_file(&ctx, files[i], tables[i]);
+                else
+                    s_file(&ctx, files[i], tables[i]);
             }
     free(ctx.seen.slots);
     if (ctx.failed) {
@@ -435,7 +586,7 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     char *detail = bc_arena_printf(call->arena,
                                     "{\"files\":%zu,\"taken\":%d,\"created\":%d,\"updated\":%d,"
                                     "\"unchanged\":%d,\"refused\":%d,\"skipped\":%d}",
-                                    req->n_files, r->taken, r->created, r->updated, r->unchanged,
+                                    n_files, r->taken, r->created, r->updated, r->unchanged,
                                     r->refused, r->skipped);
     bc_audit_event_t ev = {.action = BC_AUDIT_UPDATE, .resource_type = "directory",
                            .purpose = "hsds_import", .outcome = BC_AUDIT_OK, .detail = detail};

@@ -1,6 +1,8 @@
 /*  The referral service's definition (service.c), the HSDS 3.0 model of its
- *  directory (hsds.c), and its handlers: directory search (directory.c),
- *  import (import.c) and referrals (referrals.c). */
+ *  directory (hsds.c) and its CSV form (hsds_csv.c), and its handlers:
+ *  directory search (directory.c), import (import.c, with zip packages
+ *  opened by package.c), export (export.c), referrals (referrals.c) and the
+ *  partner side of referrals with the consent gate (partner.c). */
 #ifndef REFERRAL_H
 #define REFERRAL_H
 
@@ -80,7 +82,7 @@ bool hsds_check(bc_arena_t *arena, const hsds_table_t *t, hsds_row_t *row, const
 hsds_outcome_t hsds_write(bc_call_t *call, const hsds_table_t *t, hsds_row_t *row,
                           const char **field, char *message, size_t size);
 
-/* ---- the distance search's table (search_rows.c, migration 006) ----------------- */
+/* ---- the distance search's table (search_rows.c, migration 007) ----------------- */
 
 /* What an import changed that the search rows of services depend on: the
  * services themselves, their places and category terms (as three lists of
@@ -98,6 +100,19 @@ int search_rows_refresh(bc_call_t *call, search_touched_t *self, bc_error_t *err
 /* Forgets the notes without writing. */
 void search_rows_forget(search_touched_t *self);
 
+/* ---- CSV (hsds_csv.c) ----------------------------------------------------------- */
+
+/* Called for each row of a CSV file with its fields (NULL for an empty one;
+ * the strings are in the arena) and the line it starts on; -1 stops reading. */
+typedef int (*hsds_csv_row_fn)(void *arg, char **fields, size_t n, int line);
+/* Reads RFC 4180 CSV text (a UTF-8 byte order mark is skipped; blank lines are
+ * not rows). -1 when the text is not valid CSV (*bad_line: where, else 0) or fn
+ * stopped; rows before the fault were handed to fn. */
+int hsds_csv_read(bc_arena_t *arena, const char *text, size_t len, hsds_csv_row_fn fn, void *arg,
+                  int *bad_line);
+/* value as one CSV field (quoted when it must be; NULL as empty), in the arena. */
+char *hsds_csv_field(bc_arena_t *arena, const char *value);
+
 /* ---- handlers ---------------------------------------------------------------------- */
 
 /* GET /api/v1/directory/services: the agency's directory filtered by keyword, taxonomy
@@ -109,6 +124,17 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
  * (agency admins); a bad record is reported with its file, place and field and the
  * rest are taken; importing the same files again changes nothing. Audited. */
 bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* The files of an import with every zip archive among them replaced by the plain files
+ * it holds ("pkg.zip/services.csv"), at most max in all (package.c). BC_OK, or a
+ * failure of call: an unreadable archive, links or devices in it, more than max
+ * files or too many bytes unpacked. */
+bc_code_t directory_unpack(bc_call_t *call, Beacon__Referral__ImportFile *const *files, size_t n,
+                           size_t max, Beacon__Referral__ImportFile ***out, size_t *nout);
+
+/* GET /api/v1/directory/export: the agency's directory as an HSDS 3.0 tabular data
+ * package (a zip of datapackage.json and one CSV file per table; export.c). Audited. */
+bc_code_t directory_export(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
 /* ---- referrals (referrals.c) ---------------------------------------------------- */
 
@@ -130,8 +156,35 @@ bc_code_t referrals_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
  * outcome. Audited, referral.status_changed (and referral.closed). */
 bc_code_t referrals_change_status(bc_call_t *call, const ProtobufCMessage *in,
                                   ProtobufCMessage **out);
+/* Who acts: the caller's staff id, or its API key's id (an integration). */
+const char *referral_actor(const bc_call_t *call);
 /* GET /api/v1/referral-follow-ups: live referrals past their follow-up date (one's own;
  * supervisors anyone's at their sites) and loop-closure times. Each listed read audited. */
 bc_code_t referrals_follow_ups(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* ---- partners (partner.c) -------------------------------------------------------- */
+
+/* The referral service's own state: how it reaches intake for consent checks. */
+int referral_start(const bc_config_t *config, void **state, bc_error_t *err);
+void referral_stop(void *state);
+extern const bc_setting_t referral_settings[];
+
+/* 42 CFR 2.32: the notice that goes with every disclosure to a partner. */
+extern const char referral_part2_notice[];
+
+/* GET /api/v1/partner/referrals: the partner organisation's referrals, newest first,
+ * de-identified (no client, reason or notes). Each audited. */
+bc_code_t partner_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* GET /api/v1/partner/referrals/{id}: one referral as its partner may see it now: after
+ * intake's consent check (an RPC, every time), identified with an active consent for
+ * the organisation and the purpose referral, else de-identified; the Part 2 notice
+ * always. Audited as a disclosure (who, client, consent). 503 when intake cannot
+ * answer: nothing is disclosed. */
+bc_code_t partner_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* POST /api/v1/partner/referrals/{id}/status: the partner receives, accepts, declines
+ * (rejected, with an outcome), starts, holds or completes (with an outcome) a referral
+ * sent to it. Attributed, audited, announced; answered de-identified. */
+bc_code_t partner_change_status(bc_call_t *call, const ProtobufCMessage *in,
+                                ProtobufCMessage **out);
 
 #endif

@@ -17,7 +17,9 @@
     "coalesce(o.name, ''), coalesce(r.external_resource, ''), r.reason, r.urgency, "               \
     "coalesce(r.notes_for_receiver, ''), r.referred_by, coalesce(r.follow_up_on::text, ''), "      \
     "r.status, coalesce(r.outcome, ''), coalesce(r.outcome_note, ''), r.version, "                 \
-    S_TIME("r.created_at") ", " S_TIME("r.updated_at") ", r.updated_by, " S_TIME("r.closed_at")
+    S_TIME("r.created_at") ", " S_TIME("r.updated_at") ", r.updated_by, " S_TIME("r.closed_at") \
+    ", coalesce(r.organization_id::text, ''), r.reason_category"
+#define S_NCOLUMNS 22
 #define S_JOINS                                                                                    \
     " LEFT JOIN referral.services s ON s.agency_id = r.agency_id AND s.id = r.service_id"          \
     " LEFT JOIN referral.organizations o ON o.agency_id = s.agency_id AND o.id = s.organization_id"
@@ -30,6 +32,10 @@ static const char *const s_outcomes[] = {"got_help",          "not_eligible",
                                          "no_capacity",       "could_not_contact",
                                          "no_longer_interested", "referred_elsewhere", NULL};
 static const char *const s_urgencies[] = {"routine", "urgent", "asap", "stat", NULL};
+static const char *const s_categories[] = {"housing",     "employment",     "treatment",
+                                           "mental_health", "harm_reduction", "benefits",
+                                           "food",        "legal",          "transportation",
+                                           "health_care", "other",          NULL};
 
 /* Each status and where it may go next (FHIR Task's state machine). */
 static const struct {
@@ -95,7 +101,14 @@ static Beacon__Referral__ClientReferral *s_from_row(bc_call_t *call, PGresult *r
     r->updated_at = bc_arena_strdup(call->arena, PQgetvalue(res, i, c++));
     r->updated_by = bc_arena_strdup(call->arena, PQgetvalue(res, i, c++));
     r->closed_at = bc_arena_strdup(call->arena, PQgetvalue(res, i, c++));
+    r->organization_id = bc_arena_strdup(call->arena, PQgetvalue(res, i, c++));
+    r->reason_category = bc_arena_strdup(call->arena, PQgetvalue(res, i, c++));
     return r;
+}
+
+const char *referral_actor(const bc_call_t *call)
+{
+    return *call->principal->staff_id ? call->principal->staff_id : call->principal->api_key_id;
 }
 
 static bc_audit_event_t s_event(const Beacon__Referral__ClientReferral *r, const char *action)
@@ -118,7 +131,7 @@ static int s_emit(bc_call_t *call, const char *topic, const Beacon__Referral__Cl
     ev.status = r->status;
     ev.from_status = (char *)(from ? from : "");
     ev.outcome = r->outcome;
-    ev.changed_by = (char *)call->principal->staff_id;
+    ev.changed_by = (char *)referral_actor(call);
     return bc_call_emit(call, topic, &ev.base);
 }
 
@@ -126,15 +139,17 @@ static int s_emit(bc_call_t *call, const char *topic, const Beacon__Referral__Cl
 static int s_record_change(bc_call_t *call, const Beacon__Referral__ClientReferral *r, const char *from,
                            const char *note)
 {
+    /* A partner's change is marked with its organisation. */
+    const char *org = *call->principal->organization_id ? call->principal->organization_id : NULL;
     const char *params[] = {r->id,     call->principal->agency_id, r->site_id, r->client_id,
                             r->referred_by, from, r->status, *r->outcome ? r->outcome : NULL,
-                            note && *note ? note : NULL, call->principal->staff_id};
+                            note && *note ? note : NULL, referral_actor(call), org};
     bc_error_t err;
     if (bc_db_command(call->db,
                       "INSERT INTO referral.referral_changes (referral_id, agency_id, site_id, "
-                      "client_id, referred_by, from_status, to_status, outcome, note, changed_by) "
-                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                      10, params, &err) < 0) {
+                      "client_id, referred_by, from_status, to_status, outcome, note, changed_by, "
+                      "organization_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                      11, params, &err) < 0) {
         bc_call_fail_err(call, &err);
         return -1;
     }
@@ -236,6 +251,12 @@ bc_code_t referrals_create(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     if (!s_in(s_urgencies, urgency))
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "urgency",
                             "urgency is routine, urgent, asap or stat");
+    const char *category = *req->reason_category ? req->reason_category : "other";
+    if (!s_in(s_categories, category))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "reason_category",
+                            "reason_category is housing, employment, treatment, mental_health, "
+                            "harm_reduction, benefits, food, legal, transportation, health_care "
+                            "or other");
     if (strlen(req->notes_for_receiver) > 4000)
         return bc_call_fail(call, BC_INVALID_ARGUMENT, "notes_for_receiver",
                             "notes_for_receiver is at most 4000 characters");
@@ -290,15 +311,19 @@ bc_code_t referrals_create(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     const char *params[] = {id, call->principal->agency_id, site, req->client_id,
                             S_OPT(req->service_id), S_OPT(req->external_resource), req->reason,
                             urgency, S_OPT(req->notes_for_receiver), call->principal->staff_id,
-                            S_OPT(req->follow_up_on)};
+                            S_OPT(req->follow_up_on), category};
 #undef S_OPT
+    /* The service's organisation is recorded with the referral: it is the
+     * partner that receives it (migration 005). */
     res = bc_db_prepared(
         call->db, "referral_create",
         "WITH r AS (INSERT INTO referral.referrals (id, agency_id, site_id, client_id, service_id, "
         "external_resource, reason, urgency, notes_for_receiver, referred_by, follow_up_on, "
-        "updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10) RETURNING *) "
+        "updated_by, reason_category, organization_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "$9, $10, $11, $10, $12, (SELECT organization_id FROM referral.services "
+        "WHERE agency_id = $2 AND id = $5)) RETURNING *) "
         "SELECT " S_COLUMNS " FROM r" S_JOINS,
-        11, params, &err);
+        12, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);
     Beacon__Referral__ClientReferral *r = s_from_row(call, res, 0);
@@ -418,7 +443,7 @@ bc_code_t referrals_change_status(bc_call_t *call, const ProtobufCMessage *in,
                             referral_status_terminal(r->status) ? ": it is closed" : "");
     char *from = r->status;
     const char *params[] = {r->id, req->status, terminal ? req->outcome : NULL,
-                            terminal && *req->note ? req->note : NULL, call->principal->staff_id};
+                            terminal && *req->note ? req->note : NULL, referral_actor(call)};
     PGresult *res = bc_db_prepared(
         call->db, "referral_change_status",
         "WITH r AS (UPDATE referral.referrals SET status = $2, outcome = $3, outcome_note = $4, "
@@ -491,7 +516,7 @@ bc_code_t referrals_follow_ups(bc_call_t *call, const ProtobufCMessage *in, Prot
     reply->referrals = bc_arena_alloc(call->arena, (size_t)(rows ? rows : 1) * sizeof *reply->referrals);
     for (int i = 0; i < rows; i++) {
         Beacon__Referral__ClientReferral *r = s_from_row(call, res, i);
-        r->days_past_follow_up = atoi(PQgetvalue(res, i, 20));
+        r->days_past_follow_up = atoi(PQgetvalue(res, i, S_NCOLUMNS));
         reply->referrals[reply->n_referrals++] = r;
     }
     PQclear(res);

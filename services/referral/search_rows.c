@@ -1,4 +1,4 @@
-/*  search_rows: keeping referral.service_search (migration 006) in step with
+/*  search_rows: keeping referral.service_search (migration 007) in step with
  *  the directory. An import notes every record it creates or changes that a
  *  service's search rows are made of (the service, a place it is offered at,
  *  its link to a place, a category term or its attribution, a language),

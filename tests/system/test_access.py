@@ -112,11 +112,16 @@ SPEC = {
     # The resource directory is not PHI: the care team and admins search it.
     ("GET", "/api/v1/directory/services"): "peer_specialist,supervisor,site_admin,agency_admin",
     ("POST", "/api/v1/directory/import"): "agency_admin",
+    ("GET", "/api/v1/directory/export"): "agency_admin",
     ("POST", "/api/v1/referrals"): CARE,
     ("GET", "/api/v1/referrals"): CARE,
     ("GET", "/api/v1/referrals/{id}"): CARE,
     ("POST", "/api/v1/referrals/{id}/status"): CARE,
     ("GET", "/api/v1/referral-follow-ups"): CARE,
+    # A partner works the referrals sent to its organisation, and only those.
+    ("GET", "/api/v1/partner/referrals"): "partner",
+    ("GET", "/api/v1/partner/referrals/{id}"): "partner",
+    ("POST", "/api/v1/partner/referrals/{id}/status"): "partner",
 }
 
 NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
@@ -200,17 +205,24 @@ class AccessMatrixTests(StackTestCase):
         cls.org_agency = launch.psql(cls.stack.database_url,
                                      "SELECT agency_id FROM identity.sites WHERE id = '%s'"
                                      % cls.site_a).strip()
+        # The partner accounts (staff and key) act for one organisation of
+        # the directory; another partner organisation receives referrals too.
+        cls.partner_org = org.add_directory_organization("Matrix Partner",
+                                                         services=["Matrix Housing"])
+        org.add_directory_organization("Matrix Other Partner", services=["Other Housing"])
         # One staff member per role at site A; the care roles also at B.
-        cls.staff = {role: org.add_staff([role], [cls.site_a]) for role in STAFF_ROLES}
+        cls.staff = {role: org.add_staff([role], [cls.site_a], organization_id=cls.partner_org)
+                     for role in STAFF_ROLES}
         cls.staff["agency_admin"] = org.admin
         cls.peer_b = org.add_staff(["peer_specialist"], [cls.site_b])
         _, cls.site_x, cls.other = add_other_agency(cls, cls.staff["peer_specialist"])
         # API keys, one per integration role, scoped to site A.
         cls.keys = {}
         for role in KEY_ROLES:
-            r = req("POST", "/api/v1/api-keys", headers=org.admin.auth,
-                    body={"name": "%s integration" % role, "role": role,
-                          "site_ids": [cls.site_a]})
+            body = {"name": "%s integration" % role, "role": role, "site_ids": [cls.site_a]}
+            if role == "partner":
+                body["organization_id"] = cls.partner_org
+            r = req("POST", "/api/v1/api-keys", headers=org.admin.auth, body=body)
             assert r.status == 201, r.body
             cls.keys[role] = r.json()["token"]
         # Clients: A on the matrix peer's caseload, B at the other site, X
@@ -271,6 +283,18 @@ class AccessMatrixTests(StackTestCase):
             assert r.status == 201, r.body
             return r.json()["id"]
         cls.referral = {t: referral(w, cls.client[t]) for t, w in owners.items()}
+        # Referrals to directory services: to the matrix partner ("own"), to
+        # another partner organisation ("other_site"); "other_agency" is the
+        # other agency's referral above (its directory is its own).
+        def to_service(service):
+            r = req("POST", "/api/v1/referrals", headers=cls.staff["peer_specialist"].auth,
+                    body={"client_id": cls.client["own"], "reason": "matrix",
+                          "service_id": org.directory_services[service]})
+            assert r.status == 201, r.body
+            return r.json()["id"]
+        cls.partner_referral = {"own": to_service("Matrix Housing"),
+                                "other_site": to_service("Other Housing"),
+                                "other_agency": cls.referral["other_agency"]}
         # Staff accounts to read, change and disable.
         cls.target_staff = {"own": org.add_staff(["peer_specialist"], [cls.site_a]).id,
                             "other_site": org.add_staff(["peer_specialist"], [cls.site_b]).id,
@@ -399,7 +423,8 @@ class AccessMatrixTests(StackTestCase):
                 return path.replace("{id}", str(uuid.uuid4())), {}
             r = self.stack.request("POST", "/api/v1/api-keys", headers=self.org.admin.auth,
                                    body={"name": "to revoke", "role": "partner",
-                                         "site_ids": [self.site_a]})
+                                         "site_ids": [self.site_a],
+                                         "organization_id": self.partner_org})
             self.assertEqual(r.status, 201, r.body)
             return path.replace("{id}", r.json()["api_key"]["id"]), {}
         if key == ("POST", "/api/v1/locations"):
@@ -490,10 +515,18 @@ class AccessMatrixTests(StackTestCase):
             return path.replace("{id}", self.referral[target]), {"status": "received"}
         if key == ("GET", "/api/v1/referral-follow-ups"):
             return (path, None) if target == "own" else None
+        if key == ("GET", "/api/v1/partner/referrals"):
+            return (path, None) if target == "own" else None
+        if key == ("GET", "/api/v1/partner/referrals/{id}"):
+            return path.replace("{id}", self.partner_referral[target]), None
+        if key == ("POST", "/api/v1/partner/referrals/{id}/status"):
+            return path.replace("{id}", self.partner_referral[target]), {"status": "received"}
         if key == ("POST", "/api/v1/directory/import"):
             doc = json.dumps({"id": str(uuid.uuid4()), "name": "Matrix", "description": "m"})
             return (path, {"files": [{"name": "taxonomy.json", "content": base64.b64encode(
                 doc.encode()).decode()}]}) if target == "own" else None
+        if key == ("GET", "/api/v1/directory/export"):
+            return (path, None) if target == "own" else None
         if key == ("GET", "/api/v1/directory/services"):
             return (path + "?q=housing&latitude=40.7&longitude=-74&radius_km=10", None) \
                 if target == "own" else None
@@ -595,7 +628,8 @@ class AccessMatrixTests(StackTestCase):
         if target == "own" and key in (("PUT", "/api/v1/notes/{id}/draft"),
                                        ("POST", "/api/v1/notes/{id}/sign")):
             return {200, 403}  # the author saves and signs; a supervisor may not
-        if target == "own" and key == ("POST", "/api/v1/referrals/{id}/status"):
+        if target == "own" and key in (("POST", "/api/v1/referrals/{id}/status"),
+                                       ("POST", "/api/v1/partner/referrals/{id}/status")):
             return {200, 422}  # the first caller marks it received; again is out of order
         if target == "own" and key == ("POST", "/api/v1/notes/{id}/review"):
             return {422}  # signed without needing a review: nothing to review
