@@ -76,6 +76,10 @@ case "$cmd" in
         echo "max_connections = 200"
         echo "shared_buffers = 128MB"
         echo "jit = off"
+        # Group commit: a committing backend waits up to 100 us for others
+        # (when at least five are in a transaction) so one WAL flush serves
+        # them all; registrations measured about 7% more per second with it.
+        echo "commit_delay = 100"
         echo "log_min_messages = warning"
         echo "log_min_error_statement = error"
         if [ "${4:-}" = "--throwaway" ]; then
