@@ -88,8 +88,10 @@ static void s_build(void)
         snprintf(s_many_names[i], sizeof s_many_names[i], "hsds_many_%s", t->table);
         char buf[512];
         snprintf(buf, sizeof buf,
-                 "SELECT t.id FROM unnest($2::uuid[]) AS u(id) JOIN referral.%s t "
-                 "ON t.agency_id = $1::uuid AND t.id = u.id",
+                 /* A probe per id (LATERAL ... OFFSET 0), never a hash of the table. */
+                 "SELECT t.id FROM unnest($2::uuid[]) AS u(id) CROSS JOIN LATERAL "
+                 "(SELECT t.id FROM referral.%s t WHERE t.agency_id = $1::uuid AND t.id = u.id "
+                 "OFFSET 0) t",
                  t->table);
         s_stored_sql[i] = bc_strdup(buf);
         snprintf(s_stored_names[i], sizeof s_stored_names[i], "hsds_stored_%s", t->table);

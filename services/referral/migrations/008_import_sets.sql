@@ -2,10 +2,12 @@
 -- chunks of one statement, then the search rows of every service touched in
 -- one call of refresh_service_search, rewritten here set-wise.
 --
--- 1. refresh_service_search: the keys of every touched service are gathered
---    by one grouped join each (terms, languages) instead of two correlated
---    subqueries per service, and its rows are deleted by key joined with
---    unnest. Same contract as migration 007's.
+-- 1. refresh_service_search: every lookup of a touched service's rows is an
+--    index probe by key (LATERAL ... OFFSET 0), and its old rows are deleted
+--    by ctid. Migration 007's joins were planned as hashes of whole
+--    directory tables (auto_explain after 10,000 services: seq scans of
+--    service_search, services, attributes and languages, 120 to 450 ms per
+--    batch of 500, growing with the directory). Same contract as 007's.
 -- 2. analyze_directory: right after an import commits, the tables it grew
 --    are analysed when their statistics are missing or stale, so that the
 --    first search over a freshly imported directory is planned with them.
@@ -24,58 +26,63 @@ RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     touched uuid[];
 BEGIN
-    -- Joins with unnest rather than = ANY: an import names thousands of ids.
     SELECT coalesce(array_agg(DISTINCT id), '{}') INTO touched FROM (
         SELECT unnest(p_services) AS id
         UNION ALL SELECT sal.service_id
                   FROM unnest(p_locations) AS l(id)
-                  JOIN referral.service_at_location sal
-                    ON sal.agency_id = p_agency AND sal.location_id = l.id
+                  CROSS JOIN LATERAL (SELECT x.service_id FROM referral.service_at_location x
+                                      WHERE x.agency_id = p_agency AND x.location_id = l.id
+                                      OFFSET 0) sal
         UNION ALL SELECT a.link_id
                   FROM unnest(p_terms) AS t(id)
-                  JOIN referral.attributes a
-                    ON a.agency_id = p_agency AND a.taxonomy_term_id = t.id
-                  WHERE a.link_entity = 'service') u;
+                  CROSS JOIN LATERAL (SELECT x.link_id FROM referral.attributes x
+                                      WHERE x.agency_id = p_agency AND x.taxonomy_term_id = t.id
+                                        AND x.link_entity = 'service'
+                                      OFFSET 0) a) u;
     IF cardinality(touched) = 0 THEN
         RETURN;
     END IF;
-    DELETE FROM referral.service_search x USING unnest(touched) AS t(id)
-    WHERE x.agency_id = p_agency AND x.service_id = t.id;
+    -- Every lookup below is by key, one index probe per touched service
+    -- (LATERAL ... OFFSET 0 keeps each a parameterised probe): a join would
+    -- be planned as a hash of a whole directory table, which grows with
+    -- every batch while the batch stays the same size.
+    DELETE FROM referral.service_search x
+    WHERE x.ctid = ANY (ARRAY(
+        SELECT y.ctid
+        FROM unnest(touched) AS t(id)
+        CROSS JOIN LATERAL (SELECT z.ctid FROM referral.service_search z
+                            WHERE z.agency_id = p_agency AND z.service_id = t.id
+                            OFFSET 0) y));
     INSERT INTO referral.service_search (agency_id, service_id, location_id, latitude,
                                          longitude, status, search, term_keys, language_keys,
                                          minimum_age, maximum_age, updated_by)
-    WITH svc AS MATERIALIZED (
-        SELECT s.id, s.status, s.search, s.minimum_age, s.maximum_age
-        FROM unnest(touched) AS t(id)
-        JOIN referral.services s ON s.agency_id = p_agency AND s.id = t.id
-    ), terms AS MATERIALIZED (
-        SELECT a.link_id AS service_id, array_agg(k) AS keys
-        FROM svc
-        JOIN referral.attributes a
-          ON a.agency_id = p_agency AND a.link_id = svc.id AND a.link_entity = 'service'
-        JOIN referral.taxonomy_terms tt
-          ON tt.agency_id = p_agency AND tt.id = a.taxonomy_term_id,
-        LATERAL unnest(ARRAY['id:' || tt.id::text, 'code:' || tt.code,
-                             'name:' || lower(tt.name)]) k
-        WHERE k IS NOT NULL
-        GROUP BY a.link_id
-    ), langs AS MATERIALIZED (
-        SELECT g.service_id, array_agg(DISTINCT k) AS keys
-        FROM svc
-        JOIN referral.languages g ON g.agency_id = p_agency AND g.service_id = svc.id,
-        LATERAL unnest(ARRAY[lower(g.code), lower(g.name)]) k
-        WHERE k IS NOT NULL
-        GROUP BY g.service_id
-    )
-    SELECT p_agency, svc.id, l.id, l.latitude, l.longitude, svc.status, svc.search,
-           coalesce(terms.keys, '{}'), coalesce(langs.keys, '{}'),
-           svc.minimum_age, svc.maximum_age, p_staff
-    FROM svc
-    JOIN referral.service_at_location sal ON sal.agency_id = p_agency AND sal.service_id = svc.id
-    JOIN referral.locations l ON l.agency_id = p_agency AND l.id = sal.location_id
-    LEFT JOIN terms ON terms.service_id = svc.id
-    LEFT JOIN langs ON langs.service_id = svc.id
-    WHERE l.latitude IS NOT NULL AND l.longitude IS NOT NULL
+    SELECT p_agency, s.id, l.id, l.latitude, l.longitude, s.status, s.search,
+           coalesce(tk.keys, '{}'), coalesce(lk.keys, '{}'), s.minimum_age, s.maximum_age,
+           p_staff
+    FROM unnest(touched) AS t(id)
+    CROSS JOIN LATERAL (SELECT s.id, s.status, s.search, s.minimum_age, s.maximum_age
+                        FROM referral.services s
+                        WHERE s.agency_id = p_agency AND s.id = t.id OFFSET 0) s
+    CROSS JOIN LATERAL (SELECT sal.location_id FROM referral.service_at_location sal
+                        WHERE sal.agency_id = p_agency AND sal.service_id = s.id
+                        OFFSET 0) sal
+    CROSS JOIN LATERAL (SELECT l.id, l.latitude, l.longitude FROM referral.locations l
+                        WHERE l.agency_id = p_agency AND l.id = sal.location_id
+                          AND l.latitude IS NOT NULL AND l.longitude IS NOT NULL
+                        OFFSET 0) l
+    CROSS JOIN LATERAL (SELECT array_agg(k) AS keys
+                        FROM referral.attributes a
+                        JOIN referral.taxonomy_terms tt
+                          ON tt.agency_id = a.agency_id AND tt.id = a.taxonomy_term_id,
+                        LATERAL unnest(ARRAY['id:' || tt.id::text, 'code:' || tt.code,
+                                             'name:' || lower(tt.name)]) k
+                        WHERE a.agency_id = p_agency AND a.link_id = s.id
+                          AND a.link_entity = 'service' AND k IS NOT NULL) tk
+    CROSS JOIN LATERAL (SELECT array_agg(DISTINCT k) AS keys
+                        FROM referral.languages g,
+                        LATERAL unnest(ARRAY[lower(g.code), lower(g.name)]) k
+                        WHERE g.agency_id = p_agency AND g.service_id = s.id
+                          AND k IS NOT NULL) lk
     ON CONFLICT DO NOTHING;
 END $$;
 
