@@ -67,6 +67,9 @@ const bc_setting_t bc_common_settings[] = {
      "requests waiting for a free worker before new ones are refused as overloaded"},
     {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,
      "on SIGTERM, how long requests in progress may take to finish"},
+    {"metrics", BC_CFG_BOOL, "true", 0, 0,
+     "count and time requests for the Metrics method and the gateway's /metrics (false: "
+     "they are not recorded and read zero)"},
     BC_SETTINGS_END,
 };
 
