@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bc_mem.h"
 
@@ -299,6 +302,18 @@ void bc_metrics_gauge_fn(bc_metrics_t *self, const char *name, const char *help,
     pthread_mutex_unlock(&self->lock);
 }
 
+void bc_metrics_counter_fn(bc_metrics_t *self, const char *name, const char *help,
+                           const char *const *labels, double (*fn)(void *arg), void *arg)
+{
+    bool created;
+    pthread_mutex_lock(&self->lock);
+    s_series_t *s = s_register(self, name, help, S_COUNTER, labels, &created);
+    assert((created || s->fn) && "a counter cannot become computed");
+    s->fn = fn;
+    s->arg = arg;
+    pthread_mutex_unlock(&self->lock);
+}
+
 bc_histogram_t *bc_metrics_histogram(bc_metrics_t *self, const char *name, const char *help,
                                      const char *const *labels, const double *bounds,
                                      size_t nbounds, int flags)
@@ -375,6 +390,89 @@ uint64_t bc_histogram_count(const bc_histogram_t *h)
 uint64_t bc_histogram_sum_us(const bc_histogram_t *h)
 {
     return h ? atomic_load_explicit(&h->sum_us, memory_order_relaxed) : 0;
+}
+
+/* ---- the process ----------------------------------------------------------- */
+
+/* Field n (1-based, as in proc(5)) of /proc/self/stat, or -1. */
+static double s_proc_stat(int n)
+{
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f)
+        return -1;
+    char buf[1024];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    /* The command name (field 2) may hold spaces: count from its ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    p++;
+    for (int field = 3; field <= n; field++) {
+        while (*p == ' ')
+            p++;
+        if (field == n)
+            return strtod(p, NULL);
+        while (*p && *p != ' ')
+            p++;
+    }
+    return -1;
+}
+
+static double s_process_cpu(void *arg)
+{
+    (void)arg;
+    double ticks = (double)sysconf(_SC_CLK_TCK);
+    double user = s_proc_stat(14), sys = s_proc_stat(15);
+    return user < 0 || sys < 0 || ticks <= 0 ? 0 : (user + sys) / ticks;
+}
+
+static double s_process_rss(void *arg)
+{
+    (void)arg;
+    double pages = s_proc_stat(24);
+    return pages < 0 ? 0 : pages * (double)sysconf(_SC_PAGESIZE);
+}
+
+static double s_process_fds(void *arg)
+{
+    (void)arg;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    double n = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+static double s_process_start(void *arg)
+{
+    return *(const double *)arg;
+}
+
+void bc_metrics_add_process(bc_metrics_t *self)
+{
+    static double started; /* one process, one start */
+    if (started == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        started = (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000;
+    }
+    bc_metrics_counter_fn(self, "process_cpu_seconds_total",
+                          "User and system CPU time the process spent, in seconds", NULL,
+                          s_process_cpu, NULL);
+    bc_metrics_gauge_fn(self, "process_resident_memory_bytes", "Resident memory size in bytes",
+                        NULL, s_process_rss, NULL);
+    bc_metrics_gauge_fn(self, "process_open_fds", "Open file descriptors", NULL, s_process_fds,
+                        NULL);
+    bc_metrics_gauge_fn(self, "process_start_time_seconds",
+                        "When the process started its metrics, seconds since the Unix epoch",
+                        NULL, s_process_start, &started);
 }
 
 /* ---- rendering ------------------------------------------------------------- */

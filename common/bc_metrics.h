@@ -59,6 +59,16 @@ bc_gauge_t *bc_metrics_gauge(bc_metrics_t *self, const char *name, const char *h
  * register series. */
 void bc_metrics_gauge_fn(bc_metrics_t *self, const char *name, const char *help,
                          const char *const *labels, double (*fn)(void *arg), void *arg);
+/* A counter whose value fn(arg) computes when the text is rendered (a
+ * figure another module keeps, such as CPU time); same rules as
+ * bc_metrics_gauge_fn. */
+void bc_metrics_counter_fn(bc_metrics_t *self, const char *name, const char *help,
+                           const char *const *labels, double (*fn)(void *arg), void *arg);
+/* The process's own figures under their customary names, read from /proc
+ * when rendered: process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_open_fds, process_start_time_seconds. One registry per process
+ * should have them. */
+void bc_metrics_add_process(bc_metrics_t *self);
 /* bounds: upper bounds in seconds, strictly increasing, at most 32; +Inf is
  * implied. With BC_METRIC_HIDE_ZERO the series is left out until its first
  * observation. */

@@ -53,6 +53,8 @@ typedef struct {
     int wake_fd;
     bc_histogram_t *queue_wait; /* NULL when metrics are off */
     bc_counter_t *shed;         /* refused at once: queue full or stopping */
+    bc_gauge_t *db_up;          /* workers whose connection is up */
+    bc_counter_t *db_connects;  /* connections the workers made (first and re-) */
 } s_queue_t;
 
 typedef struct {
@@ -120,6 +122,11 @@ static void *s_worker_main(void *arg)
         bc_warn("worker %d: database not reachable yet (%s); will retry per request", w->index,
                 err.detail);
     bc_arena_t *arena = bc_arena_new(16384);
+    /* The pool's figures, updated after each request when they change. */
+    bool db_up = bc_db_ok(db);
+    unsigned long connects = bc_db_connections(db);
+    bc_gauge_add(q->db_up, db_up);
+    bc_counter_add(q->db_connects, connects);
     /* This worker's audit chain for writes (reads go to the group writer).
      * If the database is down now, it is opened on a later request. */
     bc_audit_chain_t *chain = bc_audit_chain_new(db, w->def->name, w->index, &err);
@@ -151,11 +158,20 @@ static void *s_worker_main(void *arg)
         job->audit_ticket = ctx.audit_ticket;
         job->audit_writer = writer;
         bc_arena_reset(arena);
+        if (bc_db_ok(db) != db_up) {
+            db_up = !db_up;
+            bc_gauge_add(q->db_up, db_up ? 1 : -1);
+        }
+        if (bc_db_connections(db) != connects) {
+            bc_counter_add(q->db_connects, bc_db_connections(db) - connects);
+            connects = bc_db_connections(db);
+        }
 
         s_push_reply(q, job, true);
     }
     if (chain && bc_db_ok(db) && bc_audit_chain_anchor(chain, db, &err) < 0)
         bc_warn("worker %d: final audit anchor not written: %s", w->index, err.detail);
+    bc_gauge_add(q->db_up, db_up ? -1 : 0);
     bc_audit_chain_destroy(&chain);
     bc_arena_destroy(&arena);
     bc_db_destroy(&db);
@@ -403,6 +419,14 @@ static void s_register_metrics(bc_service_t *self, bc_metrics_t *m, int nworkers
     bc_gauge_set(bc_metrics_gauge(m, "beacon_workers",
                                   "Worker threads, each with its own PostgreSQL connection", NULL),
                  nworkers);
+    q->db_up = bc_metrics_gauge(m, "beacon_db_connections_up",
+                                "Worker threads whose PostgreSQL connection is up (as of their "
+                                "last request)",
+                                NULL);
+    q->db_connects = bc_metrics_counter(
+        m, "beacon_db_connects_total",
+        "PostgreSQL connections the workers opened (more than beacon_workers: reconnects)", NULL,
+        0);
     q->shed = bc_metrics_counter(m, "beacon_rpc_shed_total",
                                  "Requests refused at once because the queue was full (or the "
                                  "service stopping)",
@@ -506,6 +530,11 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
 fail:
     bc_service_destroy(&self);
     return NULL;
+}
+
+bc_metrics_t *bc_service_metrics(bc_service_t *self)
+{
+    return bc_dispatcher_metrics(self->dispatcher);
 }
 
 void bc_service_run(bc_service_t *self, volatile sig_atomic_t *stop)

@@ -135,6 +135,9 @@ void bc_service_run(bc_service_t *self, volatile sig_atomic_t *stop);
 /* Stops the workers and frees everything; NULL allowed. */
 void bc_service_destroy(bc_service_t **self);
 
+/* The service's metrics registry (its dispatcher's). */
+struct bc_metrics *bc_service_metrics(bc_service_t *self);
+
 /* Runs the service until SIGTERM/SIGINT. Returns the process exit status. */
 int bc_service_main(const bc_service_def_t *def, int argc, char **argv);
 

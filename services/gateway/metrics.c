@@ -119,6 +119,7 @@ gw_metrics_t *gw_metrics_new(const bc_config_t *config, bc_error_t *err)
     self->plaintext_refused = bc_metrics_counter(
         self->registry, "beacon_tls_plaintext_refused_total",
         "Connections refused because they did not open with a TLS handshake", NULL, 0);
+    bc_metrics_add_process(self->registry);
     return self;
 }
 

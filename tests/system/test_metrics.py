@@ -202,6 +202,14 @@ class MetricsTests(StackTestCase):
             self.assertIn(name, {d.get("service") for d, _ in m.series(
                 "beacon_rpc_requests_total")}, name)
             self.assertGreaterEqual(m.get("beacon_workers", service=name), 1, name)
+        for name in SERVICES:
+            # (settings: workers=2, each connected)
+            self.assertEqual(m.get("beacon_db_connections_up", service=name), 2, name)
+            self.assertGreaterEqual(m.get("beacon_db_connects_total", service=name), 2, name)
+        for name in tuple(SERVICES) + ("gateway",):
+            self.assertGreater(m.get("process_resident_memory_bytes", service=name), 1 << 20)
+            self.assertGreater(m.get("process_cpu_seconds_total", service=name), 0, name)
+            self.assertGreaterEqual(m.get("process_open_fds", service=name), 3, name)
         self.assertEqual(m.types["beacon_http_requests_total"], "counter")
         self.assertEqual(m.types["beacon_http_request_duration_seconds"], "histogram")
         self.assertEqual(m.types["beacon_rpc_duration_seconds"], "histogram")

@@ -177,6 +177,30 @@ static void test_hidden_zero_and_gauges(void **state)
     bc_metrics_destroy(&m);
 }
 
+static double s_forty_two(void *arg)
+{
+    (void)arg;
+    return 42;
+}
+
+static void test_computed_counter_and_process(void **state)
+{
+    (void)state;
+    bc_metrics_t *m = bc_metrics_new("p");
+    bc_metrics_counter_fn(m, "ext_total", "External", NULL, s_forty_two, NULL);
+    bc_metrics_add_process(m);
+    char *text = bc_metrics_render(m, NULL);
+    assert_int_equal(s_count_lines(text, "# TYPE ext_total counter"), 1);
+    assert_true(s_sample(text, "ext_total{service=\"p\"}") == 42);
+    assert_int_equal(s_count_lines(text, "# TYPE process_cpu_seconds_total counter"), 1);
+    assert_true(s_sample(text, "process_cpu_seconds_total{service=\"p\"}") >= 0);
+    assert_true(s_sample(text, "process_resident_memory_bytes{service=\"p\"}") > 1 << 20);
+    assert_true(s_sample(text, "process_open_fds{service=\"p\"}") >= 3);
+    assert_true(s_sample(text, "process_start_time_seconds{service=\"p\"}") > 1.7e9);
+    free(text);
+    bc_metrics_destroy(&m);
+}
+
 static void test_merge(void **state)
 {
     (void)state;
@@ -326,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_label_escaping),
         cmocka_unit_test(test_histogram_buckets),
         cmocka_unit_test(test_hidden_zero_and_gauges),
+        cmocka_unit_test(test_computed_counter_and_process),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_concurrent_updates_are_exact),
         cmocka_unit_test(test_register_while_rendering),
