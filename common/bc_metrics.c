@@ -109,8 +109,10 @@ static void s_printf(s_buf_t *b, const char *fmt, ...)
 
 static char *s_finish(s_buf_t *b, size_t *len)
 {
-    if (!b->p)
-        s_reserve(b, 0), b->p[0] = '\0';
+    if (!b->p) { /* nothing appended: an empty string */
+        s_reserve(b, 0);
+        b->p[0] = '\0';
+    }
     if (len)
         *len = b->len;
     return b->p;
@@ -222,8 +224,8 @@ void bc_metrics_destroy(bc_metrics_t **self_p)
 
 /* Finds or adds the family and the series; returns the series (lock held
  * by the caller). *created tells whether it is new. */
-static s_series_t *s_register(bc_metrics_t *self, const char *name, const char *help,
-                              s_kind_t kind, const char *const *labels, bool *created)
+static s_series_t *s_register(bc_metrics_t *self, const char *name, const char *help, s_kind_t kind,
+                              const char *const *labels, bool *created)
 {
     assert(s_valid_name(name, true));
     assert(help && !strchr(help, '\n'));
@@ -471,8 +473,8 @@ void bc_metrics_add_process(bc_metrics_t *self)
     bc_metrics_gauge_fn(self, "process_open_fds", "Open file descriptors", NULL, s_process_fds,
                         NULL);
     bc_metrics_gauge_fn(self, "process_start_time_seconds",
-                        "When the process started its metrics, seconds since the Unix epoch",
-                        NULL, s_process_start, &started);
+                        "When the process started its metrics, seconds since the Unix epoch", NULL,
+                        s_process_start, &started);
 }
 
 /* ---- rendering ------------------------------------------------------------- */

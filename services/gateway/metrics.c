@@ -25,8 +25,8 @@
 #include "types.pb-c.h"
 
 /* Methods a label may name; anything else is "other". */
-static const char *const s_methods[] = {"GET",    "HEAD",    "POST",  "PUT",
-                                        "PATCH",  "DELETE",  "OPTIONS", "other"};
+static const char *const s_methods[] = {"GET",   "HEAD",   "POST",    "PUT",
+                                        "PATCH", "DELETE", "OPTIONS", "other"};
 #define S_NMETHODS (sizeof s_methods / sizeof s_methods[0])
 /* Paths outside the route table, each a label of its own. */
 enum { S_HEALTHZ, S_METRICS, S_UNMATCHED, S_NSPECIAL };
@@ -84,19 +84,18 @@ gw_metrics_t *gw_metrics_new(const bc_config_t *config, bc_error_t *err)
             method = s_methods[(s - gw_nroutes) % S_NMETHODS];
         }
         for (size_t c = 0; c < S_NCLASSES; c++) {
-            const char *labels[] = {"route", route, "method", method, "status", s_classes[c],
-                                    NULL};
-            self->requests[s * S_NCLASSES + c] = bc_metrics_counter(
-                self->registry, "beacon_http_requests_total",
-                "HTTP responses by route template, method and status class", labels,
-                BC_METRIC_HIDE_ZERO);
+            const char *labels[] = {"route", route, "method", method, "status", s_classes[c], NULL};
+            self->requests[s * S_NCLASSES + c] =
+                bc_metrics_counter(self->registry, "beacon_http_requests_total",
+                                   "HTTP responses by route template, method and status class",
+                                   labels, BC_METRIC_HIDE_ZERO);
         }
     }
     for (size_t s = 0; s < self->nslots; s++) {
-        const char *route = s < gw_nroutes ? gw_routes[s].key.pattern
-                                           : s_special[(s - gw_nroutes) / S_NMETHODS];
-        const char *method = s < gw_nroutes ? gw_routes[s].key.method
-                                            : s_methods[(s - gw_nroutes) % S_NMETHODS];
+        const char *route =
+            s < gw_nroutes ? gw_routes[s].key.pattern : s_special[(s - gw_nroutes) / S_NMETHODS];
+        const char *method =
+            s < gw_nroutes ? gw_routes[s].key.method : s_methods[(s - gw_nroutes) % S_NMETHODS];
         const char *labels[] = {"route", route, "method", method, NULL};
         self->duration[s] = bc_metrics_histogram(
             self->registry, "beacon_http_request_duration_seconds",
@@ -168,8 +167,8 @@ static size_t s_slot(const h2o_req_t *req, int route)
             int nparams, known;
             char allow[8];
             route = bc_route_match(gw_routes, gw_nroutes, sizeof gw_routes[0], req->method.base,
-                                   req->method.len, path.base, path.len, params, &nparams,
-                                   &known, allow, sizeof allow);
+                                   req->method.len, path.base, path.len, params, &nparams, &known,
+                                   allow, sizeof allow);
         }
         if (route >= 0 && (size_t)route < gw_nroutes)
             return (size_t)route;
@@ -178,8 +177,7 @@ static size_t s_slot(const h2o_req_t *req, int route)
     return gw_nroutes + special * S_NMETHODS + s_method_index(req->method);
 }
 
-void gw_metrics_request(gw_metrics_t *self, const h2o_req_t *req, int route, int status,
-                        int64_t us)
+void gw_metrics_request(gw_metrics_t *self, const h2o_req_t *req, int route, int status, int64_t us)
 {
     if (!self || !self->on)
         return;
@@ -244,8 +242,9 @@ static void s_scrape_finish(s_scrape_t *s)
         "# HELP beacon_up Whether the service answered this scrape's Metrics call within "
         "metrics_timeout_ms (1) or not (0)\n# TYPE beacon_up gauge\n");
     for (int i = 0; i < GW_NCLIENTS && up_len < sizeof up; i++)
-        up_len += (size_t)snprintf(up + up_len, sizeof up - up_len, "beacon_up{service=\"%s\"} %d\n",
-                                   s_source_name(i), s->sources[i].text ? 1 : 0);
+        up_len +=
+            (size_t)snprintf(up + up_len, sizeof up - up_len, "beacon_up{service=\"%s\"} %d\n",
+                             s_source_name(i), s->sources[i].text ? 1 : 0);
     const char *texts[GW_NCLIENTS + 2] = {own, up};
     size_t lens[GW_NCLIENTS + 2] = {own_len, up_len};
     size_t n = 2;

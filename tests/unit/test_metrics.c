@@ -48,21 +48,20 @@ static void test_counter_text(void **state)
     (void)state;
     bc_metrics_t *m = bc_metrics_new("intake");
     const char *labels[] = {"method", "GetClient", "code", "OK", NULL};
-    bc_counter_t *c = bc_metrics_counter(m, "beacon_rpc_requests_total", "Requests answered",
-                                         labels, 0);
-    assert_ptr_equal(c, bc_metrics_counter(m, "beacon_rpc_requests_total", "Requests answered",
-                                           labels, 0));
+    bc_counter_t *c =
+        bc_metrics_counter(m, "beacon_rpc_requests_total", "Requests answered", labels, 0);
+    assert_ptr_equal(
+        c, bc_metrics_counter(m, "beacon_rpc_requests_total", "Requests answered", labels, 0));
     bc_counter_add(c, 3);
     bc_counter_add(c, 2);
     assert_int_equal(bc_counter_value(c), 5);
     size_t len;
     char *text = bc_metrics_render(m, &len);
     assert_int_equal(len, strlen(text));
-    assert_string_equal(text,
-                        "# HELP beacon_rpc_requests_total Requests answered\n"
-                        "# TYPE beacon_rpc_requests_total counter\n"
-                        "beacon_rpc_requests_total{service=\"intake\",method=\"GetClient\","
-                        "code=\"OK\"} 5\n");
+    assert_string_equal(text, "# HELP beacon_rpc_requests_total Requests answered\n"
+                              "# TYPE beacon_rpc_requests_total counter\n"
+                              "beacon_rpc_requests_total{service=\"intake\",method=\"GetClient\","
+                              "code=\"OK\"} 5\n");
     free(text);
     bc_metrics_destroy(&m);
     assert_null(m);
@@ -112,15 +111,15 @@ static void test_histogram_buckets(void **state)
     assert_int_equal(bc_histogram_count(h), 6);
     assert_int_equal(bc_histogram_sum_us(h), 100 + 1000 + 1001 + 50000 + 2500000);
     char *text = bc_metrics_render(m, NULL);
-    assert_string_equal(
-        text, "# HELP lat_seconds Latency\n"
-              "# TYPE lat_seconds histogram\n"
-              "lat_seconds_bucket{service=\"notes\",method=\"GetNote\",le=\"0.001\"} 3\n"
-              "lat_seconds_bucket{service=\"notes\",method=\"GetNote\",le=\"0.01\"} 4\n"
-              "lat_seconds_bucket{service=\"notes\",method=\"GetNote\",le=\"0.1\"} 5\n"
-              "lat_seconds_bucket{service=\"notes\",method=\"GetNote\",le=\"+Inf\"} 6\n"
-              "lat_seconds_sum{service=\"notes\",method=\"GetNote\"} 2.552101\n"
-              "lat_seconds_count{service=\"notes\",method=\"GetNote\"} 6\n");
+    assert_string_equal(text,
+                        "# HELP lat_seconds Latency\n"
+                        "# TYPE lat_seconds histogram\n"
+                        "lat_seconds_bucket{service=\"notes\",method=\"GetNote\",le=\"0.001\"} 3\n"
+                        "lat_seconds_bucket{service=\"notes\",method=\"GetNote\",le=\"0.01\"} 4\n"
+                        "lat_seconds_bucket{service=\"notes\",method=\"GetNote\",le=\"0.1\"} 5\n"
+                        "lat_seconds_bucket{service=\"notes\",method=\"GetNote\",le=\"+Inf\"} 6\n"
+                        "lat_seconds_sum{service=\"notes\",method=\"GetNote\"} 2.552101\n"
+                        "lat_seconds_count{service=\"notes\",method=\"GetNote\"} 6\n");
     free(text);
     bc_metrics_destroy(&m);
 }
