@@ -3,7 +3,10 @@
  *  Validates the envelope, finds the handler by method name through the
  *  protobuf-c service descriptor, unpacks the payload as the method's input
  *  type (bounded depth), runs the handler and packs its output into a Reply.
- *  Handlers never see sockets or bytes. Health is answered here.
+ *  Handlers never see sockets or bytes. Health and Metrics are answered
+ *  here. Every request is counted by method and outcome code and its time in
+ *  the dispatcher observed (bc_metrics: a few atomic adds, no allocation);
+ *  the Metrics method returns the service's registry as exposition text.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,6 +17,7 @@
 
 #include "bc_version.h"
 #include "bc_log.h"
+#include "bc_metrics.h"
 #include "bc_rpc.h"
 #include "bc_service.h"
 #include "bc_util.h"
@@ -25,9 +29,21 @@ struct bc_dispatcher {
     void *state;
     bc_handler_fn *handlers; /* indexed like def->descriptor->methods */
     int64_t started_ms;
+    bc_metrics_t *metrics;
+    bool metrics_on;
+    /* [method][code], method n_methods standing for an unknown one */
+    bc_counter_t **requests;
+    bc_histogram_t **latency; /* [method] */
 };
 
 static bc_code_t s_health(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+static bc_code_t s_metrics(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* What one dispatch came to, for the metrics. */
+typedef struct {
+    size_t method; /* index in the descriptor, n_methods when unknown */
+    bc_code_t code;
+} s_outcome_t;
 
 bc_code_t bc_call_fail(bc_call_t *call, bc_code_t code, const char *field, const char *fmt, ...)
 {
@@ -339,6 +355,8 @@ bc_dispatcher_t *bc_dispatcher_new(const bc_service_def_t *def, const bc_config_
     for (unsigned i = 0; i < sd->n_methods; i++) {
         if (!strcmp(sd->methods[i].name, "Health") && !handlers[i])
             handlers[i] = s_health;
+        if (!strcmp(sd->methods[i].name, "Metrics") && !handlers[i])
+            handlers[i] = s_metrics;
         if (!handlers[i]) {
             bc_error_set(err, BC_INTERNAL, "", "method %s.%s has no handler", sd->name,
                          sd->methods[i].name);
@@ -352,7 +370,37 @@ bc_dispatcher_t *bc_dispatcher_new(const bc_service_def_t *def, const bc_config_
     self->state = state;
     self->handlers = handlers;
     self->started_ms = bc_mono_ms();
+    self->metrics = bc_metrics_new(def->name);
+    self->metrics_on = !config || bc_config_bool(config, "metrics");
+    size_t nm = sd->n_methods + 1;
+    self->requests = bc_calloc(nm * BC_CODE_COUNT, sizeof *self->requests);
+    self->latency = bc_calloc(nm, sizeof *self->latency);
+    for (size_t i = 0; i < nm; i++) {
+        const char *method = i < sd->n_methods ? sd->methods[i].name : "(unknown)";
+        for (int c = 0; c < BC_CODE_COUNT; c++) {
+            const char *labels[] = {"method", method, "code", bc_code_name((bc_code_t)c), NULL};
+            /* Each known method's OK line is always there (a dashboard
+             * lists every method); error codes appear once they happen. */
+            self->requests[i * BC_CODE_COUNT + (size_t)c] = bc_metrics_counter(
+                self->metrics, "beacon_rpc_requests_total",
+                "Requests a service answered, by method and outcome code", labels,
+                c == BC_OK && i < sd->n_methods ? 0 : BC_METRIC_HIDE_ZERO);
+        }
+    }
+    for (size_t i = 0; i < nm; i++) {
+        const char *labels[] = {"method", i < sd->n_methods ? sd->methods[i].name : "(unknown)",
+                                NULL};
+        self->latency[i] = bc_metrics_histogram(
+            self->metrics, "beacon_rpc_duration_seconds",
+            "Time from a request's dispatch to its packed reply, by method", labels,
+            bc_metrics_latency_buckets, bc_metrics_latency_nbuckets, BC_METRIC_HIDE_ZERO);
+    }
     return self;
+}
+
+bc_metrics_t *bc_dispatcher_metrics(bc_dispatcher_t *self)
+{
+    return self->metrics;
 }
 
 void bc_dispatcher_destroy(bc_dispatcher_t **self_p)
@@ -360,6 +408,9 @@ void bc_dispatcher_destroy(bc_dispatcher_t **self_p)
     if (!self_p || !*self_p)
         return;
     free((*self_p)->handlers);
+    free((*self_p)->requests);
+    free((*self_p)->latency);
+    bc_metrics_destroy(&(*self_p)->metrics);
     free(*self_p);
     *self_p = NULL;
 }
@@ -503,8 +554,36 @@ size_t bc_dispatch(bc_dispatcher_t *self, bc_db_t *db, bc_arena_t *arena, const 
     return bc_dispatch_ctx(self, &ctx, data, len, now_ms, reply);
 }
 
+static size_t s_dispatch(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_t *data,
+                         size_t len, int64_t now_ms, uint8_t **reply, s_outcome_t *o);
+
 size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_t *data, size_t len,
                        int64_t now_ms, uint8_t **reply)
+{
+    if (!self->metrics_on) {
+        s_outcome_t o;
+        return s_dispatch(self, ctx, data, len, now_ms, reply, &o);
+    }
+    int64_t t0 = bc_mono_us();
+    s_outcome_t o = {self->def->descriptor->n_methods, BC_INTERNAL};
+    size_t n = s_dispatch(self, ctx, data, len, now_ms, reply, &o);
+    if ((unsigned)o.code >= BC_CODE_COUNT)
+        o.code = BC_INTERNAL;
+    bc_counter_add(self->requests[o.method * BC_CODE_COUNT + (size_t)o.code], 1);
+    bc_histogram_observe_us(self->latency[o.method], bc_mono_us() - t0);
+    return n;
+}
+
+/* s_reply, noting the outcome. */
+static size_t s_out(s_outcome_t *o, const char *id, bc_code_t code, const bc_error_t *err,
+                    const ProtobufCBinaryData *payload, uint8_t **out)
+{
+    o->code = code;
+    return s_reply(id, code, err, payload, out);
+}
+
+static size_t s_dispatch(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_t *data,
+                         size_t len, int64_t now_ms, uint8_t **reply, s_outcome_t *o)
 {
     bc_db_t *db = ctx->db;
     bc_arena_t *arena = ctx->arena;
@@ -515,31 +594,32 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
                                                            data, len, BC_PB_MAX_DEPTH, &err);
     if (!req) {
         bc_warn("malformed request envelope (%zu bytes)", len);
-        return s_reply(NULL, BC_INVALID_ARGUMENT, &err, NULL, reply);
+        return s_out(o, NULL, BC_INVALID_ARGUMENT, &err, NULL, reply);
     }
     bc_log_set_request(req->request_id);
     const ProtobufCServiceDescriptor *sd = self->def->descriptor;
     if (strcmp(req->service, self->def->name) != 0) {
         bc_error_set(&err, BC_INVALID_ARGUMENT, "", "request for service '%s' reached %s",
                      req->service, self->def->name);
-        return s_reply(req->id, err.code, &err, NULL, reply);
+        return s_out(o, req->id, err.code, &err, NULL, reply);
     }
     const ProtobufCMethodDescriptor *md =
         protobuf_c_service_descriptor_get_method_by_name(sd, req->method);
     if (!md) {
         bc_error_set(&err, BC_UNIMPLEMENTED, "", "%s has no method '%s'", self->def->name,
                      req->method);
-        return s_reply(req->id, err.code, &err, NULL, reply);
+        return s_out(o, req->id, err.code, &err, NULL, reply);
     }
+    o->method = (size_t)(md - sd->methods);
     if (req->deadline_unix_ms && req->deadline_unix_ms <= now_ms) {
         /* The caller has given up; doing the work now would only waste it. */
         bc_error_set(&err, BC_DEADLINE_EXCEEDED, "", "deadline passed before work started");
-        return s_reply(req->id, err.code, &err, NULL, reply);
+        return s_out(o, req->id, err.code, &err, NULL, reply);
     }
     ProtobufCMessage *in =
         bc_pb_unpack(md->input, alloc, req->payload.data, req->payload.len, BC_PB_MAX_DEPTH, &err);
     if (!in)
-        return s_reply(req->id, err.code, &err, NULL, reply);
+        return s_out(o, req->id, err.code, &err, NULL, reply);
 
     bc_call_t call = {
         .request = req,
@@ -556,7 +636,8 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
     int64_t t0 = bc_mono_us();
     ProtobufCMessage *out = NULL;
     size_t method_index = (size_t)(md - sd->methods);
-    bool health = self->handlers[method_index] == s_health;
+    bool health =
+        self->handlers[method_index] == s_health || self->handlers[method_index] == s_metrics;
     call.state = health ? (void *)self : self->state;
     /* Fail closed: no handler runs on a connection whose scope is not the
      * caller's. */
@@ -574,7 +655,7 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
             code = call.err.code;
         else if (found == S_IDEM_REPLAY) {
             bc_debug("%s: Idempotency-Key seen before, the stored reply answers", req->method);
-            size_t n = s_reply(req->id, BC_OK, NULL, &stored, reply);
+            size_t n = s_out(o, req->id, BC_OK, NULL, &stored, reply);
             bc_log_set_request(NULL);
             return n;
         } else if (found == S_IDEM_MISMATCH)
@@ -604,7 +685,7 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
                                     bc_code_name(code), "detail", call.err.detail, "us",
                                     (json_int_t)took),
                           "%s failed: %s", req->method, call.err.message);
-        size_t n = s_reply(req->id, code, &call.err, NULL, reply);
+        size_t n = s_out(o, req->id, code, &call.err, NULL, reply);
         bc_log_set_request(NULL);
         return n;
     }
@@ -617,7 +698,7 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
                 bc_audit_rollback(call.audit_chain);
         }
         bc_error_set(&err, BC_INTERNAL, "", "internal error");
-        return s_reply(req->id, BC_INTERNAL, &err, NULL, reply);
+        return s_out(o, req->id, BC_INTERNAL, &err, NULL, reply);
     }
     ProtobufCBinaryData payload;
     payload.len = protobuf_c_message_get_packed_size(out);
@@ -625,12 +706,12 @@ size_t bc_dispatch_ctx(bc_dispatcher_t *self, bc_worker_ctx_t *ctx, const uint8_
     protobuf_c_message_pack(out, payload.data);
     if (call.commit_deferred && s_idem_commit(&call, self->def->name, &payload, &err) < 0) {
         bc_warn("%s: not committed: %s (%s)", req->method, err.message, err.detail);
-        size_t n = s_reply(req->id, err.code, &err, NULL, reply);
+        size_t n = s_out(o, req->id, err.code, &err, NULL, reply);
         bc_log_set_request(NULL);
         return n;
     }
     bc_debug("%s ok in %lld us", req->method, (long long)took);
-    size_t n = s_reply(req->id, BC_OK, NULL, &payload, reply);
+    size_t n = s_out(o, req->id, BC_OK, NULL, &payload, reply);
     bc_log_set_request(NULL);
     return n;
 }
@@ -664,6 +745,21 @@ static bc_code_t s_health(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
         PQclear(res);
     }
     r->status = (char *)(r->database_ok ? "ok" : "degraded");
+    *out = &r->base;
+    return BC_OK;
+}
+
+static bc_code_t s_metrics(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+    (void)in;
+    bc_dispatcher_t *self = call->state;
+    Beacon__MetricsReply *r = bc_arena_alloc(call->arena, sizeof *r);
+    beacon__metrics_reply__init(r);
+    r->service = (char *)self->def->name;
+    size_t len = 0;
+    char *text = bc_metrics_render(self->metrics, &len);
+    r->text = bc_arena_strndup(call->arena, text, len);
+    free(text);
     *out = &r->base;
     return BC_OK;
 }

@@ -7,6 +7,7 @@
 #include <zmq.h>
 
 #include "bc_log.h"
+#include "bc_metrics.h"
 #include "bc_service.h"
 
 const char *const bc_service_names[] = {"intake", "scheduling", "notes", "referral", "reporting",
@@ -67,6 +68,9 @@ const bc_setting_t bc_common_settings[] = {
      "requests waiting for a free worker before new ones are refused as overloaded"},
     {"shutdown_timeout_ms", BC_CFG_INT, "10000", 0, 600000,
      "on SIGTERM, how long requests in progress may take to finish"},
+    {"metrics", BC_CFG_BOOL, "true", 0, 0,
+     "count and time requests for the Metrics method and the gateway's /metrics (false: "
+     "they are not recorded and read zero)"},
     BC_SETTINGS_END,
 };
 
@@ -153,6 +157,7 @@ int bc_service_main(const bc_service_def_t *def, int argc, char **argv)
     bc_error_t err;
     bc_service_t *service = bc_service_new(def, config, zctx, endpoint, &err);
     if (service) {
+        bc_metrics_add_process(bc_service_metrics(service));
         bc_service_run(service, &s_stop);
         bc_service_destroy(&service);
         exit_code = 0;

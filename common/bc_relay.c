@@ -19,6 +19,12 @@
 #define S_BATCH 200
 #define S_BATCH_TEXT "200"
 #define S_RETRY_MS 1000
+#define S_BACKLOG_MS 1000
+
+/* Event lag buckets, seconds: a relay woken by NOTIFY publishes within
+ * milliseconds; a stalled one shows up in the upper buckets. */
+static const double s_lag_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                       1,     2.5,  5,     10,   30,  60,  300};
 
 struct bc_relay {
     void *pub;
@@ -27,6 +33,10 @@ struct bc_relay {
     bool started;
     volatile sig_atomic_t stop;
     PGconn *conn;
+    bc_counter_t *published, *failures;
+    bc_histogram_t *lag;
+    bc_gauge_t *backlog;
+    int64_t backlog_at; /* next backlog count (bc_mono_ms) */
 };
 
 static PGresult *s_exec(PGconn *conn, const char *sql, int n, const char *const *params,
@@ -99,7 +109,8 @@ static int s_publish(bc_relay_t *self)
         "UPDATE events.outbox o SET published_seq = base.b + numbered.n, published_at = now() "
         "FROM numbered, base WHERE o.id = numbered.id "
         "RETURNING o.published_seq, o.topic, o.payload, coalesce(o.request_id, ''), "
-        "to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        "to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+        "(extract(epoch FROM clock_timestamp() - o.created_at) * 1000000)::bigint",
         1, params, PGRES_TUPLES_OK);
     if (!res) {
         PQclear(PQexecParams(self->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0));
@@ -139,12 +150,30 @@ static int s_publish(bc_relay_t *self)
         zmq_send(self->pub, buf, len, ZMQ_DONTWAIT);
         free(buf);
         PQfreemem(payload);
+        bc_histogram_observe_us(self->lag, atoll(PQgetvalue(res, i, 5)));
     }
+    bc_counter_add(self->published, (uint64_t)rows);
     free(order);
     PQclear(res);
     if (rows)
         bc_debug("event relay: published %d event(s) of %s", rows, self->producer);
     return rows;
+}
+
+/* Counts the producer's unpublished events (the partial index
+ * outbox_unpublished holds exactly those). -1 when the query failed. */
+static int s_count_backlog(bc_relay_t *self)
+{
+    const char *params[] = {self->producer};
+    PGresult *res = s_exec(self->conn,
+                           "SELECT count(*) FROM events.outbox WHERE producer = $1 "
+                           "AND published_seq IS NULL",
+                           1, params, PGRES_TUPLES_OK);
+    if (!res)
+        return PQstatus(self->conn) == CONNECTION_OK ? 0 : -1;
+    bc_gauge_set(self->backlog, atoll(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+    return 0;
 }
 
 static void *s_main(void *arg)
@@ -161,7 +190,13 @@ static void *s_main(void *arg)
             }
         }
         int n = s_publish(self);
+        if (n >= 0 && self->backlog && bc_mono_ms() >= self->backlog_at) {
+            self->backlog_at = bc_mono_ms() + S_BACKLOG_MS;
+            if (s_count_backlog(self) < 0)
+                n = -1;
+        }
         if (n < 0) {
+            bc_counter_add(self->failures, 1);
             PQfinish(self->conn);
             self->conn = NULL;
             retry_at = bc_mono_ms() + S_RETRY_MS;
@@ -186,9 +221,22 @@ static void *s_main(void *arg)
 }
 
 bc_relay_t *bc_relay_start(void *zctx, const char *conninfo, const char *producer,
-                           const char *bind_endpoint, bc_error_t *err)
+                           const char *bind_endpoint, bc_metrics_t *metrics, bc_error_t *err)
 {
     bc_relay_t *self = bc_calloc(1, sizeof *self);
+    if (metrics) {
+        self->published = bc_metrics_counter(metrics, "beacon_events_published_total",
+                                             "Outbox events the relay published", NULL, 0);
+        self->failures = bc_metrics_counter(
+            metrics, "beacon_events_relay_failures_total",
+            "Times the relay lost its database connection or could not publish", NULL, 0);
+        self->lag = bc_metrics_histogram(
+            metrics, "beacon_events_lag_seconds",
+            "Seconds from an event's outbox row (created_at) to its publication", NULL,
+            s_lag_buckets, sizeof s_lag_buckets / sizeof s_lag_buckets[0], 0);
+        self->backlog = bc_metrics_gauge(metrics, "beacon_events_unpublished",
+                                         "Events in the outbox not yet published", NULL);
+    }
     self->conninfo = bc_strdup(conninfo);
     self->producer = bc_strdup(producer);
     self->pub = zmq_socket(zctx, ZMQ_PUB);

@@ -18,14 +18,18 @@
 #define BC_RELAY_H
 
 #include "bc_error.h"
+#include "bc_metrics.h"
 
 typedef struct bc_relay bc_relay_t;
 
 /* Binds bind_endpoint in zctx and starts relaying producer's events. NULL
  * with err when the socket cannot be bound. The database may be down: the
- * relay retries every second. */
+ * relay retries every second. With metrics (may be NULL) it records there
+ * the events published, their lag (outbox created_at to publication), the
+ * backlog of unpublished events (counted about once a second) and its
+ * database failures. */
 bc_relay_t *bc_relay_start(void *zctx, const char *conninfo, const char *producer,
-                           const char *bind_endpoint, bc_error_t *err);
+                           const char *bind_endpoint, bc_metrics_t *metrics, bc_error_t *err);
 /* Publishes what is ready, stops the thread, closes everything. NULL ok. */
 void bc_relay_stop(bc_relay_t **self);
 

@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #include "bc_log.h"
+#include "bc_metrics.h"
 #include "bc_migrate.h"
 #include "bc_rpc.h"
 #include "bc_util.h"
@@ -31,6 +32,7 @@ typedef struct s_job {
     size_t reply_len;
     uint64_t audit_ticket; /* the reply waits until this audit record is durable */
     int audit_writer;      /* ... in this writer */
+    int64_t taken_us;      /* when the socket thread took it (bc_mono_us) */
 } s_job_t;
 
 /* The hand-off between the socket thread and the workers: a FIFO of
@@ -49,6 +51,10 @@ typedef struct {
     size_t queued, busy;
     bool closing;
     int wake_fd;
+    bc_histogram_t *queue_wait; /* NULL when metrics are off */
+    bc_counter_t *shed;         /* refused at once: queue full or stopping */
+    bc_gauge_t *db_up;          /* workers whose connection is up */
+    bc_counter_t *db_connects;  /* connections the workers made (first and re-) */
 } s_queue_t;
 
 typedef struct {
@@ -116,6 +122,11 @@ static void *s_worker_main(void *arg)
         bc_warn("worker %d: database not reachable yet (%s); will retry per request", w->index,
                 err.detail);
     bc_arena_t *arena = bc_arena_new(16384);
+    /* The pool's figures, updated after each request when they change. */
+    bool db_up = bc_db_ok(db);
+    unsigned long connects = bc_db_connections(db);
+    bc_gauge_add(q->db_up, db_up);
+    bc_counter_add(q->db_connects, connects);
     /* This worker's audit chain for writes (reads go to the group writer).
      * If the database is down now, it is opened on a later request. */
     bc_audit_chain_t *chain = bc_audit_chain_new(db, w->def->name, w->index, &err);
@@ -134,6 +145,8 @@ static void *s_worker_main(void *arg)
         q->queued--;
         q->busy++;
         pthread_mutex_unlock(&q->lock);
+        if (q->queue_wait)
+            bc_histogram_observe_us(q->queue_wait, bc_mono_us() - job->taken_us);
 
         if (!chain)
             chain = bc_audit_chain_new(db, w->def->name, w->index, &err);
@@ -145,11 +158,20 @@ static void *s_worker_main(void *arg)
         job->audit_ticket = ctx.audit_ticket;
         job->audit_writer = writer;
         bc_arena_reset(arena);
+        if (bc_db_ok(db) != db_up) {
+            db_up = !db_up;
+            bc_gauge_add(q->db_up, db_up ? 1 : -1);
+        }
+        if (bc_db_connections(db) != connects) {
+            bc_counter_add(q->db_connects, bc_db_connections(db) - connects);
+            connects = bc_db_connections(db);
+        }
 
         s_push_reply(q, job, true);
     }
     if (chain && bc_db_ok(db) && bc_audit_chain_anchor(chain, db, &err) < 0)
         bc_warn("worker %d: final audit anchor not written: %s", w->index, err.detail);
+    bc_gauge_add(q->db_up, db_up ? -1 : 0);
     bc_audit_chain_destroy(&chain);
     bc_arena_destroy(&arena);
     bc_db_destroy(&db);
@@ -282,6 +304,7 @@ static int s_take_requests(s_queue_t *q, void *frontend, size_t max_queued, bool
         s_job_t *job = bc_calloc(1, sizeof *job);
         job->client = parts[0];
         job->body = parts[2];
+        job->taken_us = q->queue_wait ? bc_mono_us() : 0;
         zmq_msg_close(&parts[1]);
         pthread_mutex_lock(&q->lock);
         bool full = refuse || q->queued >= max_queued;
@@ -296,6 +319,7 @@ static int s_take_requests(s_queue_t *q, void *frontend, size_t max_queued, bool
         }
         pthread_mutex_unlock(&q->lock);
         if (full) {
+            bc_counter_add(q->shed, 1);
             job->reply_len = bc_dispatch_reject(
                 zmq_msg_data(&job->body), zmq_msg_size(&job->body),
                 refuse ? BC_UNAVAILABLE : BC_RESOURCE_EXHAUSTED,
@@ -364,6 +388,55 @@ struct bc_service {
     int started;
     bc_relay_t *relay; /* publishes the outbox, when events_bind_endpoint is set */
 };
+
+static double s_gauge_queued(void *arg)
+{
+    s_queue_t *q = arg;
+    pthread_mutex_lock(&q->lock);
+    double v = (double)q->queued;
+    pthread_mutex_unlock(&q->lock);
+    return v;
+}
+
+static double s_gauge_busy(void *arg)
+{
+    s_queue_t *q = arg;
+    pthread_mutex_lock(&q->lock);
+    double v = (double)q->busy;
+    pthread_mutex_unlock(&q->lock);
+    return v;
+}
+
+/* The host's own figures, beside the dispatcher's: the queue in front of
+ * the workers and how busy they are. */
+static void s_register_metrics(bc_service_t *self, bc_metrics_t *m, int nworkers)
+{
+    s_queue_t *q = &self->queue;
+    bc_metrics_gauge_fn(m, "beacon_rpc_queued_requests",
+                        "Requests waiting for a free worker thread", NULL, s_gauge_queued, q);
+    bc_metrics_gauge_fn(m, "beacon_workers_busy", "Worker threads handling a request now", NULL,
+                        s_gauge_busy, q);
+    bc_gauge_set(bc_metrics_gauge(m, "beacon_workers",
+                                  "Worker threads, each with its own PostgreSQL connection", NULL),
+                 nworkers);
+    q->db_up = bc_metrics_gauge(m, "beacon_db_connections_up",
+                                "Worker threads whose PostgreSQL connection is up (as of their "
+                                "last request)",
+                                NULL);
+    q->db_connects = bc_metrics_counter(
+        m, "beacon_db_connects_total",
+        "PostgreSQL connections the workers opened (more than beacon_workers: reconnects)", NULL,
+        0);
+    q->shed = bc_metrics_counter(m, "beacon_rpc_shed_total",
+                                 "Requests refused at once because the queue was full (or the "
+                                 "service stopping)",
+                                 NULL, 0);
+    if (bc_config_bool(self->config, "metrics"))
+        q->queue_wait = bc_metrics_histogram(
+            m, "beacon_rpc_queue_wait_seconds",
+            "Time a request waited in the queue for a free worker", NULL,
+            bc_metrics_latency_buckets, bc_metrics_latency_nbuckets, 0);
+}
 
 /* Applies <root>/<name>/migrations for name ("common": <root> itself holds
  * the files). */
@@ -436,6 +509,7 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
                                          bc_config_int(config, "audit_commit_delay_us"));
     }
     int nworkers = (int)bc_config_int(config, "workers");
+    s_register_metrics(self, bc_dispatcher_metrics(self->dispatcher), nworkers);
     self->workers = bc_calloc((size_t)nworkers, sizeof *self->workers);
     for (; self->started < nworkers; self->started++) {
         s_worker_t *w = &self->workers[self->started];
@@ -447,7 +521,8 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
     }
     const char *events = bc_config_str(config, "events_bind_endpoint");
     if (*events && !(self->relay = bc_relay_start(zctx, bc_config_str(config, "database_url"),
-                                                  def->name, events, err)))
+                                                  def->name, events,
+                                                  bc_dispatcher_metrics(self->dispatcher), err)))
         goto fail;
     bc_info("%s %s listening on %s with %d worker(s)", program, BEACON_VERSION, self->endpoint,
             self->started);
@@ -455,6 +530,11 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
 fail:
     bc_service_destroy(&self);
     return NULL;
+}
+
+bc_metrics_t *bc_service_metrics(bc_service_t *self)
+{
+    return bc_dispatcher_metrics(self->dispatcher);
 }
 
 void bc_service_run(bc_service_t *self, volatile sig_atomic_t *stop)

@@ -14,7 +14,8 @@
  *  The dispatcher validates each envelope (size, service, method known,
  *  deadline not past), unpacks the payload with the method's input type from
  *  the protobuf-c service descriptor, calls the handler from the table and
- *  packs its output. Handlers never touch sockets. Health is built in.
+ *  packs its output. Handlers never touch sockets. Health and Metrics are
+ *  built in.
  */
 #ifndef BC_SERVICE_H
 #define BC_SERVICE_H
@@ -134,16 +135,25 @@ void bc_service_run(bc_service_t *self, volatile sig_atomic_t *stop);
 /* Stops the workers and frees everything; NULL allowed. */
 void bc_service_destroy(bc_service_t **self);
 
+/* The service's metrics registry (its dispatcher's). */
+struct bc_metrics *bc_service_metrics(bc_service_t *self);
+
 /* Runs the service until SIGTERM/SIGINT. Returns the process exit status. */
 int bc_service_main(const bc_service_def_t *def, int argc, char **argv);
 
 /* The dispatcher on its own, for tests without sockets. */
 typedef struct bc_dispatcher bc_dispatcher_t;
-/* Checks every method in the descriptor has a handler (Health is built in)
+/* Checks every method in the descriptor has a handler (Health and Metrics
+ * are built in)
  * and every handler names a method. NULL with err on a mismatch. */
 bc_dispatcher_t *bc_dispatcher_new(const bc_service_def_t *def, const bc_config_t *config,
                                    void *state, bc_error_t *err);
 void bc_dispatcher_destroy(bc_dispatcher_t **self);
+/* The dispatcher's metrics registry (requests by method and code, their
+ * durations), which the Metrics method renders; the service host adds its
+ * queue and relay figures to it. Owned by the dispatcher. */
+struct bc_metrics;
+struct bc_metrics *bc_dispatcher_metrics(bc_dispatcher_t *self);
 /* What one worker brings to a request. */
 typedef struct {
     bc_db_t *db; /* may be NULL (Health then reports the database down) */

@@ -65,7 +65,8 @@ DEFAULT_SERVICE_PORTS = {"intake": 7101, "scheduling": 7102, "notes": 7103,
 # Settings only the gateway declares; everything else goes to every process.
 GATEWAY_ONLY = {"listen_address", "listen_port", "tls_cert", "tls_key",
                 "max_body_bytes", "request_timeout_ms", "health_timeout_ms",
-                "gateway_threads", "idle_timeout_ms", "allow_bootstrap"}
+                "gateway_threads", "idle_timeout_ms", "allow_bootstrap",
+                "metrics_token", "metrics_timeout_ms"}
 
 _PR_SET_PDEATHSIG = 1
 

@@ -46,11 +46,18 @@ static void s_on_dispose(void *p)
     }
 }
 
+/* The call's route as an index in gw_routes, -1 before it is known. */
+static int s_route_index(const s_call_t *c)
+{
+    return c->route ? (int)(c->route - gw_routes) : -1;
+}
+
 static void s_problem(s_call_t *c, bc_code_t code, const char *detail, const char *field)
 {
     gw_common_headers(c->req, c->request_id);
     gw_send_problem(c->req, c->request_id, code, detail, field);
-    gw_access_log(c->req, c->request_id, bc_code_http_status(code), c->started_us);
+    gw_access_log_route(c->req, c->request_id, s_route_index(c), bc_code_http_status(code),
+                        c->started_us);
 }
 
 /* A problem that belongs to HTTP itself (405, 415), not to a service code. */
@@ -59,7 +66,7 @@ static void s_http_problem(s_call_t *c, int status, const char *slug, const char
 {
     gw_common_headers(c->req, c->request_id);
     gw_send_http_problem(c->req, c->request_id, status, slug, title, detail, NULL);
-    gw_access_log(c->req, c->request_id, status, c->started_us);
+    gw_access_log_route(c->req, c->request_id, s_route_index(c), status, c->started_us);
 }
 
 /* The caller's X-Request-Id when it is a short token, else a new UUID. */
@@ -228,7 +235,8 @@ static void s_send_file(s_call_t *c, const Beacon__Reply *reply)
                    h2o_strdup(&c->req->pool, disposition, (size_t)n).base, (size_t)n);
     gw_send_bytes(c->req, c->route->success_status, f->content_type, f->body.data, f->body.len);
     protobuf_c_message_free_unpacked(&f->base, NULL);
-    gw_access_log(c->req, c->request_id, c->route->success_status, c->started_us);
+    gw_access_log_route(c->req, c->request_id, s_route_index(c), c->route->success_status,
+                        c->started_us);
 }
 
 /* A reply's top-level integer "version" (a record's optimistic-lock
@@ -297,7 +305,8 @@ static void s_on_reply(void *arg, const Beacon__Reply *reply, const bc_error_t *
     }
     gw_send_bytes(c->req, c->route->success_status, "application/json", text, len);
     free(text);
-    gw_access_log(c->req, c->request_id, c->route->success_status, c->started_us);
+    gw_access_log_route(c->req, c->request_id, s_route_index(c), c->route->success_status,
+                        c->started_us);
 }
 
 /* True when the request declares a JSON body (parameters after ';' allowed). */
@@ -595,6 +604,10 @@ int gw_on_req(h2o_handler_t *handler, h2o_req_t *req)
             return 0;
         }
         gw_health(t, req, c->request_id);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
+        gw_metrics_serve(t, req, c->request_id, c->started_us);
         return 0;
     }
     bc_route_param_t params[BC_ROUTE_MAX_PARAMS];

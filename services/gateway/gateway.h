@@ -71,6 +71,24 @@ extern const size_t gw_nroutes;
 
 typedef struct gw_thread gw_thread_t;
 
+/* metrics.c: the gateway's figures and GET /metrics (see the file header). */
+typedef struct gw_metrics gw_metrics_t;
+struct bc_counter;
+/* NULL with err for a bad metrics_token. */
+gw_metrics_t *gw_metrics_new(const bc_config_t *config, bc_error_t *err);
+void gw_metrics_destroy(gw_metrics_t **self);
+/* Counts one response: route is the index in gw_routes, or -1 to find it
+ * from the request (special paths and unmatched ones get labels of their
+ * own). us: since the request arrived. */
+void gw_metrics_request(gw_metrics_t *self, const h2o_req_t *req, int route, int status,
+                        int64_t us);
+void gw_metrics_problem(gw_metrics_t *self, int status);
+void gw_metrics_plaintext_refused(gw_metrics_t *self);
+/* The counter tls.c adds failed handshakes to. */
+struct bc_counter *gw_metrics_handshake_failures(gw_metrics_t *self);
+/* GET /metrics: token check, then every service's Metrics merged. */
+void gw_metrics_serve(gw_thread_t *t, h2o_req_t *req, const char *request_id, int64_t started_us);
+
 /* session_cache.c: recently authenticated tokens (see the file header). */
 typedef struct gw_sessions gw_sessions_t;
 struct Beacon__Identity__AuthenticateReply;
@@ -115,6 +133,7 @@ struct gw_thread {
     bool allow_bootstrap;
     gw_sessions_t *sessions; /* shared by all threads */
     bc_arena_t *reply_arena; /* a service reply, unpacked, while it is written as JSON */
+    gw_metrics_t *metrics;   /* shared by all threads */
 };
 
 /* server.c */
@@ -124,8 +143,10 @@ extern volatile sig_atomic_t gw_stop;
 /* The client for a service name, or NULL. */
 bc_rpc_client_t *gw_client(gw_thread_t *t, const char *service);
 
-/* tls.c: the one place that configures OpenSSL. */
-SSL_CTX *gw_tls_new(const char *cert_file, const char *key_file, bc_error_t *err);
+/* tls.c: the one place that configures OpenSSL. Failed handshakes are
+ * added to handshake_failures (may be NULL). */
+SSL_CTX *gw_tls_new(const char *cert_file, const char *key_file,
+                    struct bc_counter *handshake_failures, bc_error_t *err);
 
 /* api.c: the request handler registered for every path. */
 int gw_on_req(h2o_handler_t *handler, h2o_req_t *req);
@@ -150,7 +171,10 @@ void gw_send_http_problem(h2o_req_t *req, const char *request_id, int status, co
 /* The plain bytes of a problem response for a connection that did not speak
  * TLS; static storage. */
 const char *gw_plaintext_rejection(size_t *len);
-/* Logs one access line. */
+/* Logs one access line and counts the response in the metrics. */
 void gw_access_log(h2o_req_t *req, const char *request_id, int status, int64_t started_us);
+/* The same when the route (index in gw_routes, -1: unknown) is at hand. */
+void gw_access_log_route(h2o_req_t *req, const char *request_id, int route, int status,
+                         int64_t started_us);
 
 #endif

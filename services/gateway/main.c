@@ -36,6 +36,11 @@ static const bc_setting_t s_settings[] = {
      "most tokens the session cache holds"},
     {"idle_timeout_ms", BC_CFG_INT, "30000", 1000, 3600000,
      "close a keep-alive connection idle this long"},
+    {"metrics_token", BC_CFG_STRING, "", 0, 0,
+     "bearer token (16 to 256 characters, random) that GET /metrics requires; empty: "
+     "/metrics answers 404"},
+    {"metrics_timeout_ms", BC_CFG_INT, "1000", 50, 30000,
+     "how long a /metrics scrape waits for each service's Metrics (beacon_up 0 after it)"},
     BC_SETTINGS_END,
 };
 
@@ -82,10 +87,17 @@ int main(int argc, char **argv)
     if (!config)
         return exit_code;
     bc_error_t err;
-    SSL_CTX *ssl =
-        gw_tls_new(bc_config_str(config, "tls_cert"), bc_config_str(config, "tls_key"), &err);
+    gw_metrics_t *metrics = gw_metrics_new(config, &err);
+    if (!metrics) {
+        bc_err("%s", err.message);
+        bc_config_destroy(&config);
+        return 2;
+    }
+    SSL_CTX *ssl = gw_tls_new(bc_config_str(config, "tls_cert"), bc_config_str(config, "tls_key"),
+                              gw_metrics_handshake_failures(metrics), &err);
     if (!ssl) {
         bc_err("%s (%s)", err.message, err.detail);
+        gw_metrics_destroy(&metrics);
         bc_config_destroy(&config);
         return 1;
     }
@@ -117,6 +129,7 @@ int main(int argc, char **argv)
         zmq_ctx_term(zctx);
         SSL_CTX_free(ssl);
         h2o_config_dispose(&globalconf);
+        gw_metrics_destroy(&metrics);
         bc_config_destroy(&config);
         return 1;
     }
@@ -128,6 +141,7 @@ int main(int argc, char **argv)
         zmq_ctx_term(zctx);
         SSL_CTX_free(ssl);
         h2o_config_dispose(&globalconf);
+        gw_metrics_destroy(&metrics);
         bc_config_destroy(&config);
         return 1;
     }
@@ -149,6 +163,7 @@ int main(int argc, char **argv)
         t->health_timeout_ms = bc_config_int(config, "health_timeout_ms");
         t->allow_bootstrap = bc_config_bool(config, "allow_bootstrap");
         t->sessions = sessions;
+        t->metrics = metrics;
         h2o_context_init(&t->ctx, h2o_evloop_create(), &globalconf);
         t->accept_ctx.ctx = &t->ctx;
         t->accept_ctx.hosts = globalconf.hosts;
@@ -180,6 +195,7 @@ int main(int argc, char **argv)
     zmq_ctx_term(zctx);
     SSL_CTX_free(ssl);
     h2o_config_dispose(&globalconf);
+    gw_metrics_destroy(&metrics);
     bc_info("beacon-gateway stopped");
     bc_config_destroy(&config);
     return status;

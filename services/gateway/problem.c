@@ -47,6 +47,7 @@ void gw_send_json(h2o_req_t *req, int status, const char *content_type, json_t *
 void gw_send_http_problem(h2o_req_t *req, const char *request_id, int status, const char *slug,
                           const char *title, const char *detail, const char *field)
 {
+    gw_metrics_problem(((gw_thread_t *)req->conn->ctx)->metrics, status);
     char type[96];
     snprintf(type, sizeof type, S_PROBLEM_TYPE "%s", slug);
     json_t *p = json_object();
@@ -110,6 +111,14 @@ const char *gw_plaintext_rejection(size_t *len)
 
 void gw_access_log(h2o_req_t *req, const char *request_id, int status, int64_t started_us)
 {
+    gw_access_log_route(req, request_id, -1, status, started_us);
+}
+
+void gw_access_log_route(h2o_req_t *req, const char *request_id, int route, int status,
+                         int64_t started_us)
+{
+    int64_t us = bc_mono_us() - started_us;
+    gw_metrics_request(((gw_thread_t *)req->conn->ctx)->metrics, req, route, status, us);
     if (!bc_log_enabled(BC_LOG_INFO))
         return;
     json_t *f = json_object();
@@ -118,6 +127,6 @@ void gw_access_log(h2o_req_t *req, const char *request_id, int status, int64_t s
     json_t *path = json_stringn(req->path_normalized.base, req->path_normalized.len);
     json_object_set_new(f, "path", path ? path : json_string("(invalid)"));
     json_object_set_new(f, "status", json_integer(status));
-    json_object_set_new(f, "us", json_integer(bc_mono_us() - started_us));
+    json_object_set_new(f, "us", json_integer(us));
     bc_log_fields(BC_LOG_INFO, f, "request");
 }

@@ -82,6 +82,7 @@ static void s_on_first_bytes(h2o_socket_t *sock, const char *err)
     const char *text = gw_plaintext_rejection(&len);
     h2o_iovec_t buf = h2o_iovec_init(text, len);
     bc_info("refused a connection that did not start a TLS handshake");
+    gw_metrics_plaintext_refused(t->metrics);
     h2o_socket_write(sock, &buf, 1, s_on_rejected_written);
 }
 

@@ -6,7 +6,19 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "bc_metrics.h"
 #include "gateway.h"
+
+/* Where failed handshakes are counted; set once, before any thread runs. */
+static bc_counter_t *s_handshake_failures;
+
+/* A fatal alert, sent or received, before the handshake finished is a
+ * failed handshake (a TLS 1.1 client, no shared cipher, garbage). */
+static void s_on_info(const SSL *ssl, int where, int ret)
+{
+    if ((where & SSL_CB_ALERT) && (ret >> 8) == SSL3_AL_FATAL && !SSL_is_init_finished(ssl))
+        bc_counter_add(s_handshake_failures, 1);
+}
 
 /* TLS 1.2 suites with forward secrecy and AEAD; TLS 1.3's are all AEAD. */
 static const char s_tls12_ciphers[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -28,7 +40,8 @@ static SSL_CTX *s_fail(SSL_CTX *ctx, bc_error_t *err, const char *what, const ch
     return NULL;
 }
 
-SSL_CTX *gw_tls_new(const char *cert_file, const char *key_file, bc_error_t *err)
+SSL_CTX *gw_tls_new(const char *cert_file, const char *key_file,
+                    bc_counter_t *handshake_failures, bc_error_t *err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
@@ -47,6 +60,9 @@ SSL_CTX *gw_tls_new(const char *cert_file, const char *key_file, bc_error_t *err
     if (SSL_CTX_check_private_key(ctx) != 1)
         return s_fail(ctx, err, "TLS private key does not match certificate", cert_file);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    s_handshake_failures = handshake_failures;
+    if (handshake_failures)
+        SSL_CTX_set_info_callback(ctx, s_on_info);
     h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
     return ctx;
 }

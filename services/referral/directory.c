@@ -93,30 +93,38 @@ static const char s_search_sql[] =
 
 /* Around a point: the places inside the radius come from the search table
  * (migration 007) through its position index, which holds every filtered
- * column: an index-only scan of the latitude bands the radius spans, each
- * over the box's longitudes; each service is shown at its nearest place. */
+ * column: an index-only scan of each latitude band the radius spans, over
+ * the box's longitudes; each service is shown at its nearest place. Each
+ * band is its own scan (a LATERAL subquery per band, OFFSET 0 so that it is
+ * not flattened), so the band and the longitudes bound the index scan
+ * whatever the planner's statistics say: right after an import, with none
+ * yet, a single scan with `lat_cell = ANY (...)` was planned with the band
+ * as a filter, reading every place of the agency. */
 static const char s_search_near_sql[] =
     S_RESULT_COLUMNS
     "JOIN ("
     "  SELECT DISTINCT ON (x.service_id) x.service_id, x.location_id AS id, l.name, "
-    "         x.latitude, x.longitude, " S_KM_FROM_POINT " AS km "
-    "  FROM referral.service_search x JOIN referral.locations l "
-    "    ON l.agency_id = x.agency_id AND l.id = x.location_id "
-    "  WHERE x.agency_id = $1 "
-    "    AND x.lat_cell = ANY (ARRAY(SELECT generate_series("
-    "          floor(($3::float8 - $5::float8 / 111.0) * 20)::int, "
-    "          floor(($3::float8 + $5::float8 / 111.0) * 20)::int))) "
-    "    AND x.latitude BETWEEN $3::float8 - $5::float8 / 111.0 AND $3::float8 + $5::float8 / 111.0 "
-    "    AND x.longitude BETWEEN $4::float8 - " S_LON_SPAN " AND $4::float8 + " S_LON_SPAN " "
-    "    AND " S_KM_FROM_POINT " <= $5::float8 "
-    "    AND ($2::text IS NULL OR x.search @@ websearch_to_tsquery('english', $2)) "
-    "    AND ($6::text IS NULL OR x.term_keys && "
-    "         ARRAY['id:' || lower($6), 'code:' || $6, 'name:' || lower($6)]) "
-    "    AND ($7::numeric IS NULL OR ((x.minimum_age IS NULL OR x.minimum_age <= $7::numeric) "
-    "         AND (x.maximum_age IS NULL OR x.maximum_age >= $7::numeric))) "
-    "    AND ($8::text IS NULL OR x.language_keys @> ARRAY[lower($8)]) "
-    "    AND ($9::text = 'any' OR x.status = $9) "
-    "  ORDER BY x.service_id, 6, x.location_id) near "
+    "         x.latitude, x.longitude, x.km "
+    "  FROM generate_series(floor(($3::float8 - $5::float8 / 111.0) * 20)::int, "
+    "                       floor(($3::float8 + $5::float8 / 111.0) * 20)::int) AS band(cell) "
+    "  CROSS JOIN LATERAL ("
+    "    SELECT x.service_id, x.location_id, x.latitude, x.longitude, "
+    "           " S_KM_FROM_POINT " AS km "
+    "    FROM referral.service_search x "
+    "    WHERE x.agency_id = $1 AND x.lat_cell = band.cell "
+    "      AND x.longitude BETWEEN $4::float8 - " S_LON_SPAN " AND $4::float8 + " S_LON_SPAN " "
+    "      AND x.latitude BETWEEN $3::float8 - $5::float8 / 111.0 AND $3::float8 + $5::float8 / 111.0 "
+    "      AND " S_KM_FROM_POINT " <= $5::float8 "
+    "      AND ($2::text IS NULL OR x.search @@ websearch_to_tsquery('english', $2)) "
+    "      AND ($6::text IS NULL OR x.term_keys && "
+    "           ARRAY['id:' || lower($6), 'code:' || $6, 'name:' || lower($6)]) "
+    "      AND ($7::numeric IS NULL OR ((x.minimum_age IS NULL OR x.minimum_age <= $7::numeric) "
+    "           AND (x.maximum_age IS NULL OR x.maximum_age >= $7::numeric))) "
+    "      AND ($8::text IS NULL OR x.language_keys @> ARRAY[lower($8)]) "
+    "      AND ($9::text = 'any' OR x.status = $9) "
+    "    OFFSET 0) x "
+    "  JOIN referral.locations l ON l.agency_id = $1 AND l.id = x.location_id "
+    "  ORDER BY x.service_id, x.km, x.location_id) near "
     "  ON s.agency_id = $1 AND s.id = near.service_id "
     "WHERE " S_OPEN_AT
     S_RESULT_ORDER;

@@ -113,6 +113,52 @@ int hsds_column(const hsds_table_t *t, const char *name)
     return -1;
 }
 
+/* The references between records: migration 003's foreign keys. */
+static const struct {
+    const char *entity, *column, *target;
+} s_references[] = {
+    {"organization", "parent_organization_id", "organization"},
+    {"service", "organization_id", "organization"},
+    {"location", "organization_id", "organization"},
+    {"service_at_location", "service_id", "service"},
+    {"service_at_location", "location_id", "location"},
+    {"address", "location_id", "location"},
+    {"phone", "location_id", "location"},
+    {"phone", "service_id", "service"},
+    {"phone", "organization_id", "organization"},
+    {"phone", "service_at_location_id", "service_at_location"},
+    {"schedule", "service_id", "service"},
+    {"schedule", "location_id", "location"},
+    {"schedule", "service_at_location_id", "service_at_location"},
+    {"taxonomy_term", "parent_id", "taxonomy_term"},
+    {"taxonomy_term", "taxonomy_id", "taxonomy"},
+    {"attribute", "taxonomy_term_id", "taxonomy_term"},
+    {"language", "service_id", "service"},
+    {"language", "location_id", "location"},
+    {"language", "phone_id", "phone"},
+    {"accessibility", "location_id", "location"},
+};
+
+static const hsds_table_t *s_refers[HSDS_NTABLES][HSDS_MAX_COLS];
+static pthread_once_t s_refers_once = PTHREAD_ONCE_INIT;
+
+static void s_refers_build(void)
+{
+    for (size_t r = 0; r < sizeof s_references / sizeof s_references[0]; r++) {
+        const hsds_table_t *t = hsds_table(s_references[r].entity);
+        int c = hsds_column(t, s_references[r].column);
+        if (c < 0)
+            abort(); /* the list above names a column the model lacks: a programmer error */
+        s_refers[t - hsds_tables][c] = hsds_table(s_references[r].target);
+    }
+}
+
+const hsds_table_t *hsds_refers(const hsds_table_t *t, size_t c)
+{
+    pthread_once(&s_refers_once, s_refers_build);
+    return c < HSDS_MAX_COLS ? s_refers[t - hsds_tables][c] : NULL;
+}
+
 /* ---- the upsert of each table, built once ----------------------------------- */
 
 static char *s_sql[HSDS_NTABLES];

@@ -82,6 +82,25 @@ bool hsds_check(bc_arena_t *arena, const hsds_table_t *t, hsds_row_t *row, const
 hsds_outcome_t hsds_write(bc_call_t *call, const hsds_table_t *t, hsds_row_t *row,
                           const char **field, char *message, size_t size);
 
+/* The table column c of t refers to (a foreign key within the agency, as
+ * migration 003 has them), or NULL. */
+const hsds_table_t *hsds_refers(const hsds_table_t *t, size_t c);
+
+/* ---- many records of one table at once (hsds_batch.c) ------------------------- */
+
+/* Writes rows[0..n) (each its t->ncols values) of table t (each checked by hsds_check; no id twice) with one
+ * statement in a savepoint of its own, in call->db's open transaction: the same
+ * upsert as hsds_write, outcomes[i] saying what became of rows[i]. 0: written.
+ * 1: the database refused the statement and nothing of it was written (the
+ * transaction goes on): write the rows one by one with hsds_write to learn which
+ * is at fault. -1: the database failed (call->err is set). */
+int hsds_write_many(bc_call_t *call, const hsds_table_t *t, char **const *rows, size_t n,
+                    hsds_outcome_t *outcomes);
+/* Which of ids[0..n) (UUIDs in lower case) the agency's table t holds: *found
+ * (in the arena, *nfound of them). 0, or -1 with call->err set. */
+int hsds_stored(bc_call_t *call, const hsds_table_t *t, const char *const *ids, size_t n,
+                char ***found, size_t *nfound);
+
 /* ---- the distance search's table (search_rows.c, migration 007) ----------------- */
 
 /* What an import changed that the search rows of services depend on: the
@@ -99,6 +118,66 @@ void search_rows_note(search_touched_t *self, const hsds_table_t *t, const hsds_
 int search_rows_refresh(bc_call_t *call, search_touched_t *self, bc_error_t *err);
 /* Forgets the notes without writing. */
 void search_rows_forget(search_touched_t *self);
+
+/* ---- an import's records, checked then written set-wise (import_write.c) ---------- */
+
+/* A map from text keys to slot numbers (open addressing; the keys must outlive it). */
+typedef struct {
+    const char **keys;
+    int *values;
+    size_t cap, n;
+} import_map_t;
+/* The value of key, or -1. */
+int import_map_get(const import_map_t *self, const char *key);
+/* Sets key to value (adds it, or replaces its value). */
+void import_map_put(import_map_t *self, const char *key, int value);
+void import_map_clear(import_map_t *self);
+
+typedef enum {
+    IMPORT_QUEUED,     /* checked: to be written */
+    IMPORT_REPEAT,     /* met before saying the same (links to its holders apart) */
+    IMPORT_REFUSED,    /* reported */
+    IMPORT_KEPT_FIRST, /* met before saying something else: reported, the first kept */
+    IMPORT_SKIPPED,    /* nested in a record refused once the files were read */
+    IMPORT_CREATED,
+    IMPORT_UPDATED,
+    IMPORT_UNCHANGED,
+} import_state_t;
+
+/* One record met in the files, or one problem that is no record (a file that
+ * cannot be read, a collection that is not an array), in the order met. */
+typedef struct {
+    const hsds_table_t *t; /* NULL: a problem that is no record */
+    char **values;         /* t->ncols values, checked by hsds_check (in the arena) */
+    const char *key;       /* "<table index>:<id>" */
+    const char *file, *at, *field, *message;
+    int line;
+    int holder;   /* the slot of the record whose collection holds this one, or -1 */
+    int first;    /* IMPORT_REPEAT: the slot of the same record met first */
+    int nested;   /* records nested in this refused one, not attempted */
+    bool item;    /* an element of its holder's collection (skipped with it) */
+    bool adds;    /* IMPORT_REPEAT: brings a link to a holder not met before */
+    import_state_t walked; /* what reading the files found */
+    import_state_t state;  /* what became of it */
+} import_slot_t;
+
+typedef struct {
+    import_slot_t *slots;
+    size_t n, cap;
+} import_plan_t;
+
+/* A new slot at the end of plan (zeroed but holder = first = -1). */
+import_slot_t *import_plan_add(import_plan_t *plan);
+void import_plan_free(import_plan_t *plan);
+
+/* Writes the records of plan in call->db's open transaction: checks each
+ * reference against the records taken before it and those stored (refusing
+ * dangling ones), writes each table in chunks of one statement (one by one
+ * where the database refuses a chunk), notes in touched what the search rows
+ * depend on, and fills r (counts and problems, at most max_problems). 0, or -1
+ * with call->err set when the database failed. */
+int import_write(bc_call_t *call, import_plan_t *plan, search_touched_t *touched,
+                 Beacon__Referral__ImportDirectoryReply *r, size_t max_problems);
 
 /* ---- CSV (hsds_csv.c) ----------------------------------------------------------- */
 

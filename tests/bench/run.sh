@@ -59,7 +59,7 @@ BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b61
 # Benchmarks, run in this order.
 BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
             appointment_book_team group_quarter note_save note_read note_plain directory_import
-            directory_search pgbench_select)
+            directory_search metrics pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -82,6 +82,7 @@ RATIOS=(
   "note_sign.rps note_sign_plain.rps 0.80 signing encrypted over unencrypted"
   "note_read.rps note_read_plain.rps 0.80 decrypt-and-read encrypted over unencrypted"
   "directory_copy.seconds directory_import.seconds 0.33 COPY time over HSDS import time (import within 3x of COPY)"
+  "metrics_on.rps_mean metrics_off.rps_mean 0.97 signed-in GET with metrics recorded over metrics=false, two alternating rounds each (metrics cost <= 3%)"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -533,6 +534,7 @@ s_cleanup() {
     wait "$CHILD_PID" 2>/dev/null || true
   fi
   s_note_plain_stop # notes.sh: the unencrypted stack, if one runs
+  s_metrics_stop    # metrics.sh: its two stacks, if they run
   if [ -n "${BASE_PID:-}" ]; then
     kill -TERM "$BASE_PID" 2>/dev/null || true
     for _ in $(seq 1 600); do kill -0 "$BASE_PID" 2>/dev/null || break; sleep 0.1; done
@@ -710,5 +712,9 @@ main() {
 # The referral directory benchmarks (bench_directory_import, bench_directory_search).
 # shellcheck source=tests/bench/referral.sh
 . "$HERE/referral.sh"
+
+# The metrics benchmark (bench_metrics).
+# shellcheck source=tests/bench/metrics.sh
+. "$HERE/metrics.sh"
 
 main "$@"

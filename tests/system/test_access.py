@@ -689,6 +689,15 @@ class AccessMatrixTests(StackTestCase):
         self.assertEqual(wrong, [], "unexpected statuses")
         self.assertGreater(checked, 300)
 
+    def test_metrics_needs_its_own_token(self):
+        # GET /metrics sits outside the route table (like /healthz) and no
+        # session or API key opens it: without the metrics_token setting,
+        # as here, it does not exist for anyone (test_metrics.py: with it).
+        for who in self.principals:
+            resp = self.req("GET", "/metrics", headers=who.auth)
+            self.assertProblem(resp, 404)
+            self.assertNotIn(b"beacon_", resp.body)
+
     def test_denied_reads_are_audited(self):
         peer = self.staff["peer_specialist"]
         r = self.req("GET", "/api/v1/clients/" + self.client["other_site"], headers=peer.auth)

@@ -87,6 +87,49 @@ static void test_dispatch_echo(void **state)
     bc_dispatcher_destroy(&d);
 }
 
+/* The built-in Metrics method: requests counted by method and outcome, an
+ * unknown method under "(unknown)" (never the caller's text), durations
+ * observed. */
+static void test_dispatch_metrics(void **state)
+{
+    (void)state;
+    bc_dispatcher_t *d = bc_dispatcher_new(&s_def, NULL, NULL, NULL);
+    Beacon__Testsvc__EchoRequest in = BEACON__TESTSVC__ECHO_REQUEST__INIT;
+    in.text = "x";
+    for (int i = 0; i < 3; i++)
+        protobuf_c_message_free_unpacked(&s_dispatch(d, "testsvc", "Echo", &in.base, 0)->base,
+                                          NULL);
+    protobuf_c_message_free_unpacked(&s_dispatch(d, "testsvc", "Fail", &in.base, 0)->base, NULL);
+    protobuf_c_message_free_unpacked(
+        &s_dispatch(d, "testsvc", "Nope\"}", &in.base, 0)->base, NULL);
+    Beacon__MetricsRequest mreq = BEACON__METRICS_REQUEST__INIT;
+    Beacon__Reply *r = s_dispatch(d, "testsvc", "Metrics", &mreq.base, 0);
+    assert_int_equal(r->status, BEACON__CODE__OK);
+    Beacon__MetricsReply *m = (Beacon__MetricsReply *)protobuf_c_message_unpack(
+        &beacon__metrics_reply__descriptor, NULL, r->payload.len, r->payload.data);
+    assert_non_null(m);
+    assert_string_equal(m->service, "testsvc");
+    const char *text = m->text;
+    assert_non_null(strstr(text, "# TYPE beacon_rpc_requests_total counter\n"));
+    assert_non_null(strstr(text, "beacon_rpc_requests_total{service=\"testsvc\",method=\"Echo\","
+                                 "code=\"OK\"} 3\n"));
+    assert_non_null(strstr(text, "beacon_rpc_requests_total{service=\"testsvc\",method=\"Fail\","
+                                 "code=\"NOT_FOUND\"} 1\n"));
+    assert_non_null(strstr(text, "beacon_rpc_requests_total{service=\"testsvc\",method="
+                                 "\"(unknown)\",code=\"UNIMPLEMENTED\"} 1\n"));
+    assert_null(strstr(text, "Nope"));
+    assert_non_null(strstr(text, "beacon_rpc_duration_seconds_count{service=\"testsvc\","
+                                 "method=\"Echo\"} 3\n"));
+    /* Methods not called yet show their OK line at 0 and no histogram. */
+    assert_non_null(strstr(text, "beacon_rpc_requests_total{service=\"testsvc\",method=\"Health\","
+                                 "code=\"OK\"} 0\n"));
+    assert_null(strstr(text, "beacon_rpc_duration_seconds_count{service=\"testsvc\","
+                             "method=\"Health\"}"));
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    bc_dispatcher_destroy(&d);
+}
+
 static void test_dispatch_errors(void **state)
 {
     (void)state;
@@ -393,6 +436,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch_echo),  cmocka_unit_test(test_dispatch_errors),
+        cmocka_unit_test(test_dispatch_metrics),
         cmocka_unit_test(test_dispatch_garbage), cmocka_unit_test(test_dispatch_table_checked),
         cmocka_unit_test(test_unpack_depth),   cmocka_unit_test(test_client_roundtrip),
         cmocka_unit_test(test_client_no_peer),
