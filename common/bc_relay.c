@@ -99,7 +99,8 @@ static int s_publish(bc_relay_t *self)
         "UPDATE events.outbox o SET published_seq = base.b + numbered.n, published_at = now() "
         "FROM numbered, base WHERE o.id = numbered.id "
         "RETURNING o.published_seq, o.topic, o.payload, coalesce(o.request_id, ''), "
-        "to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        "to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+        "o.schema_version",
         1, params, PGRES_TUPLES_OK);
     if (!res) {
         PQclear(PQexecParams(self->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0));
@@ -130,6 +131,7 @@ static int s_publish(bc_relay_t *self)
         ev.payload.len = payload ? n : 0;
         ev.request_id = PQgetvalue(res, i, 3);
         ev.occurred_at = PQgetvalue(res, i, 4);
+        ev.schema_version = atoi(PQgetvalue(res, i, 5));
         size_t len = protobuf_c_message_get_packed_size(&ev.base);
         uint8_t *buf = bc_malloc(len ? len : 1);
         protobuf_c_message_pack(&ev.base, buf);
