@@ -122,9 +122,9 @@ static const char *const s_checks[] = {
     "        WHERE (" S_SITE_COLS ") IS DISTINCT FROM (0,0,0,0,0,0,0,0,0,0,0,0,0,0,0)), "
     "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
     "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
-    "SELECT 'site_rollup', x.site_id || ' ' || x.grain || ' ' || x.period, 'expected', "
+    "SELECT 'site_rollup', x.site_id || ' ' || x.grain::text || ' ' || x.period, 'expected', "
     "       row(x.*)::text FROM only_exp x "
-    "UNION ALL SELECT 'site_rollup', y.site_id || ' ' || y.grain || ' ' || y.period, 'actual', "
+    "UNION ALL SELECT 'site_rollup', y.site_id || ' ' || y.grain::text || ' ' || y.period, 'actual', "
     "       row(y.*)::text FROM only_act y ORDER BY 2, 3",
 
     "WITH " S_FACTS ", "
@@ -136,9 +136,9 @@ static const char *const s_checks[] = {
     "        FROM reporting.staff_rollup), "
     "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
     "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
-    "SELECT 'staff_rollup', x.site_id || ' ' || x.grain || ' ' || x.period || ' ' || x.staff_id, "
+    "SELECT 'staff_rollup', x.site_id || ' ' || x.grain::text || ' ' || x.period || ' ' || x.staff_id, "
     "       'expected', row(x.*)::text FROM only_exp x "
-    "UNION ALL SELECT 'staff_rollup', y.site_id || ' ' || y.grain || ' ' || y.period || ' ' || "
+    "UNION ALL SELECT 'staff_rollup', y.site_id || ' ' || y.grain::text || ' ' || y.period || ' ' || "
     "       y.staff_id, 'actual', row(y.*)::text FROM only_act y ORDER BY 2, 3",
 
     "WITH closed AS (SELECT r.agency_id, r.site_id, r.outcome, "
@@ -153,9 +153,9 @@ static const char *const s_checks[] = {
     "        FROM reporting.outcome_rollup), "
     "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
     "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
-    "SELECT 'outcome_rollup', x.site_id || ' ' || x.grain || ' ' || x.period || ' ' || x.outcome, "
+    "SELECT 'outcome_rollup', x.site_id || ' ' || x.grain::text || ' ' || x.period || ' ' || x.outcome, "
     "       'expected', row(x.*)::text FROM only_exp x "
-    "UNION ALL SELECT 'outcome_rollup', y.site_id || ' ' || y.grain || ' ' || y.period || ' ' || "
+    "UNION ALL SELECT 'outcome_rollup', y.site_id || ' ' || y.grain::text || ' ' || y.period || ' ' || "
     "       y.outcome, 'actual', row(y.*)::text FROM only_act y ORDER BY 2, 3",
 
     "WITH a AS (SELECT a.client_id, a.total, c.agency_id, c.site_id, "

@@ -130,11 +130,14 @@ CREATE INDEX region_agencies_agency ON reporting.region_agencies (agency_id);
 -- ---- Applying events --------------------------------------------------------
 
 -- The local date of an instant at a site (its IANA zone; UTC if unknown).
+-- PL/pgSQL: identity's view may not exist yet when this migration runs
+-- (services start together), and its body is only resolved when called.
 CREATE FUNCTION reporting.local_day(p_site uuid, p_at timestamptz) RETURNS date
-LANGUAGE sql STABLE AS $$
-    SELECT (p_at AT TIME ZONE coalesce((SELECT time_zone FROM identity.site_directory
-                                         WHERE site_id = p_site), 'UTC'))::date
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (p_at AT TIME ZONE coalesce((SELECT time_zone FROM identity.site_directory
+                                         WHERE site_id = p_site), 'UTC'))::date;
+END $$;
 
 -- Billable units of an encounter: one per 15 minutes, a remainder of 8
 -- minutes or more counting as one more.
