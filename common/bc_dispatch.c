@@ -189,17 +189,20 @@ int bc_outbox_emit(bc_db_t *db, const char *producer, const char *topic,
     size_t len = protobuf_c_message_get_packed_size(msg);
     uint8_t *payload = bc_malloc(len ? len : 1);
     protobuf_c_message_pack(msg, payload);
+    char version[16];
+    snprintf(version, sizeof version, "%d", BC_EVENT_SCHEMA_VERSION);
     const char *values[] = {producer, topic, (const char *)payload,
-                            request_id ? request_id : ""};
-    int lengths[] = {0, 0, (int)len, 0};
-    int formats[] = {0, 0, 1, 0};
+                            request_id ? request_id : "", version};
+    int lengths[] = {0, 0, (int)len, 0, 0};
+    int formats[] = {0, 0, 1, 0, 0};
     /* Deferred (the values are copied): it reaches the server with the
      * transaction's next statement, whose failure then fails the caller. */
-    int rc = bc_db_defer(db, "bc_outbox_emit",
+    int rc = bc_db_defer(db, "bc_outbox_emit_v",
                          "WITH e AS (INSERT INTO events.outbox (producer, topic, payload, "
-                         "request_id) VALUES ($1, $2, $3, nullif($4, '')) RETURNING 1) "
+                         "request_id, schema_version) VALUES ($1, $2, $3, nullif($4, ''), "
+                         "$5::int) RETURNING 1) "
                          "SELECT pg_notify('beacon_events', $1) FROM e",
-                         4, values, lengths, formats, err);
+                         5, values, lengths, formats, err);
     free(payload);
     return rc;
 }
@@ -229,10 +232,10 @@ bc_code_t bc_replay_events(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     const char *params[] = {call->request->service, after, limit};
     bc_error_t err;
     PGresult *res = bc_db_prepared(
-        call->db, "bc_outbox_replay",
+        call->db, "bc_outbox_replay_v",
         "SELECT published_seq, topic, payload, coalesce(request_id, ''), "
-        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-        "FROM events.outbox WHERE producer = $1 AND published_seq > $2::bigint "
+        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+        "schema_version FROM events.outbox WHERE producer = $1 AND published_seq > $2::bigint "
         "ORDER BY published_seq LIMIT $3::int",
         3, params, &err);
     if (!res)
@@ -256,6 +259,7 @@ bc_code_t bc_replay_events(bc_call_t *call, const ProtobufCMessage *in, Protobuf
         PQfreemem(raw);
         e->request_id = bc_arena_strdup(call->arena, PQgetvalue(res, i, 3));
         e->occurred_at = bc_arena_strdup(call->arena, PQgetvalue(res, i, 4));
+        e->schema_version = atoi(PQgetvalue(res, i, 5));
         r->events[r->n_events++] = e;
     }
     PQclear(res);

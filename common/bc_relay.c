@@ -110,6 +110,7 @@ static int s_publish(bc_relay_t *self)
         "FROM numbered, base WHERE o.id = numbered.id "
         "RETURNING o.published_seq, o.topic, o.payload, coalesce(o.request_id, ''), "
         "to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+        "o.schema_version, "
         "(extract(epoch FROM clock_timestamp() - o.created_at) * 1000000)::bigint",
         1, params, PGRES_TUPLES_OK);
     if (!res) {
@@ -141,6 +142,7 @@ static int s_publish(bc_relay_t *self)
         ev.payload.len = payload ? n : 0;
         ev.request_id = PQgetvalue(res, i, 3);
         ev.occurred_at = PQgetvalue(res, i, 4);
+        ev.schema_version = atoi(PQgetvalue(res, i, 5));
         size_t len = protobuf_c_message_get_packed_size(&ev.base);
         uint8_t *buf = bc_malloc(len ? len : 1);
         protobuf_c_message_pack(&ev.base, buf);
@@ -150,7 +152,7 @@ static int s_publish(bc_relay_t *self)
         zmq_send(self->pub, buf, len, ZMQ_DONTWAIT);
         free(buf);
         PQfreemem(payload);
-        bc_histogram_observe_us(self->lag, atoll(PQgetvalue(res, i, 5)));
+        bc_histogram_observe_us(self->lag, atoll(PQgetvalue(res, i, 6)));
     }
     bc_counter_add(self->published, (uint64_t)rows);
     free(order);

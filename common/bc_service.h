@@ -71,6 +71,11 @@ int bc_call_audit_write(bc_call_t *call, bc_audit_event_t *ev);
  * gets that reply, never a second change); the handler cannot tell. */
 int bc_call_commit(bc_call_t *call);
 
+/* The schema version every event is written with (beacon.Event
+ * schema_version; common migration 006). Raise it when a payload's meaning
+ * changes; consumers refuse versions they do not know. */
+#define BC_EVENT_SCHEMA_VERSION 1
+
 /* Writes an event (topic, the packed msg as payload) to the outbox inside
  * the handler's open transaction, so it commits or vanishes with the
  * change; the service's relay publishes it (DESIGN.md, transactional

@@ -54,6 +54,8 @@ REPO_ROOT = os.path.dirname(HERE)
 
 # Back-end services, in start order; the gateway starts after them.
 SERVICES = ("intake", "scheduling", "notes", "referral", "reporting")
+# The services whose events the reporting service consumes.
+PRODUCERS = ("intake", "scheduling", "notes", "referral")
 GATEWAY = "gateway"
 PROCESSES = SERVICES + (GATEWAY,)
 
@@ -393,11 +395,14 @@ class Stack:
             self.service_ports[name] = self._pick_port(wanted, taken=self.service_ports.values())
         self.endpoints = {name: "tcp://127.0.0.1:%d" % port
                           for name, port in self.service_ports.items()}
-        # Services that publish events (beacon-events-tail reads them).
-        wanted = (service_ports or {}).get("intake")
-        self.event_ports = {"intake": self._pick_port(
-            wanted + 100 if wanted else None,
-            taken=list(self.service_ports.values()))}
+        # Services that publish events (reporting and beacon-events-tail
+        # read them): each on its service port + 100 when free.
+        self.event_ports = {}
+        for name in PRODUCERS:
+            wanted = (service_ports or {}).get(name)
+            self.event_ports[name] = self._pick_port(
+                wanted + 100 if wanted else None,
+                taken=list(self.service_ports.values()) + list(self.event_ports.values()))
         self.event_endpoints = {name: "tcp://127.0.0.1:%d" % port
                                 for name, port in self.event_ports.items()}
         self.procs = {}
@@ -474,6 +479,9 @@ class Stack:
             values["endpoint_" + svc] = endpoint
         if name in self.event_endpoints:
             values["events_bind_endpoint"] = self.event_endpoints[name]
+        if name == "reporting":
+            for producer, endpoint in self.event_endpoints.items():
+                values["events_endpoint_" + producer] = endpoint
         if name == GATEWAY:
             values.update(listen_address=self.host, listen_port=str(self.port),
                           tls_cert=self.cert_path, tls_key=self.key_path)

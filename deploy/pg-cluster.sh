@@ -43,6 +43,8 @@ app_url() { echo "host=$run port=$port dbname=beacon user=beacon_app"; }
 #   beacon_app      what services connect as: a member of beacon_service,
 #                   not an owner and not a superuser, so row-level security
 #                   applies to it
+#   beacon_check    read-only (pg_read_all_data) past row policies: what
+#                   beacon-reporting-check compares the rollups with
 ensure_roles() {
   as_pg "$PGBIN/psql" -h "$run" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q <<'SQL'
 DO $$
@@ -52,6 +54,10 @@ BEGIN
   END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'beacon_app') THEN
     CREATE ROLE beacon_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE IN ROLE beacon_service;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'beacon_check') THEN
+    CREATE ROLE beacon_check LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE BYPASSRLS
+      IN ROLE pg_read_all_data;
   END IF;
 END $$;
 SQL

@@ -8,6 +8,7 @@
 #include "intake.pb-c.h"
 #include "notes.pb-c.h"
 #include "referral.pb-c.h"
+#include "reporting.pb-c.h"
 #include "scheduling.pb-c.h"
 
 #define S_IDENTITY "identity", &beacon__identity__identity__descriptor
@@ -15,6 +16,7 @@
 #define S_SCHEDULING "scheduling", &beacon__scheduling__scheduling__descriptor
 #define S_NOTES "notes", &beacon__notes__notes__descriptor
 #define S_REFERRAL "referral", &beacon__referral__referral__descriptor
+#define S_REPORTING "reporting", &beacon__reporting__reporting__descriptor
 /* Who works with client records (README, "Who may do what"). Admins manage
  * accounts, not care: they see no client data. */
 #define S_CARE_TEAM "peer_specialist,supervisor"
@@ -231,6 +233,24 @@ const gw_route_t gw_routes[] = {
     {{"GET", "/api/v1/directory/services"}, S_REFERRAL, "SearchServices", 200,
      "Search the agency's resource directory (q, taxonomy_term, latitude, longitude, radius_km, age, language, status, open_at; limit, offset)",
      NULL, GW_ROUTE_AUTH, "peer_specialist,supervisor,site_admin,agency_admin"},
+    {{"GET", "/api/v1/dashboards/site/{site_id}"}, S_REPORTING, "SiteDashboard", 200,
+     "A site's dashboard (from, to, grain day/week/month): time series, staff, referral outcomes, BARC-10; analysts de-identified (audited)",
+     NULL, GW_ROUTE_AUTH, "supervisor,agency_admin,analyst"},
+    {{"GET", "/api/v1/dashboards/site/{site_id}/export"}, S_REPORTING, "ExportDashboard", 200,
+     "One table of a site's dashboard as CSV (table; audited export)",
+     NULL, GW_ROUTE_AUTH | GW_ROUTE_FILE, "supervisor,agency_admin,analyst"},
+    {{"GET", "/api/v1/dashboards/agency"}, S_REPORTING, "AgencyDashboard", 200,
+     "The caller's agency's dashboard, by period and by site; analysts de-identified (audited)",
+     NULL, GW_ROUTE_AUTH, "agency_admin,analyst"},
+    {{"GET", "/api/v1/dashboards/agency/export"}, S_REPORTING, "ExportDashboard", 200,
+     "One table of the agency's dashboard as CSV (table; audited export)",
+     NULL, GW_ROUTE_AUTH | GW_ROUTE_FILE, "agency_admin,analyst"},
+    {{"GET", "/api/v1/dashboards/region/{region_id}"}, S_REPORTING, "RegionDashboard", 200,
+     "A region's dashboard (the agencies grouped with the caller's), always de-identified (audited)",
+     NULL, GW_ROUTE_AUTH, "agency_admin,analyst"},
+    {{"GET", "/api/v1/dashboards/region/{region_id}/export"}, S_REPORTING, "ExportDashboard", 200,
+     "One table of a region's dashboard as CSV (table; audited export)",
+     NULL, GW_ROUTE_AUTH | GW_ROUTE_FILE, "agency_admin,analyst"},
     {{"POST", "/api/v1/clients/{client_id}/break-glass"}, S_INTAKE, "OpenBreakGlass", 201,
      "Break the glass: time-limited, reasoned, audited access to a client outside your scope",
      NULL, GW_ROUTE_AUTH, S_CARE_TEAM},

@@ -87,6 +87,7 @@ bc_code_t review_note(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMess
     ne.content_hash = n->content_hash;
     ne.category = n->category;
     ne.staff_id = (char *)call->principal->staff_id;
+    ne.late_entry = n->late_entry;
     if (notes_emit(call, "review.completed", &ne) < 0 ||
         (approved && notes_emit(call, "note.signed", &ne) < 0))
         return call->err.code;

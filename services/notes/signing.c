@@ -164,6 +164,7 @@ bc_code_t notes_sign(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessa
     ne.encounter_id = n->encounter_id;
     ne.content_hash = n->content_hash;
     ne.category = n->category;
+    ne.late_entry = n->late_entry;
     if ((!cosign && notes_emit(call, "note.signed", &ne) < 0) ||
         bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
         return call->err.code;

@@ -59,7 +59,7 @@ BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b61
 # Benchmarks, run in this order.
 BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
             appointment_book_team group_quarter note_save note_read note_plain directory_import
-            directory_search metrics pgbench_select)
+            directory_search dashboard_site dashboard_region event_lag metrics pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -72,6 +72,9 @@ TARGETS=(
   "group_layout.p99_ms max 50 p99 of laying out one weekly series for a quarter (13 meetings, conflict-checked)"
   "note_read.p99_ms max 10 p99 of decrypting and reading a signed note with an addendum (audited)"
   "directory_search.p99_ms max 25 p99 of keyword + category + 10 km over the directory's services"
+  "dashboard_site.p99_ms max 50 p99 of a site's dashboard (3 years by week) over 10M encounters"
+  "dashboard_region.p99_ms max 50 p99 of a region's dashboard (5 agencies, 50 sites, 3 years by month)"
+  "event_lag.p99_ms max 1000 p99 of commit -> rollup at 1,000 events/s"
 )
 
 RATIOS=(
@@ -83,6 +86,8 @@ RATIOS=(
   "note_read.rps note_read_plain.rps 0.80 decrypt-and-read encrypted over unencrypted"
   "directory_copy.seconds directory_import.seconds 0.33 COPY time over HSDS import time (import within 3x of COPY)"
   "metrics_on.rps_mean metrics_off.rps_mean 0.97 signed-in GET with metrics recorded over metrics=false, two alternating rounds each (metrics cost <= 3%)"
+  "dashboard_site_sql.p99_ms dashboard_site.p99_ms 1.0 plain SQL over the raw encounters over the site dashboard through the gateway (p99)"
+  "dashboard_region_sql.p99_ms dashboard_region.p99_ms 1.0 plain SQL over the raw encounters over the region dashboard through the gateway (p99)"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -712,6 +717,9 @@ main() {
 # The referral directory benchmarks (bench_directory_import, bench_directory_search).
 # shellcheck source=tests/bench/referral.sh
 . "$HERE/referral.sh"
+# The reporting benchmarks (bench_dashboard_site, bench_dashboard_region, bench_event_lag).
+# shellcheck source=tests/bench/reporting.sh
+. "$HERE/reporting.sh"
 
 # The metrics benchmark (bench_metrics).
 # shellcheck source=tests/bench/metrics.sh

@@ -122,6 +122,13 @@ SPEC = {
     ("GET", "/api/v1/partner/referrals"): "partner",
     ("GET", "/api/v1/partner/referrals/{id}"): "partner",
     ("POST", "/api/v1/partner/referrals/{id}/status"): "partner",
+    # Dashboards: aggregates; analysts see them de-identified.
+    ("GET", "/api/v1/dashboards/site/{site_id}"): "supervisor,agency_admin,analyst",
+    ("GET", "/api/v1/dashboards/site/{site_id}/export"): "supervisor,agency_admin,analyst",
+    ("GET", "/api/v1/dashboards/agency"): "agency_admin,analyst",
+    ("GET", "/api/v1/dashboards/agency/export"): "agency_admin,analyst",
+    ("GET", "/api/v1/dashboards/region/{region_id}"): "agency_admin,analyst",
+    ("GET", "/api/v1/dashboards/region/{region_id}/export"): "agency_admin,analyst",
 }
 
 NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
@@ -572,7 +579,29 @@ class AccessMatrixTests(StackTestCase):
         if key == ("PUT", "/api/v1/staff/{staff_id}/supervision"):
             return (path.replace("{staff_id}", self.target_staff[target]),
                     {"requires_cosign": False})
+        if key[1].startswith("/api/v1/dashboards/"):
+            query = "?from=2026-01-01&to=2026-03-31&grain=week"
+            if "{site_id}" in path:
+                return path.replace("{site_id}", site) + query, None
+            if "{region_id}" in path:
+                if target == "other_site":
+                    return None
+                return path.replace("{region_id}", self.region(target)) + query, None
+            return (path + query, None) if target == "own" else None
         raise AssertionError("no request written for %s %s: add one" % key)
+
+    def region(self, target):
+        """A region of the caller's agency (own) or of the other agency only."""
+        regions = type(self).__dict__.get("regions")
+        if regions is None:
+            regions = type(self).regions = {}
+            for name, site in (("own", self.site_a), ("other_agency", self.site_x)):
+                regions[name] = launch.psql(self.stack.database_url, (
+                    "WITH r AS (INSERT INTO reporting.regions (name) VALUES ('Matrix %s %s') "
+                    "RETURNING id), a AS (INSERT INTO reporting.region_agencies SELECT r.id, "
+                    "s.agency_id FROM r, identity.sites s WHERE s.id = '%s') SELECT id FROM r")
+                    % (name, uuid.uuid4().hex[:6], site)).strip()
+        return regions[target]
 
     def etag(self, url, target):
         """The current version of an own record, as its creator reads it."""
@@ -635,6 +664,12 @@ class AccessMatrixTests(StackTestCase):
             return {422}  # signed without needing a review: nothing to review
         if key == ("POST", "/api/v1/group-occurrences/{group_occurrence_id}/notes"):
             return {404} if target == "own" else {403, 404}  # not completed: nothing to document
+        if key[1].startswith("/api/v1/dashboards/"):
+            # Analysts read de-identified aggregates of any site of their
+            # agency; supervisors only their own sites' dashboards.
+            if target == "other_site" and who.role == "supervisor":
+                return {404}
+            return {200}
         if target == "other_site" and not who.agency_wide:
             return {403, 404}
         if key == ("POST", "/api/v1/group-sessions/{group_id}/roster"):
