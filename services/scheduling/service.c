@@ -1,4 +1,8 @@
-/*  The scheduling service's dispatch table and settings. */
+/*  The scheduling service's dispatch table and settings (billing included:
+ *  it lives here, beside the encounters it bills). */
+#include <stdlib.h>
+
+#include "billing_internal.h"
 #include "scheduling.h"
 
 static const bc_method_t s_methods[] = {
@@ -27,6 +31,20 @@ static const bc_method_t s_methods[] = {
     {"CompleteGroupOccurrence", occurrences_complete},
     {"ListGroupOccurrences", occurrences_list},
     {"GetCalendarFeed", feed_get},
+    {"SetBillingConfig", billing_config_set},
+    {"GetBillingConfig", billing_config_get},
+    {"ListBillingConfigs", billing_config_list},
+    {"CreateBillingBatch", billing_batch_create},
+    {"GetBillingBatch", billing_batch_get},
+    {"ListBillingBatches", billing_batch_list},
+    {"GetBillingBatchFile", billing_batch_file},
+    {"GetBillingBatchCsv", billing_batch_csv},
+    {"ListClaims", billing_claims_list},
+    {"GetClaim", billing_claim_get},
+    {"SetClaimStatus", billing_claim_status},
+    {"ReplaceClaim", billing_claim_replace},
+    {"VoidClaim", billing_claim_void},
+    {"ImportRemittance", billing_remittance_import},
     {"ReplayEvents", bc_replay_events},
     {NULL, NULL},
 };
@@ -48,14 +66,27 @@ static const bc_setting_t s_settings[] = {
 
 static int s_start(const bc_config_t *config, void **state, bc_error_t *err)
 {
-    sched_reminders_t *r = sched_reminders_start(config, err);
-    *state = r;
-    return r ? 0 : -1;
+    sched_state_t *st = bc_calloc(1, sizeof *st);
+    st->reminders = sched_reminders_start(config, err);
+    if (st->reminders)
+        st->billing = billing_start(config, err);
+    if (!st->reminders || !st->billing) {
+        sched_reminders_stop(st->reminders);
+        free(st);
+        return -1;
+    }
+    *state = st;
+    return 0;
 }
 
 static void s_stop(void *state)
 {
-    sched_reminders_stop(state);
+    sched_state_t *st = state;
+    if (!st)
+        return;
+    sched_reminders_stop(st->reminders);
+    billing_stop(st->billing);
+    free(st);
 }
 
 const bc_service_def_t scheduling_service = {
