@@ -197,11 +197,11 @@ static int s_store_part(s_store_t *st, int kind, const char *data, size_t len)
         bc_call_fail_err(call, &err);
         return -1;
     }
-    const char *params[] = {st->batch_id, kind_name, part, enc};
+    const char *params[] = {st->batch_id, kind_name, part, enc, call->principal->agency_id};
     PGresult *res = bc_db_prepared(call->db, "billing_part_add",
                                    "INSERT INTO billing.batch_parts (batch_id, kind, part, "
-                                   "body_enc) VALUES ($1, $2, $3::int, $4)",
-                                   4, params, &err);
+                                   "body_enc, agency_id) VALUES ($1, $2, $3::int, $4, $5)",
+                                   5, params, &err);
     free(enc);
     if (!res) {
         bc_call_fail_err(call, &err);

@@ -7,4 +7,4 @@ CREATE POLICY notes_billing ON notes.notes FOR SELECT
     USING ((SELECT scope.has_role('billing'))
            AND (SELECT current_setting('beacon.purpose', true) = 'billing')
            AND agency_id = (SELECT scope.agency_id())
-           AND site_id = ANY ((SELECT scope.site_ids())));
+           AND site_id = ANY ((SELECT scope.site_ids())::uuid[]));

@@ -52,6 +52,7 @@ CREATE INDEX batches_agency ON billing.batches (agency_id, payer_id, created_at 
 -- as they hold Medicaid IDs and names.
 CREATE TABLE billing.batch_parts (
     batch_id  uuid NOT NULL REFERENCES billing.batches DEFERRABLE INITIALLY DEFERRED,
+    agency_id uuid NOT NULL,
     kind      text NOT NULL CHECK (kind IN ('837p', 'csv')),
     part      integer NOT NULL CHECK (part >= 1),
     body_enc  text NOT NULL,
@@ -117,7 +118,7 @@ CREATE POLICY encounters_billing ON scheduling.encounters FOR SELECT
     USING ((SELECT scope.has_role('billing'))
            AND (SELECT current_setting('beacon.purpose', true) = 'billing')
            AND agency_id = (SELECT scope.agency_id())
-           AND site_id = ANY ((SELECT scope.site_ids())));
+           AND site_id = ANY ((SELECT scope.site_ids())::uuid[]));
 
 ALTER TABLE billing.configs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE billing.configs FORCE ROW LEVEL SECURITY;
@@ -134,9 +135,9 @@ ALTER TABLE billing.claims ENABLE ROW LEVEL SECURITY;
 ALTER TABLE billing.claims FORCE ROW LEVEL SECURITY;
 CREATE POLICY claims_billing ON billing.claims FOR ALL
     USING ((SELECT scope.has_role('billing')) AND agency_id = (SELECT scope.agency_id())
-           AND site_id = ANY ((SELECT scope.site_ids())))
+           AND site_id = ANY ((SELECT scope.site_ids())::uuid[]))
     WITH CHECK ((SELECT scope.has_role('billing')) AND agency_id = (SELECT scope.agency_id())
-                AND site_id = ANY ((SELECT scope.site_ids())));
+                AND site_id = ANY ((SELECT scope.site_ids())::uuid[]));
 
 -- A batch is visible to billing staff holding every site it covers.
 ALTER TABLE billing.batches ENABLE ROW LEVEL SECURITY;
@@ -148,9 +149,11 @@ CREATE POLICY batches_billing ON billing.batches FOR ALL
                 AND site_ids <@ (SELECT scope.site_ids()));
 ALTER TABLE billing.batch_parts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE billing.batch_parts FORCE ROW LEVEL SECURITY;
+-- Parts are written before their batch row (which carries the totals) and
+-- read only after the batch itself was found under its policy.
 CREATE POLICY batch_parts_billing ON billing.batch_parts FOR ALL
-    USING (EXISTS (SELECT FROM billing.batches b WHERE b.id = batch_id))
-    WITH CHECK (EXISTS (SELECT FROM billing.batches b WHERE b.id = batch_id));
+    USING ((SELECT scope.has_role('billing')) AND agency_id = (SELECT scope.agency_id()))
+    WITH CHECK ((SELECT scope.has_role('billing')) AND agency_id = (SELECT scope.agency_id()));
 
 DO $$
 BEGIN
