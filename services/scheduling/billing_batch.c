@@ -18,7 +18,8 @@
  *  two batches running at once. Replacement (7) and void (8) claims queued
  *  for the payer go into the same file first.
  *
- *  The file is written as it is built and stored in parts of S_PART_BYTES
+ *  The file is written as it is built and stored in parts of about
+ *  billing_part_bytes (a part closes at the first claim past the size)
  *  (billing.batch_parts, sealed with the field keys: it holds Medicaid
  *  IDs), so memory stays flat however many encounters there are. A batch
  *  with no billable claim is refused (422) after its holds are recorded.
@@ -44,7 +45,6 @@
 #include "scheduling.h"
 
 #define S_CHUNK_TEXT "2000"
-#define S_PART_BYTES (1024 * 1024)
 #define S_MAX_RANGE_DAYS 400
 
 /* ---- state: keys and the callers of intake and notes --------------------------- */
@@ -53,6 +53,7 @@ struct billing_state {
     void *zctx;
     char *intake_endpoints, *notes_endpoints;
     int max_msg_bytes, heartbeat_ms;
+    size_t part_bytes;
     bc_keyring_t *keys;
     pthread_mutex_t lock;
     bc_rpc_client_t **clients;
@@ -74,6 +75,7 @@ billing_state_t *billing_start(const bc_config_t *config, bc_error_t *err)
     st->notes_endpoints = bc_strdup(bc_config_str(config, "endpoint_notes"));
     st->max_msg_bytes = (int)bc_config_int(config, "rpc_max_message_bytes");
     st->heartbeat_ms = (int)bc_config_int(config, "rpc_heartbeat_ms");
+    st->part_bytes = (size_t)bc_config_int(config, "billing_part_bytes");
     pthread_mutex_init(&st->lock, NULL);
     return st;
 }
@@ -272,12 +274,13 @@ static int s_flush(s_batch_t *b, bool all)
 {
     size_t len;
     const char *text = billing_x12_pending(b->x12, &len);
-    if (len > 0 && (all || len >= S_PART_BYTES)) {
+    size_t part_bytes = billing_state(b->call)->part_bytes;
+    if (len > 0 && (all || len >= part_bytes)) {
         if (s_store_part(&b->store, 0, text, len) < 0)
             return -1;
         billing_x12_take(b->x12);
     }
-    if (b->csv.len > 0 && (all || b->csv.len >= S_PART_BYTES)) {
+    if (b->csv.len > 0 && (all || b->csv.len >= part_bytes)) {
         if (s_store_part(&b->store, 1, b->csv.p, b->csv.len) < 0)
             return -1;
         b->csv.len = 0;

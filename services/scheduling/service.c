@@ -61,6 +61,9 @@ static const bc_setting_t s_settings[] = {
      "before the start, comma-separated (up to four; empty for none)"},
     {"reminder_scan_seconds", BC_CFG_INT, "30", 1, 3600,
      "how often the service looks for reminders that are due"},
+    {"billing_part_bytes", BC_CFG_INT, "1048576", 4096, 3145728,
+     "the size of each stored part of a billing batch's 837P file and CSV (each part is one "
+     "download: it must fit in rpc_max_message_bytes)"},
     BC_SETTINGS_END,
 };
 

@@ -82,7 +82,8 @@ def parse_x12(data):
     return json.loads(out)
 
 
-class BillingTests(StackTestCase):
+class BillingCase(StackTestCase):
+    """The stack, an agency with a payer configured, and the helpers."""
     settings = {"allow_bootstrap": True}
 
     @classmethod
@@ -271,6 +272,9 @@ class BillingTests(StackTestCase):
         for line in data.decode("latin1").split("~"):
             self.assertNotIn("^", line[106:] if line.startswith("ISA") else line)
         return claims
+
+
+class BillingTests(BillingCase):
 
     # -- the whole path -------------------------------------------------------------
 
@@ -628,3 +632,30 @@ class BillingTests(StackTestCase):
         claim = self.claim_for(enc["id"])
         r = self.req("GET", "/api/v1/billing/claims/" + claim["id"], headers=far_biller.auth)
         self.assertProblem(r, 404)
+
+
+class BillingPartsTests(BillingCase):
+    """A file larger than one part (parts of 4 KiB here): downloaded part by
+    part, the parts join into one interchange the strict parser accepts."""
+    process_settings = {"scheduling": {"billing_part_bytes": 4096}}
+
+    def test_a_file_in_parts_joins_into_one_interchange(self):
+        on = day()
+        encounters = []
+        for _ in range(12):
+            encounters.append(self.billable(on)[1])
+        batch = self.batch(on)
+        self.assertEqual(batch["claim_count"], 12)
+        self.assertGreater(batch["parts"], 1)
+        data = self.file(batch)
+        self.assertEqual(len(data), batch["bytes"])
+        claims = self.check_837(data, batch)
+        self.assertEqual(len(claims), 12)
+        self.assertEqual(sorted(claims), sorted(self.claim_for(e["id"])["id"].replace("-", "")
+                                                .upper() for e in encounters))
+        r = self.req("GET", "/api/v1/billing/batches/%s/837p?part=%d" % (batch["id"],
+                                                                          batch["parts"] + 1),
+                     headers=self.biller.auth)
+        self.assertProblem(r, 400, "part")
+        csv = self.file(batch, "csv").decode().splitlines()
+        self.assertEqual(len(csv), 13)
