@@ -17,6 +17,7 @@ PKGS=(
   libcsv-dev
   libarchive-dev
   python3
+  nodejs npm
   wrk
   docker-compose
   util-linux

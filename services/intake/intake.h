@@ -89,6 +89,13 @@ bc_code_t consents_revoke(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
 bc_code_t consents_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t consents_check(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* diagnoses.c */
+bc_code_t diagnoses_record(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t diagnoses_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+/* BillingSubjects: the billing service's batched read (file header). */
+bc_code_t diagnoses_billing_subjects(bc_call_t *call, const ProtobufCMessage *in,
+                                     ProtobufCMessage **out);
+
 /* goals.c */
 bc_code_t goals_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t goals_progress(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);

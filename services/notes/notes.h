@@ -138,4 +138,7 @@ bc_code_t review_set_supervision(bc_call_t *call, const ProtobufCMessage *in,
                                  ProtobufCMessage **out);
 bc_code_t review_overdue(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* billing.c: BillingNoteStatus (signed / co-signed per encounter, no text). */
+bc_code_t billing_note_status(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
 #endif

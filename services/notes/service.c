@@ -15,6 +15,7 @@ static const bc_method_t s_methods[] = {
     {"ReviewNote", review_note},
     {"SetSupervision", review_set_supervision},
     {"ListOverdue", review_overdue},
+    {"BillingNoteStatus", billing_note_status},
     {"ReplayEvents", bc_replay_events},
     {NULL, NULL},
 };

@@ -129,7 +129,36 @@ SPEC = {
     ("GET", "/api/v1/dashboards/agency/export"): "agency_admin,analyst",
     ("GET", "/api/v1/dashboards/region/{region_id}"): "agency_admin,analyst",
     ("GET", "/api/v1/dashboards/region/{region_id}/export"): "agency_admin,analyst",
+    # Diagnoses are part of the client's record.
+    ("POST", "/api/v1/clients/{client_id}/diagnoses"): CARE,
+    ("GET", "/api/v1/clients/{client_id}/diagnoses"): CARE,
+    # Billing: agency admins configure payers; billing staff see claims,
+    # holds and batches (never note text); nobody else.
+    ("GET", "/api/v1/billing/payers"): "agency_admin,billing",
+    ("PUT", "/api/v1/billing/payers/{payer_id}"): "agency_admin",
+    ("GET", "/api/v1/billing/payers/{payer_id}"): "agency_admin,billing",
+    ("POST", "/api/v1/billing/batches"): "billing",
+    ("GET", "/api/v1/billing/batches"): "billing",
+    ("GET", "/api/v1/billing/batches/{id}"): "billing",
+    ("GET", "/api/v1/billing/batches/{id}/837p"): "billing",
+    ("GET", "/api/v1/billing/batches/{id}/claims.csv"): "billing",
+    ("GET", "/api/v1/billing/claims"): "billing",
+    ("GET", "/api/v1/billing/claims/{id}"): "billing",
+    ("POST", "/api/v1/billing/claims/{id}/status"): "billing",
+    ("POST", "/api/v1/billing/claims/{id}/replace"): "billing",
+    ("POST", "/api/v1/billing/claims/{id}/void"): "billing",
+    ("POST", "/api/v1/billing/remittances"): "billing",
 }
+
+MATRIX_PAYER = {
+    "payer_name": "Matrix Medicaid", "submitter_id": "MATRIX1", "submitter_name": "Matrix",
+    "submitter_contact_name": "Matrix Biller", "submitter_contact_phone": "6145550100",
+    "receiver_id": "MATRIXRCV", "receiver_name": "Matrix Receiver",
+    "billing_provider_name": "Matrix Agency", "billing_provider_npi": "1234567893",
+    "billing_provider_taxonomy": "261QR0405X", "billing_provider_tax_id": "311234567",
+    "billing_provider_address": {"line1": "1 Main St", "city": "Columbus", "state": "OH",
+                                 "postal_code": "432150001"},
+    "rates": [{"modifiers": "", "cents": 1000}]}
 
 NOTE_SECTIONS = [{"key": k, "text": "matrix " + k}
                  for k in ("goal", "intervention", "response", "plan")]
@@ -588,6 +617,12 @@ class AccessMatrixTests(StackTestCase):
                     return None
                 return path.replace("{region_id}", self.region(target)) + query, None
             return (path + query, None) if target == "own" else None
+        if key in (("POST", "/api/v1/clients/{client_id}/diagnoses"),
+                   ("GET", "/api/v1/clients/{client_id}/diagnoses")):
+            return (path.replace("{client_id}", self.client[target]),
+                    {"code": "F11.20"} if method == "POST" else None)
+        if key[1].startswith("/api/v1/billing/"):
+            return self.billing_request_for(key, target)
         raise AssertionError("no request written for %s %s: add one" % key)
 
     def region(self, target):
@@ -602,6 +637,30 @@ class AccessMatrixTests(StackTestCase):
                     "s.agency_id FROM r, identity.sites s WHERE s.id = '%s') SELECT id FROM r")
                     % (name, uuid.uuid4().hex[:6], site)).strip()
         return regions[target]
+
+    def billing_request_for(self, key, target):
+        """Billing routes: the caller's own agency only (payers, batches and
+        claims of another agency are not addressable by anything but an id,
+        tried with a random one)."""
+        method, path = key
+        random_id = str(uuid.uuid4())
+        if target == "other_site":
+            return None
+        if target == "other_agency":
+            if "{id}" not in path:
+                return None
+            return path.replace("{id}", random_id), {} if method == "POST" else None
+        if path == "/api/v1/billing/payers/{payer_id}":
+            return (path.replace("{payer_id}", "MATRIX"),
+                    MATRIX_PAYER if method == "PUT" else None)
+        if key == ("POST", "/api/v1/billing/batches"):
+            return path, {"payer_id": "MATRIX", "from": "2020-01-01", "to": "2020-01-31"}
+        if key == ("POST", "/api/v1/billing/remittances"):
+            return path, {"content": "claim_id,status,paid_amount,payer_claim_number,reason\n"}
+        if "{id}" in path:
+            body = {"status": "paid"} if path.endswith("/status") else {}
+            return path.replace("{id}", random_id), body if method == "POST" else None
+        return path, None
 
     def etag(self, url, target):
         """The current version of an own record, as its creator reads it."""
@@ -669,6 +728,14 @@ class AccessMatrixTests(StackTestCase):
             # agency; supervisors only their own sites' dashboards.
             if target == "other_site" and who.role == "supervisor":
                 return {404}
+            return {200}
+        if key[1].startswith("/api/v1/billing/"):
+            if "{id}" in key[1]:
+                return {404}  # no such batch or claim (a random id)
+            if key == ("POST", "/api/v1/billing/batches"):
+                return {422}  # nothing to bill in 2020
+            if key == ("GET", "/api/v1/billing/payers/{payer_id}"):
+                return {200, 404}  # once an agency_admin has set it
             return {200}
         if target == "other_site" and not who.agency_wide:
             return {403, 404}

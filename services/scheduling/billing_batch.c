@@ -1,0 +1,1183 @@
+/*  billing_batch: claims built from completed encounters and sent as a
+ *  batch (POST /api/v1/billing/batches): one X12 837P file plus a CSV of the
+ *  same claims.
+ *
+ *  Claims are built at batch time, streamed: the encounters of the payer's
+ *  date range (service dates in the site's zone) that have no claim yet or
+ *  only a held one are read through a cursor S_CHUNK at a time. For each
+ *  chunk the service asks intake (BillingSubjects: subscriber details, the
+ *  decrypted Medicaid ID, episodes, diagnoses, consent to disclose to the
+ *  payer for payment) and notes (BillingNoteStatus: signed, co-signed) once
+ *  each, over ZeroMQ, as the caller (role billing, its sites), and reads the
+ *  units already billed for the chunk's clients. Each encounter is then
+ *  billable or held with every reason that applies (held claims are
+ *  evaluated again by the next batch). The chunk's claims are copied into
+ *  billing.claims in one statement; the database refuses a second original
+ *  claim for an encounter (claims_one_original), and only the rows it took
+ *  are written to the file, so an encounter is never billed twice, even by
+ *  two batches running at once. Replacement (7) and void (8) claims queued
+ *  for the payer go into the same file first.
+ *
+ *  The file is written as it is built and stored in parts of about
+ *  billing_part_bytes (a part closes at the first claim past the size)
+ *  (billing.batch_parts, sealed with the field keys: it holds Medicaid
+ *  IDs), so memory stays flat however many encounters there are. A batch
+ *  with no billable claim is refused (422) after its holds are recorded.
+ *  The whole batch is one transaction: it is stored completely or not at
+ *  all; asking for the file again returns the stored bytes.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "bc_crypt.h"
+#include "bc_log.h"
+#include "bc_rpc.h"
+#include "bc_util.h"
+#include "billing.h"
+#include "billing_internal.h"
+#include "intake.pb-c.h"
+#include "notes.pb-c.h"
+#include "scheduling.h"
+
+#define S_CHUNK_TEXT "2000"
+#define S_MAX_RANGE_DAYS 400
+
+/* ---- state: keys and the callers of intake and notes --------------------------- */
+
+struct billing_state {
+    void *zctx;
+    char *intake_endpoints, *notes_endpoints;
+    int max_msg_bytes, heartbeat_ms;
+    size_t part_bytes;
+    bc_keyring_t *keys;
+    pthread_mutex_t lock;
+    bc_rpc_client_t **clients;
+    size_t n_clients;
+};
+
+/* One DEALER per worker thread and service (a client belongs to one thread). */
+static _Thread_local bc_rpc_client_t *s_intake, *s_notes;
+
+billing_state_t *billing_start(const bc_config_t *config, bc_error_t *err)
+{
+    bc_keyring_t *keys = bc_keyring_load(bc_config_str(config, "field_keys_file"), err);
+    if (!keys)
+        return NULL;
+    billing_state_t *st = bc_calloc(1, sizeof *st);
+    st->keys = keys;
+    st->zctx = zmq_ctx_new();
+    st->intake_endpoints = bc_strdup(bc_config_str(config, "endpoint_intake"));
+    st->notes_endpoints = bc_strdup(bc_config_str(config, "endpoint_notes"));
+    st->max_msg_bytes = (int)bc_config_int(config, "rpc_max_message_bytes");
+    st->heartbeat_ms = (int)bc_config_int(config, "rpc_heartbeat_ms");
+    st->part_bytes = (size_t)bc_config_int(config, "billing_part_bytes");
+    pthread_mutex_init(&st->lock, NULL);
+    return st;
+}
+
+void billing_stop(billing_state_t *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->n_clients; i++)
+        bc_rpc_client_destroy(&st->clients[i]);
+    free(st->clients);
+    zmq_ctx_term(st->zctx);
+    pthread_mutex_destroy(&st->lock);
+    free(st->intake_endpoints);
+    free(st->notes_endpoints);
+    bc_keyring_destroy(&st->keys);
+    free(st);
+}
+
+billing_state_t *billing_state(const bc_call_t *call)
+{
+    return ((const sched_state_t *)call->state)->billing;
+}
+
+const bc_keyring_t *billing_keys(const bc_call_t *call)
+{
+    return billing_state(call)->keys;
+}
+
+static bc_rpc_client_t *s_client(billing_state_t *st, bool intake, bc_error_t *err)
+{
+    bc_rpc_client_t **slot = intake ? &s_intake : &s_notes;
+    if (*slot)
+        return *slot;
+    bc_rpc_client_t *c =
+        bc_rpc_client_new(st->zctx, intake ? "intake" : "notes",
+                          intake ? st->intake_endpoints : st->notes_endpoints, st->max_msg_bytes,
+                          st->heartbeat_ms, err);
+    if (!c)
+        return NULL;
+    pthread_mutex_lock(&st->lock);
+    st->clients = bc_realloc(st->clients, (st->n_clients + 1) * sizeof *st->clients);
+    st->clients[st->n_clients++] = c;
+    pthread_mutex_unlock(&st->lock);
+    return *slot = c;
+}
+
+/* One call to intake or notes as the caller; the reply in alloc. NULL with
+ * call->err set (UNAVAILABLE when the service cannot answer). */
+static ProtobufCMessage *s_rpc(bc_call_t *call, bool intake, const char *method,
+                               const ProtobufCMessage *req, const ProtobufCMessageDescriptor *out,
+                               ProtobufCAllocator *alloc)
+{
+    bc_error_t err;
+    bc_rpc_client_t *client = s_client(billing_state(call), intake, &err);
+    if (!client) {
+        bc_call_fail(call, BC_UNAVAILABLE, "", "%s is unavailable: try again",
+                     intake ? "intake" : "notes");
+        return NULL;
+    }
+    int64_t deadline = call->request->deadline_unix_ms ? (int64_t)call->request->deadline_unix_ms
+                                                       : bc_now_ms() + 60000;
+    bc_rpc_call_t rpc = {.method = method,
+                         .principal = call->principal,
+                         .payload = req,
+                         .deadline_ms = deadline,
+                         .request_id = call->request->request_id};
+    ProtobufCMessage *reply = bc_rpc_client_call(client, &rpc, out, alloc, &err);
+    if (!reply) {
+        bc_warn("billing: %s.%s failed: %s", intake ? "intake" : "notes", method, err.message);
+        if (err.code == BC_UNAVAILABLE || err.code == BC_DEADLINE_EXCEEDED)
+            bc_call_fail(call, BC_UNAVAILABLE, "", "%s did not answer: try again",
+                         intake ? "intake" : "notes");
+        else
+            bc_call_fail_err(call, &err);
+    }
+    return reply;
+}
+
+/* ---- dates ------------------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of YYYY-MM-DD, or INT32_MIN when it is no date. */
+int32_t billing_day(const char *s)
+{
+    struct tm tm = {0};
+    const char *end = s ? strptime(s, "%Y-%m-%d", &tm) : NULL;
+    if (!end || *end || strlen(s) != 10)
+        return INT32_MIN;
+    struct tm check = tm;
+    time_t t = timegm(&check);
+    if (check.tm_mday != tm.tm_mday || check.tm_mon != tm.tm_mon)
+        return INT32_MIN;
+    return (int32_t)(t / 86400);
+}
+
+/* "2027-03-14" -> "20270314" */
+static void s_date8(const char *iso, char out[9])
+{
+    snprintf(out, 9, "%.4s%.2s%.2s", iso, iso + 5, iso + 8);
+}
+
+/* ---- parts: the stored file ------------------------------------------------------- */
+
+typedef struct {
+    bc_call_t *call;
+    const char *batch_id;
+    int parts[2]; /* 837p, csv */
+    int64_t bytes;
+} s_store_t;
+
+static int s_store_part(s_store_t *st, int kind, const char *data, size_t len)
+{
+    bc_call_t *call = st->call;
+    const char *kind_name = kind == 0 ? "837p" : "csv";
+    char part[16], aad[128];
+    snprintf(part, sizeof part, "%d", ++st->parts[kind]);
+    snprintf(aad, sizeof aad, "billing.batch_parts:%s:%s:%s", st->batch_id, kind_name, part);
+    char *enc = NULL;
+    bc_error_t err;
+    if (bc_field_encrypt(billing_keys(call), data, len, aad, &enc, &err) < 0) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    const char *params[] = {st->batch_id, kind_name, part, enc, call->principal->agency_id};
+    PGresult *res = bc_db_prepared(call->db, "billing_part_add",
+                                   "INSERT INTO billing.batch_parts (batch_id, kind, part, "
+                                   "body_enc, agency_id) VALUES ($1, $2, $3::int, $4, $5)",
+                                   5, params, &err);
+    free(enc);
+    if (!res) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    PQclear(res);
+    if (kind == 0)
+        st->bytes += (int64_t)len;
+    return 0;
+}
+
+/* A growing text buffer (the CSV). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} s_buf_t;
+
+static void s_buf_add(s_buf_t *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = bc_realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void s_buf_str(s_buf_t *b, const char *s)
+{
+    s_buf_add(b, s, strlen(s));
+}
+
+/* One CSV field, RFC 4180 quoting when needed. */
+static void s_csv_field(s_buf_t *b, const char *v, bool last)
+{
+    if (strpbrk(v, ",\"\r\n")) {
+        s_buf_add(b, "\"", 1);
+        for (const char *p = v; *p; p++) {
+            if (*p == '"')
+                s_buf_add(b, "\"", 1);
+            s_buf_add(b, p, 1);
+        }
+        s_buf_add(b, "\"", 1);
+    } else {
+        s_buf_str(b, v);
+    }
+    s_buf_add(b, last ? "\r\n" : ",", last ? 2 : 1);
+}
+
+static const char S_CSV_HEADER[] =
+    "claim_id,frequency,original_claim_id,encounter_id,client_id,subscriber_last,"
+    "subscriber_first,medicaid_id,date_of_birth,service_date,procedure,modifiers,units,"
+    "charge,place_of_service,diagnoses\r\n";
+
+/* ---- the writer of one batch ------------------------------------------------------- */
+
+typedef struct {
+    bc_call_t *call;
+    const Beacon__Billing__BillingConfig *cfg;
+    billing_x12_t *x12;
+    s_buf_t csv;
+    s_store_t store;
+    int64_t claims, total_cents, replacements, voids, held;
+} s_batch_t;
+
+static int s_flush(s_batch_t *b, bool all)
+{
+    size_t len;
+    const char *text = billing_x12_pending(b->x12, &len);
+    size_t part_bytes = billing_state(b->call)->part_bytes;
+    if (len > 0 && (all || len >= part_bytes)) {
+        if (s_store_part(&b->store, 0, text, len) < 0)
+            return -1;
+        billing_x12_take(b->x12);
+    }
+    if (b->csv.len > 0 && (all || b->csv.len >= part_bytes)) {
+        if (s_store_part(&b->store, 1, b->csv.p, b->csv.len) < 0)
+            return -1;
+        b->csv.len = 0;
+    }
+    return 0;
+}
+
+/* Writes one claim to the file and the CSV. */
+static int s_write(s_batch_t *b, const billing_claim_t *c)
+{
+    billing_x12_claim_t x = {
+        .claim_id = c->x12_id,
+        .frequency = c->frequency,
+        .original_ref = c->original_ref,
+        .last = c->last,
+        .first = c->first,
+        .medicaid_id = c->medicaid_id,
+        .address = c->address,
+        .city = c->city,
+        .state = c->state,
+        .postal = c->postal,
+        .dob = c->dob8,
+        .sex = c->sex,
+        .place_of_service = c->place_of_service,
+        .n_diagnoses = c->n_diagnoses,
+        .procedure = c->procedure,
+        .n_modifiers = c->n_modifiers,
+        .units = c->units,
+        .charge_cents = c->charge_cents,
+        .service_date = c->service_date8,
+    };
+    for (int i = 0; i < c->n_diagnoses; i++)
+        x.diagnoses[i] = c->diagnoses[i];
+    for (int i = 0; i < c->n_modifiers; i++)
+        x.modifiers[i] = c->modifiers[i];
+    billing_x12_claim(b->x12, &x);
+    char units[16], amount[32], mods[16] = "", dx[12 * 9] = "";
+    snprintf(units, sizeof units, "%d", c->units);
+    billing_amount(c->charge_cents, amount);
+    for (int i = 0; i < c->n_modifiers; i++)
+        snprintf(mods + strlen(mods), sizeof mods - strlen(mods), "%s%s", i ? ":" : "",
+                 c->modifiers[i]);
+    for (int i = 0; i < c->n_diagnoses; i++)
+        snprintf(dx + strlen(dx), sizeof dx - strlen(dx), "%s%s", i ? ":" : "", c->diagnoses[i]);
+    const char *fields[] = {c->id,          c->frequency,        c->original_id,
+                            c->encounter_id, c->client_id,       c->last,
+                            c->first,       c->medicaid_id,      c->dob,
+                            c->service_date, c->procedure,       mods,
+                            units,          amount,              c->place_of_service,
+                            dx};
+    int n = (int)(sizeof fields / sizeof fields[0]);
+    for (int i = 0; i < n; i++)
+        s_csv_field(&b->csv, fields[i] ? fields[i] : "", i == n - 1);
+    b->claims++;
+    b->total_cents += c->charge_cents;
+    if (!strcmp(c->frequency, "7"))
+        b->replacements++;
+    else if (!strcmp(c->frequency, "8"))
+        b->voids++;
+    return s_flush(b, false);
+}
+
+/* ---- corrections queued for the payer ---------------------------------------------- */
+
+static int s_corrections(s_batch_t *b, const char *batch_id)
+{
+    bc_call_t *call = b->call;
+    const char *params[] = {call->principal->agency_id, b->cfg->payer_id, batch_id};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "billing_corrections_take",
+        "UPDATE billing.claims c SET status = 'submitted', batch_id = $3::uuid, updated_at = now() "
+        "WHERE c.agency_id = $1 AND c.payer_id = $2 AND c.frequency <> '1' "
+        "AND c.status = 'ready' RETURNING " BILLING_CLAIM_COLUMNS,
+        3, params, &err);
+    if (!res) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        billing_claim_t c;
+        if (billing_claim_from_row(call, res, i, &c) < 0)
+            rc = -1;
+        else
+            rc = s_write(b, &c);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* ---- evaluation of one chunk -------------------------------------------------------- */
+
+/* The cursor's columns (BILLING_ENCOUNTER_COLUMNS). */
+enum { E_ID, E_CLIENT, E_SITE, E_DATE, E_END_DATE, E_MINUTES, E_POS, E_MODE, E_GROUP, E_CLAIM };
+
+typedef struct {
+    char *key;
+    int units;
+} s_slot_t;
+
+/* A small open-addressing table of units per key ("client|day" or
+ * "client|episode start"), in the chunk's arena. */
+typedef struct {
+    s_slot_t *slots;
+    size_t cap;
+    bc_arena_t *arena;
+} s_units_t;
+
+static size_t s_hash(const char *s)
+{
+    size_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static int *s_units_at(s_units_t *t, const char *a, const char *b)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s|%s", a, b);
+    size_t i = s_hash(key) & (t->cap - 1);
+    while (t->slots[i].key && strcmp(t->slots[i].key, key))
+        i = (i + 1) & (t->cap - 1);
+    if (!t->slots[i].key) {
+        t->slots[i].key = bc_arena_strdup(t->arena, key);
+        t->slots[i].units = 0;
+    }
+    return &t->slots[i].units;
+}
+
+static int s_cmp_subject(const void *a, const void *b)
+{
+    return strcmp((*(Beacon__Intake__BillingSubject *const *)a)->client_id,
+                  (*(Beacon__Intake__BillingSubject *const *)b)->client_id);
+}
+
+static int s_cmp_note(const void *a, const void *b)
+{
+    return strcmp((*(Beacon__Notes__BillingNoteStatus *const *)a)->encounter_id,
+                  (*(Beacon__Notes__BillingNoteStatus *const *)b)->encounter_id);
+}
+
+static int s_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static Beacon__Intake__BillingSubject *s_find_subject(Beacon__Intake__BillingSubjectsReply *r,
+                                                      const char *client_id)
+{
+    Beacon__Intake__BillingSubject key = {.client_id = (char *)client_id}, *kp = &key;
+    Beacon__Intake__BillingSubject **hit =
+        bsearch(&kp, r->subjects, r->n_subjects, sizeof *r->subjects, s_cmp_subject);
+    return hit ? *hit : NULL;
+}
+
+static Beacon__Notes__BillingNoteStatus *s_find_note(Beacon__Notes__BillingNoteStatusReply *r,
+                                                     const char *encounter_id)
+{
+    Beacon__Notes__BillingNoteStatus key = {.encounter_id = (char *)encounter_id}, *kp = &key;
+    Beacon__Notes__BillingNoteStatus **hit =
+        bsearch(&kp, r->notes, r->n_notes, sizeof *r->notes, s_cmp_note);
+    return hit ? *hit : NULL;
+}
+
+/* The episode open on day (YYYY-MM-DD), or NULL. */
+static const Beacon__Intake__BillingEpisode *s_episode(const Beacon__Intake__BillingSubject *s,
+                                                       const char *day)
+{
+    for (size_t i = s->n_episodes; i-- > 0;) {
+        const Beacon__Intake__BillingEpisode *e = s->episodes[i];
+        if (strcmp(e->started_on, day) <= 0 &&
+            (!*e->discharged_on || strcmp(day, e->discharged_on) <= 0))
+            return e;
+    }
+    return NULL;
+}
+
+static void s_hold(billing_reasons_t *r, const char *why)
+{
+    if (r->n < BILLING_MAX_REASONS)
+        r->reasons[r->n++] = why;
+}
+
+/* The rate for procedure with modifiers "HQ:95": the exact entry, else the
+ * procedure's entry without modifiers; -1 when there is none. */
+static int64_t s_rate(const Beacon__Billing__BillingConfig *cfg, const char *procedure,
+                      const char *mods)
+{
+    int64_t base = -1;
+    for (size_t i = 0; i < cfg->n_rates; i++) {
+        const Beacon__Billing__Rate *r = cfg->rates[i];
+        if (strcmp(r->procedure, procedure))
+            continue;
+        if (!strcmp(r->modifiers, mods))
+            return r->cents;
+        if (!*r->modifiers)
+            base = r->cents;
+    }
+    return base;
+}
+
+/* Decides one encounter: fills c (a claim, status submitted or held with
+ * reasons). Strings in arena. */
+static void s_evaluate(bc_call_t *call, bc_arena_t *arena, const Beacon__Billing__BillingConfig *cfg,
+                       PGresult *res, int row, Beacon__Intake__BillingSubject *s,
+                       Beacon__Notes__BillingNoteStatus *note, s_units_t *units, int32_t today,
+                       billing_claim_t *c, billing_reasons_t *why)
+{
+    memset(c, 0, sizeof *c);
+    why->n = 0;
+    const char *existing = PQgetvalue(res, row, E_CLAIM);
+    if (*existing) {
+        c->id = bc_arena_strdup(arena, existing);
+    } else {
+        char id[37];
+        bc_uuid_v4(id);
+        c->id = bc_arena_strdup(arena, id);
+    }
+    c->encounter_id = bc_arena_strdup(arena, PQgetvalue(res, row, E_ID));
+    c->client_id = bc_arena_strdup(arena, PQgetvalue(res, row, E_CLIENT));
+    c->site_id = bc_arena_strdup(arena, PQgetvalue(res, row, E_SITE));
+    c->service_date = bc_arena_strdup(arena, PQgetvalue(res, row, E_DATE));
+    c->minutes = atoi(PQgetvalue(res, row, E_MINUTES));
+    c->place_of_service = bc_arena_strdup(arena, PQgetvalue(res, row, E_POS));
+    c->frequency = "1";
+    c->medicaid_id = "";
+    c->procedure = cfg->procedure_code;
+    c->sex = "U";
+    billing_claim_finish_ids(arena, c);
+    bool is_group = PQgetvalue(res, row, E_GROUP)[0] == 't';
+    const char *mode = PQgetvalue(res, row, E_MODE);
+    int32_t day = billing_day(c->service_date);
+
+    if (strcmp(c->service_date, PQgetvalue(res, row, E_END_DATE)) != 0)
+        s_hold(why, "the encounter crosses midnight: a claim line has one service date "
+                    "(record it as one encounter per day)");
+    if (today - day > cfg->timely_filing_days)
+        s_hold(why, "past the payer's timely-filing window");
+    /* Units by the configured rule, within the limits. */
+    billing_unit_rule_t rule = {cfg->unit_minutes, cfg->first_unit_min_minutes, cfg->rounding};
+    c->units = billing_units(&rule, c->minutes);
+    if (c->units == 0)
+        s_hold(why, "too short for a unit under the payer's unit rule");
+    /* Modifiers: group, telehealth, the state's own. */
+    if (is_group && strcmp(cfg->group_modifier, "none"))
+        c->modifiers[c->n_modifiers++] = cfg->group_modifier;
+    bool tele = !strcmp(mode, "telehealth_video");
+    for (size_t i = 0; i < cfg->n_telehealth_places; i++)
+        tele |= !strcmp(c->place_of_service, cfg->telehealth_places[i]);
+    if (tele && strcmp(cfg->telehealth_modifier, "none"))
+        c->modifiers[c->n_modifiers++] = cfg->telehealth_modifier;
+    for (size_t i = 0; i < cfg->n_extra_modifiers && c->n_modifiers < 4; i++)
+        c->modifiers[c->n_modifiers++] = cfg->extra_modifiers[i];
+    char mods[16] = "";
+    for (int i = 0; i < c->n_modifiers; i++)
+        snprintf(mods + strlen(mods), sizeof mods - strlen(mods), "%s%s", i ? ":" : "",
+                 c->modifiers[i]);
+    int64_t rate = s_rate(cfg, c->procedure, mods);
+    if (rate < 0)
+        s_hold(why, "no rate is configured for the procedure with these modifiers");
+    c->charge_cents = rate < 0 ? 0 : rate * c->units;
+
+    /* The note (signed, and co-signed where required). */
+    if (!note)
+        s_hold(why, "no note documents the encounter");
+    else if (!strcmp(note->status, "draft"))
+        s_hold(why, "the note is not signed");
+    else if (!strcmp(note->status, "awaiting_review"))
+        s_hold(why, "the note awaits a supervisor's co-signature");
+    else if (cfg->cosign_required && !note->cosigned)
+        s_hold(why, "the note has no co-signature and the payer requires one");
+
+    if (!s) {
+        s_hold(why, "the client's record cannot be read for billing");
+        return;
+    }
+    if (!strcmp(s->status, "merged"))
+        s_hold(why, "the client's record was merged into another");
+    const Beacon__Intake__BillingEpisode *ep = s_episode(s, c->service_date);
+    if (!ep)
+        s_hold(why, "no active enrollment on the service date");
+    if (!*s->medicaid_id)
+        s_hold(why, "no Medicaid ID on file");
+    if (!s->consent_allowed)
+        s_hold(why, "no active 42 CFR Part 2 consent names the payer for payment");
+    c->consent_id = *s->consent_id ? s->consent_id : NULL;
+    /* Diagnoses on file on the service date: a qualifying one first. */
+    int qualifying = 0;
+    for (size_t i = 0; i < s->n_diagnoses && c->n_diagnoses < 12; i++) {
+        const Beacon__Intake__Diagnosis *d = s->diagnoses[i];
+        char code[8];
+        if (!billing_icd10_undot(d->code, code))
+            continue;
+        if (*d->onset_on && strcmp(d->onset_on, c->service_date) > 0)
+            continue;
+        if (*d->resolved_on && strcmp(d->resolved_on, c->service_date) < 0)
+            continue;
+        bool fits = billing_dx_matches(code, cfg->diagnosis_prefixes, cfg->n_diagnosis_prefixes);
+        char *dup = bc_arena_strdup(arena, code);
+        if (fits && qualifying == 0) {
+            /* The principal diagnosis goes first. */
+            memmove(&c->diagnoses[1], &c->diagnoses[0], (size_t)c->n_diagnoses * sizeof(char *));
+            c->diagnoses[0] = dup;
+        } else {
+            c->diagnoses[c->n_diagnoses] = dup;
+        }
+        c->n_diagnoses++;
+        qualifying += fits;
+    }
+    if (qualifying == 0)
+        s_hold(why, "no qualifying diagnosis on file for the service date");
+    if (cfg->minimum_age > 0) {
+        int32_t born = billing_day(s->date_of_birth);
+        /* Whole years at the service date, by calendar. */
+        int years = atoi(c->service_date) - atoi(s->date_of_birth);
+        if (strcmp(c->service_date + 5, s->date_of_birth + 5) < 0)
+            years--;
+        if (born == INT32_MIN || years < cfg->minimum_age)
+            s_hold(why, "under the payer's minimum age on the service date");
+    }
+    /* The subscriber as billed: X12-safe, upper case, never empty. */
+    c->last = billing_x12_dup(arena, s->family_name, 60);
+    c->first = billing_x12_dup(arena, s->given_name, 35);
+    if (!*c->last || !*c->first)
+        s_hold(why, "the client's name has no characters an X12 file can carry");
+    char line[256] = "";
+    for (size_t i = 0; i < s->n_address_lines && i < 2; i++)
+        snprintf(line + strlen(line), sizeof line - strlen(line), "%s%s", i ? " " : "",
+                 s->address_lines[i]);
+    c->address = billing_x12_dup(arena, line, 55);
+    c->city = billing_x12_dup(arena, s->city, 30);
+    c->state = billing_x12_dup(arena, s->state, 2);
+    char postal[16];
+    billing_x12_id(s->postal_code, postal, sizeof postal);
+    c->postal = bc_arena_strdup(arena, postal);
+    if (!*c->address || !*c->city || strlen(c->state) != 2 ||
+        (strlen(postal) != 5 && strlen(postal) != 9))
+        s_hold(why, "no complete address on file (street, city, two-letter state, ZIP)");
+    char mid[81];
+    billing_x12_id(s->medicaid_id, mid, sizeof mid);
+    c->medicaid_id = bc_arena_strdup(arena, mid);
+    if (*s->medicaid_id && strlen(mid) < 2)
+        s_hold(why, "the Medicaid ID has no characters an X12 file can carry");
+    c->dob = s->date_of_birth;
+    c->dob8 = bc_arena_alloc(arena, 9);
+    s_date8(c->dob, c->dob8);
+    c->sex = *s->sex ? s->sex : "U";
+
+    /* Limits last: only a claim that would otherwise go counts against them. */
+    if (why->n == 0 && c->units > 0) {
+        int *per_day = s_units_at(units, c->client_id, c->service_date);
+        if (cfg->max_units_per_day > 0 && *per_day + c->units > cfg->max_units_per_day)
+            s_hold(why, "over the payer's daily maximum of units for the client");
+        int *per_auth = ep ? s_units_at(units, c->client_id, ep->started_on) : NULL;
+        if (per_auth && cfg->max_units_per_authorization > 0 &&
+            *per_auth + c->units > cfg->max_units_per_authorization)
+            s_hold(why, "over the payer's maximum of units for the enrollment episode");
+        if (why->n == 0) {
+            *per_day += c->units;
+            if (per_auth)
+                *per_auth += c->units;
+        }
+    }
+    (void)call;
+}
+
+/* Adds the units already billed for the chunk's clients (claims sent or
+ * about to be, this batch's earlier chunks included) to the table: per day,
+ * and per episode of the client's. */
+static int s_prior_units(bc_call_t *call, const char *ids, Beacon__Intake__BillingSubjectsReply *r,
+                         s_units_t *units)
+{
+    const char *params[] = {ids};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "billing_prior_units",
+        "SELECT client_id::text, to_char(service_date, 'YYYY-MM-DD'), sum(units)::int "
+        "FROM billing.claims WHERE client_id = ANY ($1::uuid[]) AND frequency IN ('1', '7') "
+        "AND status IN ('ready', 'submitted', 'accepted', 'paid') GROUP BY 1, 2",
+        1, params, &err);
+    if (!res) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *client = PQgetvalue(res, i, 0), *day = PQgetvalue(res, i, 1);
+        int n = atoi(PQgetvalue(res, i, 2));
+        *s_units_at(units, client, day) += n;
+        Beacon__Intake__BillingSubject *s = s_find_subject(r, client);
+        const Beacon__Intake__BillingEpisode *ep = s ? s_episode(s, day) : NULL;
+        if (ep)
+            *s_units_at(units, client, ep->started_on) += n;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* ---- COPY of a chunk's claims ------------------------------------------------------- */
+
+/* Appends v to a COPY text row, escaped (backslash, tab, newline, CR). */
+static void s_copy_text(s_buf_t *b, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        switch (*p) {
+        case '\\': s_buf_add(b, "\\\\", 2); break;
+        case '\t': s_buf_add(b, "\\t", 2); break;
+        case '\n': s_buf_add(b, "\\n", 2); break;
+        case '\r': s_buf_add(b, "\\r", 2); break;
+        default: s_buf_add(b, p, 1);
+        }
+    }
+}
+
+static void s_copy_col(s_buf_t *b, const char *v, bool last)
+{
+    if (!v)
+        s_buf_add(b, "\\N", 2);
+    else
+        s_copy_text(b, v);
+    s_buf_add(b, last ? "\n" : "\t", 1);
+}
+
+/* A text[] literal of n strings ("{\"a\",\"b\"}"), quotes and backslashes escaped. */
+static char *s_array(bc_arena_t *arena, const char *const *v, int n)
+{
+    s_buf_t b = {0};
+    s_buf_add(&b, "{", 1);
+    for (int i = 0; i < n; i++) {
+        s_buf_add(&b, i ? ",\"" : "\"", i ? 2 : 1);
+        for (const char *p = v[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                s_buf_add(&b, "\\", 1);
+            s_buf_add(&b, p, 1);
+        }
+        s_buf_add(&b, "\"", 1);
+    }
+    s_buf_add(&b, "}", 1);
+    char *out = bc_arena_strdup(arena, b.p);
+    free(b.p);
+    return out;
+}
+
+static int s_copy_rows(bc_call_t *call, const s_buf_t *rows)
+{
+    bc_error_t err;
+    PGresult *res = bc_db_query(call->db, "TRUNCATE billing_stage", 0, NULL, &err);
+    if (!res) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    PQclear(res);
+    PGconn *conn = bc_db_conn(call->db);
+    res = PQexec(conn, "COPY billing_stage FROM STDIN");
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
+        bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    int ok = rows->len == 0 || PQputCopyData(conn, rows->p, (int)rows->len) == 1;
+    ok = PQputCopyEnd(conn, ok ? NULL : "client failed") == 1 && ok;
+    int rc = 0;
+    while ((res = PQgetResult(conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = -1;
+        PQclear(res);
+    }
+    if (!ok || rc < 0) {
+        bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
+        bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
+        return -1;
+    }
+    return 0;
+}
+
+/* Stores the chunk's claims and writes those the database took. */
+static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claims,
+                         billing_reasons_t *why, int n, const char *batch_id)
+{
+    bc_call_t *call = b->call;
+    s_buf_t rows = {0};
+    for (int i = 0; i < n; i++) {
+        billing_claim_t *c = &claims[i];
+        char *enc = NULL;
+        if (*c->medicaid_id) {
+            char aad[96];
+            bc_error_t err;
+            snprintf(aad, sizeof aad, "billing.claims.medicaid_id:%s", c->id);
+            if (bc_field_encrypt(billing_keys(call), c->medicaid_id, strlen(c->medicaid_id), aad,
+                                 &enc, &err) < 0) {
+                free(rows.p);
+                bc_call_fail_err(call, &err);
+                return -1;
+            }
+        }
+        char minutes[16], units[16], cents[24];
+        snprintf(minutes, sizeof minutes, "%d", c->minutes);
+        snprintf(units, sizeof units, "%d", c->units);
+        snprintf(cents, sizeof cents, "%lld", (long long)c->charge_cents);
+        size_t mlen = strlen(c->medicaid_id);
+        const char *last4 = mlen > 4 ? c->medicaid_id + mlen - 4 : c->medicaid_id;
+        const char *cols[] = {
+            c->id, c->site_id, c->encounter_id, c->client_id,
+            why[i].n ? "held" : "submitted",
+            s_array(arena, why[i].reasons, why[i].n),
+            c->service_date, minutes, c->place_of_service, c->procedure,
+            s_array(arena, (const char *const *)c->modifiers, c->n_modifiers), units, cents,
+            s_array(arena, (const char *const *)c->diagnoses, c->n_diagnoses),
+            c->last ? c->last : "", c->first ? c->first : "", c->dob ? c->dob : NULL,
+            c->sex, c->address ? c->address : "", c->city ? c->city : "",
+            c->state ? c->state : "", c->postal ? c->postal : "", enc, last4, c->consent_id};
+        int ncols = (int)(sizeof cols / sizeof cols[0]);
+        for (int k = 0; k < ncols; k++)
+            s_copy_col(&rows, cols[k], k == ncols - 1);
+        free(enc);
+    }
+    int rc = s_copy_rows(call, &rows);
+    free(rows.p);
+    if (rc < 0)
+        return -1;
+    const char *params[] = {call->principal->agency_id, b->cfg->payer_id, batch_id};
+    bc_error_t err;
+    PGresult *res = bc_db_prepared(
+        call->db, "billing_claims_take",
+        "INSERT INTO billing.claims AS c (id, agency_id, site_id, payer_id, encounter_id, "
+        "  client_id, frequency, status, hold_reasons, service_date, minutes, place_of_service, "
+        "  procedure, modifiers, units, charge_cents, diagnoses, subscriber_last, "
+        "  subscriber_first, subscriber_dob, subscriber_sex, subscriber_address, "
+        "  subscriber_city, subscriber_state, subscriber_postal, medicaid_id_enc, "
+        "  medicaid_id_last4, consent_id, batch_id) "
+        "SELECT s.id, $1, s.site_id, $2, s.encounter_id, s.client_id, '1', s.status, "
+        "  s.hold_reasons, s.service_date, s.minutes, s.place_of_service, s.procedure, "
+        "  s.modifiers, s.units, s.charge_cents, s.diagnoses, s.subscriber_last, "
+        "  s.subscriber_first, s.subscriber_dob, s.subscriber_sex, s.subscriber_address, "
+        "  s.subscriber_city, s.subscriber_state, s.subscriber_postal, s.medicaid_id_enc, "
+        "  s.medicaid_id_last4, s.consent_id, "
+        "  CASE WHEN s.status = 'submitted' THEN $3::uuid END FROM billing_stage s "
+        "ON CONFLICT (encounter_id) WHERE frequency = '1' DO UPDATE SET "
+        "  payer_id = excluded.payer_id, status = excluded.status, "
+        "  hold_reasons = excluded.hold_reasons, service_date = excluded.service_date, "
+        "  minutes = excluded.minutes, place_of_service = excluded.place_of_service, "
+        "  procedure = excluded.procedure, modifiers = excluded.modifiers, "
+        "  units = excluded.units, charge_cents = excluded.charge_cents, "
+        "  diagnoses = excluded.diagnoses, subscriber_last = excluded.subscriber_last, "
+        "  subscriber_first = excluded.subscriber_first, "
+        "  subscriber_dob = excluded.subscriber_dob, subscriber_sex = excluded.subscriber_sex, "
+        "  subscriber_address = excluded.subscriber_address, "
+        "  subscriber_city = excluded.subscriber_city, "
+        "  subscriber_state = excluded.subscriber_state, "
+        "  subscriber_postal = excluded.subscriber_postal, "
+        "  medicaid_id_enc = excluded.medicaid_id_enc, "
+        "  medicaid_id_last4 = excluded.medicaid_id_last4, consent_id = excluded.consent_id, "
+        "  batch_id = excluded.batch_id, updated_at = now() "
+        "WHERE c.status = 'held' AND c.id = excluded.id "
+        "RETURNING c.encounter_id::text",
+        3, params, &err);
+    if (!res) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    /* The rows the database took, by encounter; the file gets those that
+     * are billable, in the chunk's order. */
+    int taken = PQntuples(res);
+    char **ids = bc_arena_alloc(arena, ((size_t)taken + 1) * sizeof(char *));
+    for (int i = 0; i < taken; i++)
+        ids[i] = bc_arena_strdup(arena, PQgetvalue(res, i, 0));
+    PQclear(res);
+    qsort(ids, (size_t)taken, sizeof *ids, s_cmp_str);
+    for (int i = 0; i < n; i++) {
+        char *key = claims[i].encounter_id;
+        bool took = bsearch(&key, ids, (size_t)taken, sizeof *ids, s_cmp_str) != NULL;
+        if (!took)
+            continue; /* another batch billed it meanwhile: never twice */
+        if (why[i].n) {
+            b->held++;
+            continue;
+        }
+        if (s_write(b, &claims[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int billing_evaluate_rows(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
+                          bc_arena_t *arena, PGresult *res, int32_t today,
+                          billing_claim_t **claims_out, billing_reasons_t **why_out)
+{
+    int n = PQntuples(res);
+    ProtobufCAllocator *alloc = bc_arena_allocator(arena);
+    /* Distinct clients, as the intake request and a uuid[] literal. */
+    char **clients = bc_arena_alloc(arena, (size_t)n * sizeof(char *) + 1);
+    char **encounters = bc_arena_alloc(arena, (size_t)n * sizeof(char *) + 1);
+    for (int i = 0; i < n; i++) {
+        clients[i] = PQgetvalue(res, i, E_CLIENT);
+        encounters[i] = PQgetvalue(res, i, E_ID);
+    }
+    qsort(clients, (size_t)n, sizeof *clients, s_cmp_str);
+    int distinct = 0;
+    for (int i = 0; i < n; i++)
+        if (distinct == 0 || strcmp(clients[distinct - 1], clients[i]))
+            clients[distinct++] = clients[i];
+    char *ids = bc_arena_alloc(arena, (size_t)distinct * 37 + 3), *p = ids;
+    *p++ = '{';
+    for (int i = 0; i < distinct; i++) {
+        if (i)
+            *p++ = ',';
+        memcpy(p, clients[i], 36);
+        p += 36;
+    }
+    *p++ = '}';
+    *p = '\0';
+
+    Beacon__Intake__BillingSubjectsRequest sreq = BEACON__INTAKE__BILLING_SUBJECTS_REQUEST__INIT;
+    sreq.client_ids = clients;
+    sreq.n_client_ids = (size_t)distinct;
+    sreq.payer_name = cfg->payer_name;
+    Beacon__Intake__BillingSubjectsReply *subjects = (Beacon__Intake__BillingSubjectsReply *)s_rpc(
+        call, true, "BillingSubjects", &sreq.base, &beacon__intake__billing_subjects_reply__descriptor,
+        alloc);
+    if (!subjects)
+        return -1;
+    qsort(subjects->subjects, subjects->n_subjects, sizeof *subjects->subjects, s_cmp_subject);
+    Beacon__Notes__BillingNoteStatusRequest nreq = BEACON__NOTES__BILLING_NOTE_STATUS_REQUEST__INIT;
+    nreq.encounter_ids = encounters;
+    nreq.n_encounter_ids = (size_t)n;
+    Beacon__Notes__BillingNoteStatusReply *notes = (Beacon__Notes__BillingNoteStatusReply *)s_rpc(
+        call, false, "BillingNoteStatus", &nreq.base,
+        &beacon__notes__billing_note_status_reply__descriptor, alloc);
+    if (!notes)
+        return -1;
+    qsort(notes->notes, notes->n_notes, sizeof *notes->notes, s_cmp_note);
+
+    s_units_t units = {.cap = 1, .arena = arena};
+    while (units.cap < (size_t)n * 4 + 16)
+        units.cap <<= 1;
+    units.slots = bc_arena_calloc(arena, units.cap * sizeof *units.slots);
+    if (s_prior_units(call, ids, subjects, &units) < 0)
+        return -1;
+
+    billing_claim_t *claims = bc_arena_alloc(arena, (size_t)n * sizeof *claims + 1);
+    billing_reasons_t *why = bc_arena_alloc(arena, (size_t)n * sizeof *why + 1);
+    for (int i = 0; i < n; i++) {
+        Beacon__Intake__BillingSubject *s = s_find_subject(subjects, PQgetvalue(res, i, E_CLIENT));
+        Beacon__Notes__BillingNoteStatus *note = s_find_note(notes, PQgetvalue(res, i, E_ID));
+        s_evaluate(call, arena, cfg, res, i, s, note, &units, today, &claims[i], &why[i]);
+    }
+    *claims_out = claims;
+    *why_out = why;
+    return 0;
+}
+
+/* Reads, evaluates and stores one chunk of encounters (rows of res). */
+static int s_chunk(s_batch_t *b, bc_arena_t *arena, PGresult *res, int32_t today,
+                   const char *batch_id)
+{
+    billing_claim_t *claims;
+    billing_reasons_t *why;
+    if (billing_evaluate_rows(b->call, b->cfg, arena, res, today, &claims, &why) < 0)
+        return -1;
+    return s_store_chunk(b, arena, claims, why, PQntuples(res), batch_id);
+}
+
+/* ---- CreateBillingBatch -------------------------------------------------------------- */
+
+static bc_code_t s_fail_batch(s_batch_t *b, bc_code_t code)
+{
+    billing_x12_destroy(&b->x12);
+    free(b->csv.p);
+    bc_db_rollback(b->call->db);
+    return code;
+}
+
+bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
+                               ProtobufCMessage **out)
+{
+    const Beacon__Billing__CreateBatchRequest *req =
+        (const Beacon__Billing__CreateBatchRequest *)in;
+    if (!bc_call_has_role(call, "billing"))
+        return bc_call_fail(call, BC_PERMISSION_DENIED, "", "batches are for billing staff");
+    if (!billing_payer_id_valid(req->payer_id))
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "payer_id",
+                            "payer_id must be 1 to 80 letters, digits and dashes");
+    int32_t from = billing_day(req->from), to = billing_day(req->to);
+    if (from == INT32_MIN)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "from", "from must be a date (YYYY-MM-DD)");
+    if (to == INT32_MIN)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "to", "to must be a date (YYYY-MM-DD)");
+    if (to < from)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "to", "to must not be before from");
+    if (to - from >= S_MAX_RANGE_DAYS)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "to",
+                            "a batch covers at most %d days of service", S_MAX_RANGE_DAYS);
+    int32_t today = (int32_t)(bc_now_ms() / 1000 / 86400);
+    if (from > today)
+        return bc_call_fail(call, BC_INVALID_ARGUMENT, "from",
+                            "from is in the future: nothing can have happened yet");
+    const char *actor = *call->principal->staff_id ? call->principal->staff_id
+                                                   : call->principal->api_key_id;
+    bc_error_t err;
+    if (bc_db_begin(call->db, &err) < 0 ||
+        bc_db_set_local(call->db, "beacon.purpose", "billing", &err) < 0)
+        return bc_call_fail_err(call, &err);
+    Beacon__Billing__BillingConfig *cfg = billing_config_load(call, req->payer_id);
+    if (!cfg) {
+        bc_db_rollback(call->db);
+        if (call->err.code == BC_NOT_FOUND)
+            call->err.code = BC_FAILED_PRECONDITION;
+        return call->err.code;
+    }
+    char batch_id[37];
+    bc_uuid_v4(batch_id);
+    PGresult *res = bc_db_prepared(call->db, "billing_control",
+                                   "SELECT nextval('billing.interchange_control'), "
+                                   "to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD'), "
+                                   "to_char(now() AT TIME ZONE 'UTC', 'HH24MI')",
+                                   0, NULL, &err);
+    if (!res) {
+        bc_db_rollback(call->db);
+        return bc_call_fail_err(call, &err);
+    }
+    int64_t control = atoll(PQgetvalue(res, 0, 0));
+    char date8[9], time4[5];
+    snprintf(date8, sizeof date8, "%s", PQgetvalue(res, 0, 1));
+    snprintf(time4, sizeof time4, "%s", PQgetvalue(res, 0, 2));
+    PQclear(res);
+
+    billing_envelope_strings_t names;
+    billing_envelope_prepare(call->arena, cfg, &names);
+    char reference[33];
+    billing_x12_id(batch_id, reference, sizeof reference);
+    billing_x12_envelope_t env = {
+        .control_number = control,
+        .date8 = date8,
+        .time4 = time4,
+        .test = cfg->usage_indicator_test,
+        .reference = reference,
+        .submitter_id = cfg->submitter_id,
+        .submitter_name = names.submitter_name,
+        .contact_name = names.contact_name,
+        .contact_phone = cfg->submitter_contact_phone,
+        .receiver_id = cfg->receiver_id,
+        .receiver_name = names.receiver_name,
+        .provider_name = names.provider_name,
+        .provider_npi = cfg->billing_provider_npi,
+        .provider_taxonomy = cfg->billing_provider_taxonomy,
+        .provider_tax_id = cfg->billing_provider_tax_id,
+        .provider_line1 = names.line1,
+        .provider_line2 = names.line2,
+        .provider_city = names.city,
+        .provider_state = cfg->billing_provider_address->state,
+        .provider_postal = cfg->billing_provider_address->postal_code,
+        .payer_name = names.payer_name,
+        .payer_id = names.payer_id,
+        .supervising_last = names.supervising_last,
+        .supervising_first = names.supervising_first,
+        .supervising_npi = cfg->supervising_npi,
+        .claims_per_transaction = 5000,
+    };
+    s_batch_t b = {.call = call, .cfg = cfg, .x12 = billing_x12_new(&env)};
+    b.store.call = call;
+    b.store.batch_id = batch_id;
+    s_buf_str(&b.csv, S_CSV_HEADER);
+
+    if (s_corrections(&b, batch_id) < 0)
+        return s_fail_batch(&b, call->err.code);
+
+    char from_s[11], to_s[11];
+    snprintf(from_s, sizeof from_s, "%s", req->from);
+    snprintf(to_s, sizeof to_s, "%s", req->to);
+    const char *params[] = {call->principal->agency_id, from_s, to_s};
+    res = bc_db_query(
+        call->db,
+        "CREATE TEMP TABLE IF NOT EXISTS billing_stage (id uuid, site_id uuid, "
+        "  encounter_id uuid, client_id uuid, status text, hold_reasons text[], "
+        "  service_date date, minutes int, place_of_service text, procedure text, "
+        "  modifiers text[], units int, charge_cents bigint, diagnoses text[], "
+        "  subscriber_last text, subscriber_first text, subscriber_dob date, "
+        "  subscriber_sex text, subscriber_address text, subscriber_city text, "
+        "  subscriber_state text, subscriber_postal text, medicaid_id_enc text, "
+        "  medicaid_id_last4 text, consent_id uuid) ON COMMIT DROP",
+        0, NULL, &err);
+    if (!res)
+        return s_fail_batch(&b, bc_call_fail_err(call, &err));
+    PQclear(res);
+    /* The encounters of the range at the caller's sites (row security:
+     * billing's policy, this transaction only) with no claim or a held
+     * one. Service dates are the site's local dates. */
+    res = bc_db_query(
+        call->db,
+        "DECLARE billing_encounters NO SCROLL CURSOR FOR "
+        "SELECT " BILLING_ENCOUNTER_COLUMNS ", coalesce(c.id::text, '') "
+        "FROM scheduling.encounters e "
+        "JOIN identity.site_directory d ON d.site_id = e.site_id "
+        "LEFT JOIN billing.claims c ON c.encounter_id = e.id AND c.frequency = '1' "
+        "WHERE e.agency_id = $1 "
+        "AND e.starts_at >= ($2::date - 1)::timestamp AT TIME ZONE 'UTC' "
+        "AND e.starts_at < ($3::date + 2)::timestamp AT TIME ZONE 'UTC' "
+        "AND (e.starts_at AT TIME ZONE d.time_zone)::date BETWEEN $2::date AND $3::date "
+        "AND (c.id IS NULL OR c.status = 'held') "
+        "ORDER BY e.starts_at, e.id",
+        3, params, &err);
+    if (!res)
+        return s_fail_batch(&b, bc_call_fail_err(call, &err));
+    PQclear(res);
+    bc_arena_t *arena = bc_arena_new(256 * 1024);
+    int64_t seen = 0;
+    for (;;) {
+        res = bc_db_query(call->db, "FETCH " S_CHUNK_TEXT " FROM billing_encounters", 0, NULL,
+                          &err);
+        if (!res) {
+            bc_arena_destroy(&arena);
+            return s_fail_batch(&b, bc_call_fail_err(call, &err));
+        }
+        int n = PQntuples(res);
+        if (n == 0) {
+            PQclear(res);
+            break;
+        }
+        seen += n;
+        int rc = s_chunk(&b, arena, res, today, batch_id);
+        PQclear(res);
+        bc_arena_reset(arena);
+        if (rc < 0) {
+            bc_arena_destroy(&arena);
+            return s_fail_batch(&b, call->err.code);
+        }
+    }
+    bc_arena_destroy(&arena);
+    res = bc_db_query(call->db, "CLOSE billing_encounters", 0, NULL, &err);
+    if (res)
+        PQclear(res);
+
+    if (b.claims == 0) {
+        /* Nothing to send: keep the holds (they say what is missing). */
+        int64_t held = b.held;
+        billing_x12_destroy(&b.x12);
+        free(b.csv.p);
+        if (held > 0 && bc_call_commit(call) < 0)
+            return call->err.code;
+        if (held == 0)
+            bc_db_rollback(call->db);
+        if (seen == 0)
+            return bc_call_fail(call, BC_FAILED_PRECONDITION, "from",
+                                "nothing to bill: no encounter of %s to %s at your sites is "
+                                "waiting for a claim, and no correction is queued",
+                                from_s, to_s);
+        return bc_call_fail(call, BC_FAILED_PRECONDITION, "from",
+                            "nothing to bill: every one of the %lld encounters of %s to %s "
+                            "is held (GET /api/v1/billing/claims?status=held says why)",
+                            (long long)held, from_s, to_s);
+    }
+    billing_x12_finish(b.x12);
+    if (s_flush(&b, true) < 0)
+        return s_fail_batch(&b, call->err.code);
+    char control_s[24], claims_s[24], total_s[24], held_s[24], parts_s[16], csv_s[16],
+        bytes_s[24], repl_s[24], void_s[24];
+    snprintf(control_s, sizeof control_s, "%lld", (long long)control);
+    snprintf(claims_s, sizeof claims_s, "%lld", (long long)b.claims);
+    snprintf(total_s, sizeof total_s, "%lld", (long long)b.total_cents);
+    snprintf(held_s, sizeof held_s, "%lld", (long long)b.held);
+    snprintf(parts_s, sizeof parts_s, "%d", b.store.parts[0]);
+    snprintf(csv_s, sizeof csv_s, "%d", b.store.parts[1]);
+    snprintf(bytes_s, sizeof bytes_s, "%lld", (long long)b.store.bytes);
+    snprintf(repl_s, sizeof repl_s, "%lld", (long long)b.replacements);
+    snprintf(void_s, sizeof void_s, "%lld", (long long)b.voids);
+    billing_x12_destroy(&b.x12);
+    free(b.csv.p);
+    const char *bparams[] = {batch_id, call->principal->agency_id, req->payer_id, from_s, to_s,
+                             control_s, claims_s, total_s, held_s, parts_s, csv_s, bytes_s,
+                             actor, repl_s, void_s};
+    res = bc_db_prepared(
+        call->db, "billing_batch_add",
+        "INSERT INTO billing.batches (id, agency_id, payer_id, from_date, to_date, "
+        "  control_number, claim_count, total_cents, held_count, parts, csv_parts, bytes, "
+        "  site_ids, created_by, replacement_count, void_count) "
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+        "  coalesce((SELECT array_agg(DISTINCT site_id) FROM billing.claims "
+        "            WHERE batch_id = $1::uuid), '{}'), $13, $14, $15 "
+        "RETURNING " BILLING_BATCH_COLUMNS,
+        15, bparams, &err);
+    if (!res) {
+        bc_db_rollback(call->db);
+        return bc_call_fail_err(call, &err);
+    }
+    Beacon__Billing__Batch *batch = billing_batch_from_row(call, res, 0);
+    PQclear(res);
+    char detail[256];
+    snprintf(detail, sizeof detail,
+             "{\"payer_id\":\"%s\",\"claims\":%lld,\"control_number\":%lld}", req->payer_id,
+             (long long)b.claims, (long long)control);
+    bc_audit_event_t ev = {.action = BC_AUDIT_EXPORT, .resource_type = "billing_batch",
+                           .resource_id = batch_id, .purpose = "payment", .detail = detail};
+    if (bc_call_audit_write(call, &ev) < 0 || bc_call_commit(call) < 0)
+        return call->err.code;
+    *out = &batch->base;
+    return BC_OK;
+}

@@ -1,0 +1,149 @@
+/*  billing_internal: what the billing files of the scheduling service share
+ *  (the claim as built and stored, the configuration, the state). */
+#ifndef BILLING_INTERNAL_H
+#define BILLING_INTERNAL_H
+
+#include <stdint.h>
+
+#include "bc_crypt.h"
+#include "bc_service.h"
+#include "billing.h"
+
+typedef struct billing_state billing_state_t;
+
+/* The scheduling service's state (call->state). */
+typedef struct {
+    struct sched_reminders *reminders;
+    billing_state_t *billing;
+} sched_state_t;
+
+/* Loads the field keys and prepares the callers of intake and notes. NULL
+ * with err set when the key file cannot be read. */
+billing_state_t *billing_start(const bc_config_t *config, bc_error_t *err);
+void billing_stop(billing_state_t *st);
+billing_state_t *billing_state(const bc_call_t *call);
+const bc_keyring_t *billing_keys(const bc_call_t *call);
+
+/* ---- billing_config.c ---- */
+bool billing_payer_id_valid(const char *s);
+/* The caller's agency's configuration for payer_id in call->arena;
+ * NULL with call->err set (NOT_FOUND when there is none). */
+Beacon__Billing__BillingConfig *billing_config_load(bc_call_t *call, const char *payer_id);
+
+/* Names of the envelope as X12 text (upper case, separators removed). */
+typedef struct {
+    char *submitter_name, *contact_name, *receiver_name, *provider_name, *line1, *line2, *city,
+        *payer_name, *payer_id, *supervising_last, *supervising_first;
+} billing_envelope_strings_t;
+void billing_envelope_prepare(bc_arena_t *arena, const Beacon__Billing__BillingConfig *cfg,
+                              billing_envelope_strings_t *out);
+/* in as X12 text of at most max characters, in arena. */
+char *billing_x12_dup(bc_arena_t *arena, const char *in, size_t max);
+
+/* ---- claims ---- */
+#define BILLING_MAX_REASONS 16
+
+typedef struct {
+    const char *reasons[BILLING_MAX_REASONS];
+    int n;
+} billing_reasons_t;
+
+typedef struct {
+    char *id, *encounter_id, *client_id, *site_id, *service_date;
+    char service_date8[9];
+    char x12_id[33]; /* CLM01: the id without dashes */
+    int minutes;
+    char *place_of_service;
+    const char *frequency;
+    char *original_id;  /* 7 and 8: the original claim */
+    char *original_ref; /* 7 and 8: REF*F8 */
+    const char *procedure;
+    char *modifiers[4];
+    int n_modifiers;
+    int units;
+    int64_t charge_cents;
+    char *diagnoses[12];
+    int n_diagnoses;
+    char *last, *first, *address, *city, *state, *postal, *medicaid_id;
+    const char *dob; /* YYYY-MM-DD */
+    char *dob8;
+    const char *sex;
+    const char *consent_id;
+    const char *status;
+} billing_claim_t;
+
+/* Fills x12_id and service_date8 from id and service_date. */
+void billing_claim_finish_ids(bc_arena_t *arena, billing_claim_t *c);
+
+/* Days since 1970-01-01 of YYYY-MM-DD, or INT32_MIN. */
+int32_t billing_day(const char *s);
+
+/* The encounter columns evaluation reads, from scheduling.encounters e
+ * joined with identity.site_directory d; the query adds the existing
+ * original claim's id (or ''). */
+#define BILLING_ENCOUNTER_COLUMNS                                                                  \
+    "e.id::text, e.client_id::text, e.site_id::text, "                                          \
+    "to_char(e.starts_at AT TIME ZONE d.time_zone, 'YYYY-MM-DD'), "                             \
+    "to_char((e.ends_at - interval '1 microsecond') AT TIME ZONE d.time_zone, 'YYYY-MM-DD'), "  \
+    "e.minutes, e.place_of_service, e.mode, e.is_group"
+
+/* Evaluates every encounter of res (BILLING_ENCOUNTER_COLUMNS plus the claim
+ * id) against cfg, asking intake and notes once each: claims and their hold
+ * reasons (none: billable) in arena. 0, or -1 with call->err set. */
+int billing_evaluate_rows(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
+                          bc_arena_t *arena, PGresult *res, int32_t today,
+                          billing_claim_t **claims, billing_reasons_t **why);
+
+/* A stored claim (BILLING_CLAIM_COLUMNS from billing.claims c). */
+#define BILLING_CLAIM_COLUMNS                                                                      \
+    "c.id::text, c.encounter_id::text, c.client_id::text, c.site_id::text, c.payer_id, "        \
+    "c.status, c.frequency, coalesce(c.original_claim_id::text, ''), "                          \
+    "array_to_json(c.hold_reasons)::text, to_char(c.service_date, 'YYYY-MM-DD'), c.minutes, "   \
+    "c.place_of_service, c.procedure, array_to_json(c.modifiers)::text, c.units, "              \
+    "c.charge_cents, array_to_json(c.diagnoses)::text, c.subscriber_last, c.subscriber_first, " \
+    "coalesce(to_char(c.subscriber_dob, 'YYYY-MM-DD'), ''), c.subscriber_sex, "                 \
+    "c.subscriber_address, c.subscriber_city, c.subscriber_state, c.subscriber_postal, "        \
+    "coalesce(c.medicaid_id_enc, ''), c.medicaid_id_last4, coalesce(c.batch_id::text, ''), "    \
+    "c.paid_cents, c.payer_claim_number, c.status_reason, "                                     \
+    "to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "              \
+    "to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "              \
+    "c.original_ref, coalesce(c.consent_id::text, '')"
+enum {
+    BC_ID, BC_ENCOUNTER, BC_CLIENT, BC_SITE, BC_PAYER, BC_STATUS, BC_FREQUENCY, BC_ORIGINAL,
+    BC_REASONS, BC_DATE, BC_MINUTES, BC_POS, BC_PROCEDURE, BC_MODIFIERS, BC_UNITS, BC_CHARGE,
+    BC_DIAGNOSES, BC_LAST, BC_FIRST, BC_DOB, BC_SEX, BC_ADDRESS, BC_CITY, BC_STATE, BC_POSTAL,
+    BC_MEDICAID, BC_LAST4, BC_BATCH, BC_PAID, BC_PAYER_NUMBER, BC_STATUS_REASON, BC_CREATED,
+    BC_UPDATED, BC_ORIGINAL_REF, BC_CONSENT
+};
+/* A stored claim for writing (the Medicaid ID opened), in call->arena. -1
+ * with call->err set (DATA_LOSS when the sealed ID does not open). */
+int billing_claim_from_row(bc_call_t *call, PGresult *res, int row, billing_claim_t *c);
+/* A stored claim as the API shows it (last four of the Medicaid ID only). */
+Beacon__Billing__Claim *billing_claim_message(bc_call_t *call, PGresult *res, int row);
+
+#define BILLING_BATCH_COLUMNS                                                                      \
+    "id::text, payer_id, to_char(from_date, 'YYYY-MM-DD'), to_char(to_date, 'YYYY-MM-DD'), "    \
+    "control_number, claim_count, total_cents, held_count, parts, csv_parts, bytes, "           \
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), created_by, "      \
+    "replacement_count, void_count"
+Beacon__Billing__Batch *billing_batch_from_row(bc_call_t *call, PGresult *res, int row);
+
+/* ---- handlers ---- */
+bc_code_t billing_config_set(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_config_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_config_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_batch_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_batch_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_batch_file(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_batch_csv(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_claims_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_claim_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_claim_status(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_claim_replace(bc_call_t *call, const ProtobufCMessage *in,
+                                ProtobufCMessage **out);
+bc_code_t billing_claim_void(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t billing_remittance_import(bc_call_t *call, const ProtobufCMessage *in,
+                                    ProtobufCMessage **out);
+
+#endif
