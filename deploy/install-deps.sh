@@ -25,6 +25,12 @@ PKGS=(
 
 missing=()
 for p in "${PKGS[@]}"; do
+  # Node.js from another source (NodeSource's nodejs carries its own npm,
+  # which Debian's npm package conflicts with) serves as well.
+  case "$p" in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")
   fi
