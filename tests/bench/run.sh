@@ -72,6 +72,7 @@ TARGETS=(
   "group_layout.p99_ms max 50 p99 of laying out one weekly series for a quarter (13 meetings, conflict-checked)"
   "note_read.p99_ms max 10 p99 of decrypting and reading a signed note with an addendum (audited)"
   "directory_search.p99_ms max 25 p99 of keyword + category + 10 km over the directory's services"
+  "metrics.cpu_share_pct max 3 CPU share metrics recording takes at the measured request rate (CPU ns per request, contended, times req/s)"
 )
 
 RATIOS=(
