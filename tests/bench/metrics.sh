@@ -19,6 +19,10 @@
 #             itself (and by run.sh's EXIT trap, should the run be
 #             interrupted).
 #
+#             Then both loads at once, half the connections each
+#             (metrics_pair_on.rps / metrics_pair_off.rps): the machine's
+#             other work then slows both alike rather than whichever run it
+#             falls in.
 #             On a shared 2-core machine the runs swing by more than 3%,
 #             so the cost is also measured directly: metrics_cost.c, built
 #             here against the build's libbeacon.a, times in CPU
@@ -124,6 +128,54 @@ s_metrics_run() {
   s_wrk "$name" "$METRICS_PATH" 2 "$BENCH_CONNECTIONS" "$hdr"
 }
 
+# s_metrics_pair NAME ON_URL ON_HDR OFF_URL OFF_HDR: both loads at once for
+# BENCH_SECONDS (after a warm-up of both), half the connections each, so
+# that whatever else the machine does at that moment slows both alike;
+# records NAME_on.rps and NAME_off.rps. A failed or erroring run fails
+# NAME.
+s_metrics_pair() {
+  local name=$1 on_url=$2 on_hdr=$3 off_url=$4 off_hdr=$5 half=$((BENCH_CONNECTIONS / 2))
+  local on_out="$TMP/wrk.${name}_on.out" off_out="$TMP/wrk.${name}_off.out" p_on p_off st=0
+  [ "$half" -ge 1 ] || half=1
+  if [ "$BENCH_WARMUP" != 0 ]; then
+    wrk -t1 -c"$half" -d"${BENCH_WARMUP}s" -H "$on_hdr" "$on_url$METRICS_PATH" >/dev/null 2>&1 &
+    p_on=$!
+    wrk -t1 -c"$half" -d"${BENCH_WARMUP}s" -H "$off_hdr" "$off_url$METRICS_PATH" >/dev/null 2>&1 &
+    p_off=$!
+    wait "$p_on" "$p_off" || true
+  fi
+  echo "  both at once: wrk -t1 -c$half -d${BENCH_SECONDS}s against each stack"
+  wrk -t1 -c"$half" -d"${BENCH_SECONDS}s" -H "$on_hdr" -s "$HERE/wrk_report.lua" \
+    "$on_url$METRICS_PATH" >"$on_out" 2>&1 &
+  p_on=$!
+  wrk -t1 -c"$half" -d"${BENCH_SECONDS}s" -H "$off_hdr" -s "$HERE/wrk_report.lua" \
+    "$off_url$METRICS_PATH" >"$off_out" 2>&1 &
+  p_off=$!
+  wait "$p_on" || st=1
+  wait "$p_off" || st=1
+  local side out line kv k v errors
+  for side in on off; do
+    out=$([ "$side" = on ] && echo "$on_out" || echo "$off_out")
+    line=$(grep '^WRK ' "$out" || true)
+    if [ "$st" -ne 0 ] || [ -z "$line" ]; then
+      sed 's/^/    /' "$out"
+      fail "$name" "wrk against the $side stack did not finish cleanly"
+      return 0
+    fi
+    local -A w=()
+    for kv in ${line#WRK }; do
+      k=${kv%%=*} v=${kv#*=}
+      w[$k]=$v
+    done
+    errors=$((w[connect_errors] + w[read_errors] + w[write_errors] + w[timeouts] + w[status_errors]))
+    result "${name}_$side.rps" "${w[rps]}" "req/s"
+    echo "  => metrics $side: ${w[rps]} req/s (${w[requests]} requests; errors $errors)"
+    if [ "$errors" -ne 0 ] || [ "${w[requests]}" -eq 0 ]; then
+      fail "$name" "requests failed against the $side stack"
+    fi
+  done
+}
+
 bench_metrics() {
   echo "== metrics: GET /api/v1/instruments on a stack recording metrics vs one with metrics=false"
   local t0=$SECONDS on off
@@ -149,6 +201,8 @@ bench_metrics() {
   s_metrics_run metrics_off "Authorization: Bearer $off_token" "${off_env[@]}"
   s_metrics_run metrics_off_2 "Authorization: Bearer $off_token" "${off_env[@]}"
   s_metrics_run metrics_on_2 "Authorization: Bearer $on_token" "${on_env[@]}"
+  s_metrics_pair metrics_pair "$on_url" "Authorization: Bearer $on_token" \
+    "$off_url" "Authorization: Bearer $off_token"
   # A failed second run voids the mean it enters (the ratio check looks for
   # failures under the names of its figures).
   local b

@@ -84,6 +84,7 @@ RATIOS=(
   "note_read.rps note_read_plain.rps 0.80 decrypt-and-read encrypted over unencrypted"
   "directory_copy.seconds directory_import.seconds 0.33 COPY time over HSDS import time (import within 3x of COPY)"
   "metrics_on.rps_mean metrics_off.rps_mean 0.97 signed-in GET with metrics recorded over metrics=false, two alternating rounds each (metrics cost <= 3%)"
+  "metrics_pair_on.rps metrics_pair_off.rps 0.97 the same, both stacks loaded at once (the machine's other work slows both alike)"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
