@@ -103,7 +103,7 @@ gw_metrics_t *gw_metrics_new(const bc_config_t *config, bc_error_t *err)
             labels, bc_metrics_latency_buckets, bc_metrics_latency_nbuckets, BC_METRIC_HIDE_ZERO);
     }
     for (int st = S_PROBLEM_MIN; st <= S_PROBLEM_MAX; st++) {
-        char status[8];
+        char status[12];
         snprintf(status, sizeof status, "%d", st);
         const char *labels[] = {"status", status, NULL};
         self->problems[st - S_PROBLEM_MIN] = bc_metrics_counter(

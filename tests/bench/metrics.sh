@@ -19,10 +19,25 @@
 #             itself (and by run.sh's EXIT trap, should the run be
 #             interrupted).
 #
+#             Then both loads at once, half the connections each
+#             (metrics_pair_on.rps / metrics_pair_off.rps): the machine's
+#             other work then slows both alike rather than whichever run it
+#             falls in.
+#             On a shared 2-core machine the runs swing by more than 3%,
+#             so the cost is also measured directly: metrics_cost.c, built
+#             here against the build's libbeacon.a, times in CPU
+#             nanoseconds what one request records (clock reads, counters,
+#             histograms at the gateway and in the service), alone and with
+#             two threads on the same series; metrics.cpu_share_pct is that
+#             cost times the metrics=false stack's request rate over the
+#             machine's CPU time: the share of the machine the metrics
+#             would take at that rate (target <= 3, the same 3%).
+#
 # Figures: metrics_on.rps, metrics_on_2.rps, metrics_off.rps,
 # metrics_off_2.rps (s_wrk: also p50_ms, p99_ms, requests), the two means,
-# metrics_on.counted (requests the scrape reports) and metrics_on.scrape_ms
-# (one GET /metrics of the whole stack).
+# metrics_on.counted (requests the scrape reports), metrics_on.scrape_ms
+# (one GET /metrics of the whole stack), metrics_cost.ns_single,
+# metrics_cost.ns_contended and metrics.cpu_share_pct.
 
 METRICS_BENCH_TOKEN=
 
@@ -68,9 +83,11 @@ s_metrics_ready() {
     sleep 0.2
   done
   (
+    # shellcheck disable=SC1090
     . "$env"
     BENCH_URL=$BENCH_URL BENCH_CA=$BENCH_CA python3 "$HERE/signin.py" 0 >"$TMP/metrics-$name.signin" ||
       exit 1
+    # shellcheck disable=SC1090
     . "$TMP/metrics-$name.signin"
     echo "$BENCH_URL $BENCH_CA $BENCH_PGHOST $BENCH_PGPORT $BENCH_PEER_TOKEN"
   )
@@ -111,6 +128,54 @@ s_metrics_run() {
   s_wrk "$name" "$METRICS_PATH" 2 "$BENCH_CONNECTIONS" "$hdr"
 }
 
+# s_metrics_pair NAME ON_URL ON_HDR OFF_URL OFF_HDR: both loads at once for
+# BENCH_SECONDS (after a warm-up of both), half the connections each, so
+# that whatever else the machine does at that moment slows both alike;
+# records NAME_on.rps and NAME_off.rps. A failed or erroring run fails
+# NAME.
+s_metrics_pair() {
+  local name=$1 on_url=$2 on_hdr=$3 off_url=$4 off_hdr=$5 half=$((BENCH_CONNECTIONS / 2))
+  local on_out="$TMP/wrk.${name}_on.out" off_out="$TMP/wrk.${name}_off.out" p_on p_off st=0
+  [ "$half" -ge 1 ] || half=1
+  if [ "$BENCH_WARMUP" != 0 ]; then
+    wrk -t1 -c"$half" -d"${BENCH_WARMUP}s" -H "$on_hdr" "$on_url$METRICS_PATH" >/dev/null 2>&1 &
+    p_on=$!
+    wrk -t1 -c"$half" -d"${BENCH_WARMUP}s" -H "$off_hdr" "$off_url$METRICS_PATH" >/dev/null 2>&1 &
+    p_off=$!
+    wait "$p_on" "$p_off" || true
+  fi
+  echo "  both at once: wrk -t1 -c$half -d${BENCH_SECONDS}s against each stack"
+  wrk -t1 -c"$half" -d"${BENCH_SECONDS}s" -H "$on_hdr" -s "$HERE/wrk_report.lua" \
+    "$on_url$METRICS_PATH" >"$on_out" 2>&1 &
+  p_on=$!
+  wrk -t1 -c"$half" -d"${BENCH_SECONDS}s" -H "$off_hdr" -s "$HERE/wrk_report.lua" \
+    "$off_url$METRICS_PATH" >"$off_out" 2>&1 &
+  p_off=$!
+  wait "$p_on" || st=1
+  wait "$p_off" || st=1
+  local side out line kv k v errors
+  for side in on off; do
+    out=$([ "$side" = on ] && echo "$on_out" || echo "$off_out")
+    line=$(grep '^WRK ' "$out" || true)
+    if [ "$st" -ne 0 ] || [ -z "$line" ]; then
+      sed 's/^/    /' "$out"
+      fail "$name" "wrk against the $side stack did not finish cleanly"
+      return 0
+    fi
+    local -A w=()
+    for kv in ${line#WRK }; do
+      k=${kv%%=*} v=${kv#*=}
+      w[$k]=$v
+    done
+    errors=$((w[connect_errors] + w[read_errors] + w[write_errors] + w[timeouts] + w[status_errors]))
+    result "${name}_$side.rps" "${w[rps]}" "req/s"
+    echo "  => metrics $side: ${w[rps]} req/s (${w[requests]} requests; errors $errors)"
+    if [ "$errors" -ne 0 ] || [ "${w[requests]}" -eq 0 ]; then
+      fail "$name" "requests failed against the $side stack"
+    fi
+  done
+}
+
 bench_metrics() {
   echo "== metrics: GET /api/v1/instruments on a stack recording metrics vs one with metrics=false"
   local t0=$SECONDS on off
@@ -136,6 +201,8 @@ bench_metrics() {
   s_metrics_run metrics_off "Authorization: Bearer $off_token" "${off_env[@]}"
   s_metrics_run metrics_off_2 "Authorization: Bearer $off_token" "${off_env[@]}"
   s_metrics_run metrics_on_2 "Authorization: Bearer $on_token" "${on_env[@]}"
+  s_metrics_pair metrics_pair "$on_url" "Authorization: Bearer $on_token" \
+    "$off_url" "Authorization: Bearer $off_token"
   # A failed second run voids the mean it enters (the ratio check looks for
   # failures under the names of its figures).
   local b
@@ -173,4 +240,34 @@ bench_metrics() {
       fail metrics_off "the metrics=false stack recorded requests: not a comparison"
   fi
   s_metrics_stop
+  s_metrics_cost
+}
+
+# s_metrics_cost: builds and runs metrics_cost.c (see the header).
+s_metrics_cost() {
+  local bin="$TMP/metrics_cost" out line kv k v
+  local -A c=()
+  # shellcheck disable=SC2046  # pkg-config prints several words
+  if ! cc -std=gnu11 -O2 -D_GNU_SOURCE -pthread -I"$REPO/common" -I"$BUILD/gen" \
+         "$HERE/metrics_cost.c" "$BUILD/libbeacon.a" $(pkg-config --libs openssl) \
+         -o "$bin" 2>"$TMP/metrics_cost.log"; then
+    sed 's/^/    /' "$TMP/metrics_cost.log"
+    fail metrics "metrics_cost.c did not build"
+    return 0
+  fi
+  out=$("$bin" 2000000 2) || { fail metrics "metrics_cost failed"; return 0; }
+  echo "  $out"
+  line=${out#COST }
+  for kv in $line; do
+    k=${kv%%=*} v=${kv#*=}
+    c[$k]=$v
+  done
+  result metrics_cost.ns_single "${c[ns_single]}" "ns/request"
+  result metrics_cost.ns_contended "${c[ns_contended]}" "ns/request"
+  if [ -n "${RESULT[metrics_off.rps_mean]:-}" ]; then
+    result metrics.cpu_share_pct "$(awk -v ns="${c[ns_contended]}" \
+      -v rps="${RESULT[metrics_off.rps_mean]}" -v cpus="$(nproc)" \
+      'BEGIN { printf "%.4f", ns * rps / (cpus * 1e9) * 100 }')" "%"
+    echo "  => ${c[ns_contended]} ns of CPU per request x ${RESULT[metrics_off.rps_mean]} req/s over $(nproc) CPUs = ${RESULT[metrics.cpu_share_pct]}% of the machine"
+  fi
 }

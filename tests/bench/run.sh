@@ -75,6 +75,7 @@ TARGETS=(
   "dashboard_site.p99_ms max 50 p99 of a site's dashboard (3 years by week) over 10M encounters"
   "dashboard_region.p99_ms max 50 p99 of a region's dashboard (5 agencies, 50 sites, 3 years by month)"
   "event_lag.p99_ms max 1000 p99 of commit -> rollup at 1,000 events/s"
+  "metrics.cpu_share_pct max 3 CPU share metrics recording takes at the measured request rate (CPU ns per request, contended, times req/s)"
 )
 
 RATIOS=(
@@ -88,6 +89,7 @@ RATIOS=(
   "metrics_on.rps_mean metrics_off.rps_mean 0.97 signed-in GET with metrics recorded over metrics=false, two alternating rounds each (metrics cost <= 3%)"
   "dashboard_site_sql.p99_ms dashboard_site.p99_ms 1.0 plain SQL over the raw encounters over the site dashboard through the gateway (p99)"
   "dashboard_region_sql.p99_ms dashboard_region.p99_ms 1.0 plain SQL over the raw encounters over the region dashboard through the gateway (p99)"
+  "metrics_pair_on.rps metrics_pair_off.rps 0.97 the same, both stacks loaded at once (the machine's other work slows both alike)"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
