@@ -40,6 +40,7 @@ import json
 import os
 import secrets
 import signal
+import random
 import socket
 import ssl
 import struct
@@ -80,8 +81,30 @@ class LaunchError(Exception):
 # --------------------------------------------------------------------------
 # Small helpers
 
+def _ephemeral_range():
+    """The kernel's range for the local ports of outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port nothing listens on right now (the kernel's choice)."""
+    """A TCP port nothing listens on right now, below the kernel's range for
+    outgoing connections. A port from that range (what bind(0) gives) can be
+    taken as the local end of some connection between the moment it is
+    picked and the moment a process binds it; with a stack of six processes
+    connecting to each other and to PostgreSQL that happened ("Address
+    already in use" at start-up). Falls back to the kernel's choice when no
+    port below the range is free."""
+    low, _ = _ephemeral_range()
+    if low > 20000:
+        for _ in range(64):
+            port = random.randint(15000, low - 1)
+            if port_is_free(port, host):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
