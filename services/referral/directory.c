@@ -98,7 +98,10 @@ static const char s_search_sql[] =
  * column: an index-only scan of each latitude band the radius spans, over
  * the box's longitudes; each service is shown at its nearest place.
  *
- * Every step is a probe by key whatever the planner estimates: each band is
+ * Every step is a probe by key whatever the planner estimates: each band
+ * ($14, the bands' numbers, floor(latitude * 20) as the table has them, from
+ * the box's southern to its northern edge: an array, which a generic plan
+ * takes for ten rows where a series of parameters is taken for a thousand) is
  * its own scan (a LATERAL subquery, OFFSET 0 so that it is not flattened),
  * bounded by the band and the longitudes, and the place's name, the service
  * and its organization are read by key for each service found. A generic
@@ -114,8 +117,7 @@ static const char s_search_near_sql[] =
     "  SELECT d.service_id, d.id, ln.name, d.latitude, d.longitude, d.km FROM ("
     "    SELECT DISTINCT ON (x.service_id) x.service_id, x.location_id AS id, "
     "           x.latitude, x.longitude, x.km "
-    "    FROM generate_series(floor(($3::float8 - $5::float8 / 111.0) * 20)::int, "
-    "                         floor(($3::float8 + $5::float8 / 111.0) * 20)::int) AS band(cell) "
+    "    FROM unnest($14::int[]) AS band(cell) "
     "    CROSS JOIN LATERAL ("
     "      SELECT x.service_id, x.location_id, x.latitude, x.longitude, "
     "             " S_KM_FROM_POINT " AS km "
@@ -251,8 +253,21 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     snprintf(radius_s, sizeof radius_s, "%.6f", radius);
     snprintf(limit_s, sizeof limit_s, "%d", limit + 1); /* one more: is there a next page? */
     snprintf(offset_s, sizeof offset_s, "%d", req->offset);
+    /* The latitude bands the radius's box spans, from the same text the
+     * database reads ($3, $5), with the same double arithmetic as its
+     * bounds: floor((lat -+ radius / 111) * 20). */
+    char bands[2048] = "{}";
+    if (has_lat) {
+        double lat_v = strtod(lat_s, NULL), radius_v = strtod(radius_s, NULL);
+        int lo = (int)floor((lat_v - radius_v / 111.0) * 20),
+            hi = (int)floor((lat_v + radius_v / 111.0) * 20);
+        size_t n = 0;
+        for (int c = lo; c <= hi && n + 16 < sizeof bands; c++)
+            n += (size_t)snprintf(bands + n, sizeof bands - n, "%c%d", c == lo ? '{' : ',', c);
+        snprintf(bands + n, sizeof bands - n, "}");
+    }
 #define S_OPT(v) (*(v) ? (v) : NULL)
-    const char *params[13] = {call->principal->agency_id,
+    const char *params[14] = {call->principal->agency_id,
                               S_OPT(req->q),
                               has_lat ? lat_s : NULL,
                               has_lat ? lon_s : NULL,
@@ -265,11 +280,12 @@ bc_code_t directory_search(bc_call_t *call, const ProtobufCMessage *in, Protobuf
                               offset_s,
                               S_OPT(req->open_at),
                               /* schedules without a zone: the caller's site's */
-                              call->principal->n_site_ids ? call->principal->site_ids[0] : NULL};
+                              call->principal->n_site_ids ? call->principal->site_ids[0] : NULL,
+                              bands};
 #undef S_OPT
     bc_error_t err;
     PGresult *res = has_lat ? bc_db_prepared(call->db, "directory_search_near",
-                                             s_search_near_sql, 13, params, &err)
+                                             s_search_near_sql, 14, params, &err)
                             : bc_db_prepared(call->db, "directory_search", s_search_sql, 13,
                                              params, &err);
     if (!res)

@@ -90,7 +90,9 @@ int referral_start(const bc_config_t *config, void **state, bc_error_t *err)
     st->max_msg_bytes = (int)bc_config_int(config, "rpc_max_message_bytes");
     st->heartbeat_ms = (int)bc_config_int(config, "rpc_heartbeat_ms");
     st->timeout_ms = bc_config_int(config, "consent_check_timeout_ms");
-    st->upkeep = upkeep_new(bc_config_str(config, "migration_database_url"));
+    /* The tables' owner, as for migrations (empty: database_url is it). */
+    const char *owner = bc_config_str(config, "migration_database_url");
+    st->upkeep = upkeep_new(*owner ? owner : bc_config_str(config, "database_url"));
     pthread_mutex_init(&st->lock, NULL);
     *state = st;
     return 0;

@@ -16,8 +16,9 @@
  *
  *  VACUUM needs the table's owner and runs outside any transaction: the
  *  thread has its own connection as migration_database_url, which it uses
- *  for nothing else (two fixed statements, no input). Without that setting
- *  there is no thread and autovacuum does the work later. */
+ *  for nothing else (two fixed statements, no input); without that setting,
+ *  database_url, as for migrations (a VACUUM by a role that does not own the
+ *  table is skipped with a warning, and autovacuum does the work later). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
