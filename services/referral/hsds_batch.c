@@ -1,15 +1,17 @@
 /*  hsds_batch: writing many records of one HSDS table in one statement, and
- *  asking which records are stored, for the importer (import.c).
+ *  asking which records are stored, for the importer (import_write.c).
  *
- *  A chunk of records goes to the database as one array per column and one
- *  INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE ... WHERE (the
- *  row changed): the same upsert as hsds_write's, so a stored row with the
- *  same values is left alone and an optional reference the record arrives
- *  without keeps the stored one. The statement runs in a savepoint: when the
- *  database refuses it (a bound, a malformed date, a dangling reference),
- *  nothing of the chunk is written, the transaction goes on, and the caller
- *  writes the chunk's records one by one with hsds_write to learn which one
- *  is at fault. */
+ *  A chunk of records goes to the database as one array per column: first
+ *  a plain INSERT ... SELECT FROM unnest(...) of those not stored yet, then,
+ *  for the others, the same upsert as hsds_write's (INSERT ... ON CONFLICT
+ *  DO UPDATE ... WHERE the row changed), so a stored row with the same
+ *  values is left alone and an optional reference the record arrives
+ *  without keeps the stored one. Both run in one savepoint: when the
+ *  database refuses either (a bound, a malformed date, a dangling
+ *  reference, a record another import stored meanwhile), nothing of the
+ *  chunk is written, the transaction goes on, and the caller writes the
+ *  chunk's records one by one with hsds_write to learn which one is at
+ *  fault. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +19,9 @@
 
 #include "referral.h"
 
-static char *s_many_sql[HSDS_NTABLES], *s_stored_sql[HSDS_NTABLES];
-static char s_many_names[HSDS_NTABLES][48], s_stored_names[HSDS_NTABLES][48];
+static char *s_many_sql[HSDS_NTABLES], *s_new_sql[HSDS_NTABLES], *s_stored_sql[HSDS_NTABLES];
+static char s_many_names[HSDS_NTABLES][48], s_new_names[HSDS_NTABLES][48],
+    s_stored_names[HSDS_NTABLES][48];
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
 static const char *s_sql_type(hsds_type_t type)
@@ -64,6 +67,8 @@ static void s_build(void)
         S_ADD(") AS u(");
         for (size_t c = 0; c < t->ncols; c++)
             S_ADD("%sc%zu", c ? ", " : "", c);
+        /* Up to here the statement is also the plain INSERT of the new records. */
+        size_t common = len;
         S_ADD(") ON CONFLICT (agency_id, id) DO UPDATE SET (updated_by, updated_at");
         for (size_t c = 1; c < t->ncols; c++)
             S_ADD(", \"%s\"", t->cols[c].name);
@@ -86,6 +91,18 @@ static void s_build(void)
             abort(); /* the table outgrew the buffer: a programmer error */
         s_many_sql[i] = sql;
         snprintf(s_many_names[i], sizeof s_many_names[i], "hsds_many_%s", t->table);
+        /* The records not stored yet: a plain INSERT, cheaper than the
+         * upsert's speculative insertion. The probe for each id stays a
+         * subplan (OFFSET 0), never a hash of the whole table. */
+        char tail[256];
+        int m = snprintf(tail, sizeof tail,
+                         ") WHERE NOT EXISTS (SELECT FROM referral.%s x WHERE x.agency_id = "
+                         "$1::uuid AND x.id = u.c0 OFFSET 0) RETURNING t.id",
+                         t->table);
+        s_new_sql[i] = bc_malloc(common + (size_t)m + 1);
+        memcpy(s_new_sql[i], sql, common);
+        memcpy(s_new_sql[i] + common, tail, (size_t)m + 1);
+        snprintf(s_new_names[i], sizeof s_new_names[i], "hsds_new_%s", t->table);
         char buf[512];
         snprintf(buf, sizeof buf,
                  /* A probe per id (LATERAL ... OFFSET 0), never a hash of the table. */
@@ -144,48 +161,92 @@ static char *s_array(bc_arena_t *arena, char **const *rows, size_t n, size_t c)
     return out;
 }
 
-int hsds_write_many(bc_call_t *call, const hsds_table_t *t, char **const *rows, size_t n,
-                    hsds_outcome_t *outcomes)
+/* Where id is among rows[0..n), looking at *guess first (rows come back in
+ * the order sent, most often); n if nowhere. */
+static size_t s_find(char **const *rows, size_t n, const char *id, size_t *guess)
 {
-    pthread_once(&s_once, s_build);
-    size_t ti = (size_t)(t - hsds_tables);
+    size_t i = *guess < n && !strcmp(rows[*guess][0], id) ? *guess : n;
+    for (size_t j = 0; i == n && j < n; j++)
+        if (!strcmp(rows[j][0], id))
+            i = j;
+    if (i < n)
+        *guess = i + 1;
+    return i;
+}
+
+/* Runs statement name/sql over rows[0..n); NULL with *failed set when it
+ * fails (-1: the database failed, call->err set; 1: it refused the statement). */
+static PGresult *s_run(bc_call_t *call, const hsds_table_t *t, const char *name, const char *sql,
+                       char **const *rows, size_t n, int *failed)
+{
     const char *params[2 + HSDS_MAX_COLS];
     params[0] = call->principal->agency_id;
     params[1] = call->principal->staff_id;
     for (size_t c = 0; c < t->ncols; c++)
         params[2 + c] = s_array(call->arena, rows, n, c);
     bc_error_t err;
+    PGresult *res = bc_db_prepared(call->db, name, sql, (int)(2 + t->ncols), params, &err);
+    if (res)
+        return res;
+    if (!bc_db_ok(call->db) || err.code == BC_UNAVAILABLE) {
+        bc_call_fail_err(call, &err);
+        *failed = -1;
+        return NULL;
+    }
+    if (bc_db_command(call->db, "ROLLBACK TO SAVEPOINT hsds_chunk", 0, NULL, &err) < 0) {
+        bc_call_fail_err(call, &err);
+        *failed = -1;
+        return NULL;
+    }
+    *failed = 1;
+    return NULL;
+}
+
+int hsds_write_many(bc_call_t *call, const hsds_table_t *t, char **const *rows, size_t n,
+                    hsds_outcome_t *outcomes)
+{
+    pthread_once(&s_once, s_build);
+    size_t ti = (size_t)(t - hsds_tables);
+    bc_error_t err;
     if (bc_db_defer(call->db, NULL, "SAVEPOINT hsds_chunk", 0, NULL, NULL, NULL, &err) < 0)
         return bc_call_fail_err(call, &err), -1;
-    PGresult *res = bc_db_prepared(call->db, s_many_names[ti], s_many_sql[ti],
-                                   (int)(2 + t->ncols), params, &err);
-    if (!res) {
-        if (!bc_db_ok(call->db) || err.code == BC_UNAVAILABLE)
-            return bc_call_fail_err(call, &err), -1;
-        bc_error_t err2;
-        if (bc_db_command(call->db, "ROLLBACK TO SAVEPOINT hsds_chunk", 0, NULL, &err2) < 0)
-            return bc_call_fail_err(call, &err2), -1;
-        return 1;
-    }
-    /* The rows written come back by id; the others were stored the same. */
+    /* First the records not stored yet, then the others (if any) through the
+     * upsert, which leaves those stored the same alone. */
+    int failed = 0;
+    PGresult *res = s_run(call, t, s_new_names[ti], s_new_sql[ti], rows, n, &failed);
+    if (!res)
+        return failed;
     for (size_t i = 0; i < n; i++)
         outcomes[i] = HSDS_UNCHANGED;
-    int back = PQntuples(res);
-    size_t guess = 0;
-    for (int k = 0; k < back; k++) {
-        const char *id = PQgetvalue(res, k, 0);
-        bool created = !strcmp(PQgetvalue(res, k, 1), "t");
-        /* Rows come back in the order sent, most often: look there first. */
-        size_t i = guess < n && !strcmp(rows[guess][0], id) ? guess : n;
-        for (size_t j = 0; i == n && j < n; j++)
-            if (!strcmp(rows[j][0], id))
-                i = j;
-        if (i < n) {
-            outcomes[i] = created ? HSDS_CREATED : HSDS_UPDATED;
-            guess = i + 1;
+    size_t guess = 0, created = 0;
+    for (int k = 0; k < PQntuples(res); k++) {
+        size_t i = s_find(rows, n, PQgetvalue(res, k, 0), &guess);
+        if (i < n && outcomes[i] != HSDS_CREATED) {
+            outcomes[i] = HSDS_CREATED;
+            created++;
         }
     }
     PQclear(res);
+    if (created < n) {
+        char ***rest = bc_arena_alloc(call->arena, (n - created) * sizeof *rest);
+        size_t *at = bc_arena_alloc(call->arena, (n - created) * sizeof *at), m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (outcomes[i] != HSDS_CREATED) {
+                at[m] = i;
+                rest[m++] = rows[i];
+            }
+        res = s_run(call, t, s_many_names[ti], s_many_sql[ti], rest, m, &failed);
+        if (!res)
+            return failed;
+        guess = 0;
+        for (int k = 0; k < PQntuples(res); k++) {
+            size_t j = s_find(rest, m, PQgetvalue(res, k, 0), &guess);
+            if (j < m)
+                outcomes[at[j]] = !strcmp(PQgetvalue(res, k, 1), "t") ? HSDS_CREATED
+                                                                       : HSDS_UPDATED;
+        }
+        PQclear(res);
+    }
     if (bc_db_defer(call->db, NULL, "RELEASE SAVEPOINT hsds_chunk", 0, NULL, NULL, NULL, &err) < 0)
         return bc_call_fail_err(call, &err), -1;
     return 0;

@@ -630,6 +630,9 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     if (r->created && bc_db_command(call->db, "SELECT referral.analyze_directory()", 0, NULL,
                                     &err) < 0)
         bc_warn("directory import: statistics not refreshed: %s", err.detail);
+    /* And the search rows marked visible soon (upkeep.c), off this path. */
+    if (r->created || r->updated)
+        upkeep_nudge(referral_upkeep(call));
     int64_t t5 = s_now_us();
     bc_info("directory import: %zu records: read %.1f ms, write %.1f ms, search rows %.1f ms, "
             "commit %.1f ms, statistics %.1f ms",

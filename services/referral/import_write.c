@@ -240,7 +240,8 @@ static int s_write_one(s_writer_t *w, import_slot_t *s)
     return 0;
 }
 
-/* Writes the chunk's slots: one statement, or one by one if it is refused. */
+/* Writes the chunk's slots: one statement, or one by one if it is refused (inside the
+ * chunk's savepoint, rolled back to and then released). */
 static int s_write_chunk(s_writer_t *w, const hsds_table_t *t, import_slot_t **chunk, size_t n)
 {
     bc_arena_t *arena = w->call->arena;
@@ -261,6 +262,10 @@ static int s_write_chunk(s_writer_t *w, const hsds_table_t *t, import_slot_t **c
                           : outcomes[i] == HSDS_UPDATED ? IMPORT_UPDATED
                                                         : IMPORT_UNCHANGED;
     }
+    bc_error_t err;
+    if (rc == 1 && bc_db_defer(w->call->db, NULL, "RELEASE SAVEPOINT hsds_chunk", 0, NULL, NULL,
+                               NULL, &err) < 0)
+        return bc_call_fail_err(w->call, &err), -1;
     return 0;
 }
 

@@ -76,6 +76,7 @@ typedef struct {
     pthread_mutex_t lock;
     bc_rpc_client_t **clients;
     size_t n_clients;
+    upkeep_t *upkeep; /* the search table's VACUUM after imports (upkeep.c), or NULL */
 } s_state_t;
 
 static _Thread_local bc_rpc_client_t *s_intake;
@@ -89,6 +90,9 @@ int referral_start(const bc_config_t *config, void **state, bc_error_t *err)
     st->max_msg_bytes = (int)bc_config_int(config, "rpc_max_message_bytes");
     st->heartbeat_ms = (int)bc_config_int(config, "rpc_heartbeat_ms");
     st->timeout_ms = bc_config_int(config, "consent_check_timeout_ms");
+    /* The tables' owner, as for migrations (empty: database_url is it). */
+    const char *owner = bc_config_str(config, "migration_database_url");
+    st->upkeep = upkeep_new(*owner ? owner : bc_config_str(config, "database_url"));
     pthread_mutex_init(&st->lock, NULL);
     *state = st;
     return 0;
@@ -103,7 +107,14 @@ void referral_stop(void *state)
     zmq_ctx_term(st->zctx);
     pthread_mutex_destroy(&st->lock);
     free(st->endpoints);
+    upkeep_destroy(&st->upkeep);
     free(st);
+}
+
+upkeep_t *referral_upkeep(const bc_call_t *call)
+{
+    const s_state_t *st = call->state;
+    return st ? st->upkeep : NULL;
 }
 
 static bc_rpc_client_t *s_intake_client(s_state_t *st, bc_error_t *err)

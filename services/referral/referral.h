@@ -246,6 +246,20 @@ bc_code_t referrals_follow_ups(bc_call_t *call, const ProtobufCMessage *in, Prot
 /* The referral service's own state: how it reaches intake for consent checks. */
 int referral_start(const bc_config_t *config, void **state, bc_error_t *err);
 void referral_stop(void *state);
+
+/* ---- upkeep (upkeep.c) ----------------------------------------------------------- */
+
+/* A background thread that vacuums referral.service_search when imports have
+ * written many new pages of it, connected as owner_url (the tables' owner);
+ * NULL (nothing done) when owner_url is empty. */
+typedef struct upkeep upkeep_t;
+upkeep_t *upkeep_new(const char *owner_url);
+/* Asks for a round soon (an import committed); NULL allowed. */
+void upkeep_nudge(upkeep_t *self);
+/* Stops the thread (after its round in progress); *self is set to NULL. */
+void upkeep_destroy(upkeep_t **self);
+/* The service's upkeep (its state's), or NULL. */
+upkeep_t *referral_upkeep(const bc_call_t *call);
 extern const bc_setting_t referral_settings[];
 
 /* 42 CFR 2.32: the notice that goes with every disclosure to a partner. */
