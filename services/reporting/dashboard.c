@@ -279,10 +279,11 @@ static const char *const s_activity_measures[] = {
     "r AS (SELECT period, " S_SUMS "FROM reporting.site_rollup WHERE " COL                      \
     " = ANY ($1::uuid[]) AND grain = $2::\"char\" AND period BETWEEN $3::date AND $4::date "   \
     "GROUP BY period), "                                                                        \
-    "b AS (SELECT coalesce(sum(active_delta), 0) AS base FROM reporting.site_rollup "           \
-    "WHERE " COL " = ANY ($1::uuid[]) AND ((grain = 'm' AND period < "                          \
-    "date_trunc('month', $3::date)::date) OR (grain = 'd' AND period >= "                       \
-    "date_trunc('month', $3::date)::date AND period < $3::date))) "                             \
+    "b AS (SELECT (SELECT coalesce(sum(active_delta), 0) FROM reporting.site_rollup "          \
+    "WHERE " COL " = ANY ($1::uuid[]) AND grain = 'm' AND period < "                            \
+    "date_trunc('month', $3::date)::date) + (SELECT coalesce(sum(active_delta), 0) "            \
+    "FROM reporting.site_rollup WHERE " COL " = ANY ($1::uuid[]) AND grain = 'd' AND period "   \
+    ">= date_trunc('month', $3::date)::date AND period < $3::date) AS base) "                   \
     "SELECT to_char(p.period, 'YYYY-MM-DD'), coalesce(encounters, 0), "                         \
     "coalesce(encounter_minutes, 0), coalesce(units, 0), coalesce(group_attendance, 0), "       \
     "coalesce(group_sessions, 0), coalesce(noshows, 0), coalesce(enrollments, 0), "             \
@@ -293,9 +294,10 @@ static const char *const s_activity_measures[] = {
 
 #define S_SITES_SQL(COL)                                                                        \
     "SELECT s.site_id::text, " S_SUMS ", (SELECT coalesce(sum(a.active_delta), 0) "             \
-    "FROM reporting.site_rollup a WHERE a.site_id = s.site_id AND ((a.grain = 'm' AND "         \
-    "a.period < date_trunc('month', $5::date)::date) OR (a.grain = 'd' AND a.period >= "        \
-    "date_trunc('month', $5::date)::date AND a.period <= $5::date))) "                          \
+    "FROM reporting.site_rollup a WHERE a.site_id = s.site_id AND a.grain = 'm' AND "           \
+    "a.period < date_trunc('month', $5::date)::date) + (SELECT coalesce(sum(a.active_delta), "  \
+    "0) FROM reporting.site_rollup a WHERE a.site_id = s.site_id AND a.grain = 'd' AND "        \
+    "a.period >= date_trunc('month', $5::date)::date AND a.period <= $5::date) "                \
     "FROM reporting.site_rollup s WHERE s." COL " = ANY ($1::uuid[]) AND s.grain = "            \
     "$2::\"char\" AND s.period BETWEEN $3::date AND $4::date GROUP BY s.site_id ORDER BY 1"
 
