@@ -572,6 +572,9 @@ class ReportingTests(StackTestCase):
             r = self.dashboard(who, path="/api/v1/dashboards/region/%s", scope=region)
             self.assertEqual(r.status, 200, r.body[:300])
             self.assertTrue(r.json()["deidentified"])
+            agencies = next(t for t in r.json()["tables"] if t["name"] == "agencies")
+            self.assertEqual([x["key"] for x in agencies["rows"]], [agency, "total"])
+            self.assertNotIn(self.peer.id, r.body.decode())
         # A region the agency is not part of, or none at all: 404.
         lone = self.sql("INSERT INTO reporting.regions (name) VALUES ('Lone %s') RETURNING id"
                         % uuid.uuid4().hex[:6]).splitlines()[0]
