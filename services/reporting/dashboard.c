@@ -467,14 +467,28 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
         static const char *const staff_measures[] = {
             "encounters",   "encounter_minutes", "units",         "noshows",
             "notes_signed", "notes_late",        "notes_overdue", "referrals_made"};
-        const char *sp[] = {q->scope_id, grain, q->first, q->to};
+        /* The staff's totals over the series' whole periods, from the
+         * month rows of the months inside them and the day rows of the
+         * days at either end: three years by week is 36 x staff rows,
+         * not 157 x staff. */
+        const char *sp[] = {q->scope_id, q->first, q->end};
         res = s_run(call, "rp_staff",
+                    "WITH b AS (SELECT $2::date AS lo, $3::date AS hi, "
+                    "  CASE WHEN date_trunc('month', $2::date)::date = $2::date THEN $2::date "
+                    "       ELSE (date_trunc('month', $2::date) + interval '1 month')::date END "
+                    "    AS m_lo, date_trunc('month', $3::date + 1)::date AS m_hi), "
+                    "r AS (SELECT s.* FROM reporting.staff_rollup s, b WHERE s.site_id = $1::uuid "
+                    "  AND s.grain = 'm' AND s.period >= b.m_lo AND s.period < b.m_hi "
+                    "  UNION ALL SELECT s.* FROM reporting.staff_rollup s, b "
+                    "  WHERE s.site_id = $1::uuid AND s.grain = 'd' AND s.period >= b.lo "
+                    "  AND s.period < least(b.m_lo, b.hi + 1) "
+                    "  UNION ALL SELECT s.* FROM reporting.staff_rollup s, b "
+                    "  WHERE s.site_id = $1::uuid AND s.grain = 'd' "
+                    "  AND s.period >= greatest(b.m_hi, b.m_lo) AND s.period <= b.hi) "
                     "SELECT staff_id::text, sum(encounters), sum(encounter_minutes), sum(units), "
                     "sum(noshows), sum(notes_signed), sum(notes_late), sum(notes_overdue), "
-                    "sum(referrals_made) FROM reporting.staff_rollup WHERE site_id = $1::uuid "
-                    "AND grain = $2::\"char\" AND period BETWEEN $3::date AND $4::date "
-                    "GROUP BY staff_id ORDER BY 1",
-                    4, sp);
+                    "sum(referrals_made) FROM r GROUP BY staff_id ORDER BY 1",
+                    3, sp);
         if (!res)
             return NULL;
         t = s_table_new(call, "staff", "staff_id", staff_measures, 8, (size_t)PQntuples(res),

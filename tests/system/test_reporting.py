@@ -379,6 +379,17 @@ class ReportingTests(StackTestCase):
         self.assertEqual(names, ["activity", "staff", "referral_outcomes", "barc10"])
         staff = next(t for t in doc["tables"] if t["name"] == "staff")
         self.assertLessEqual({r["key"] for r in staff["rows"]}, {self.peer.id, self.peer2.id})
+        # The staff breakdown covers the same periods: every encounter has its staff member.
+        for grain, start, end in (("month", FROM, None), ("week", "2025-02-05", None),
+                                  ("day", "2025-02-10", "2025-07-15")):
+            rng = {"from": start, "to": end or datetime.date.today().isoformat()}
+            r = self.dashboard(self.supervisor, grain=grain, **rng)
+            self.assertEqual(r.status, 200, r.body[:300])
+            d = r.json()
+            st = next(t for t in d["tables"] if t["name"] == "staff")
+            i = st["measures"].index("encounters")
+            self.assertEqual(sum(r["cells"][i]["value"] for r in st["rows"]),
+                             self.totals(d)["encounters"], (grain, start, end))
         # Week and day grains add up to the same totals.
         for grain, start in (("week", "2025-06-01"), ("day", "2026-01-01")):
             r = self.dashboard(self.supervisor, grain=grain, **{"from": start})
