@@ -8,8 +8,8 @@
  *  what the events describe (intake enrollments and assessments, scheduling
  *  encounters and no-shows, signed and overdue notes, referrals) with the
  *  same rules (the day in the site's zone, units, loop-closure seconds), and
- *  compares every row of reporting.site_rollup, staff_rollup,
- *  outcome_rollup and barc_sites.
+ *  compares every row of reporting.site_rollup, agency_rollup,
+ *  staff_rollup, outcome_rollup and barc_sites.
  *
  *  It first waits (up to wait_seconds) until the consumer has applied
  *  every event published so far and nothing waits in an outbox, then
@@ -126,6 +126,18 @@ static const char *const s_checks[] = {
     "       row(x.*)::text FROM only_exp x "
     "UNION ALL SELECT 'site_rollup', y.site_id || ' ' || y.grain::text || ' ' || y.period, 'actual', "
     "       row(y.*)::text FROM only_act y ORDER BY 2, 3",
+
+    "WITH " S_FACTS ", "
+    "exp AS (SELECT agency_id, grain, period, " S_SITE_SUMS " FROM graded "
+    "        GROUP BY agency_id, grain, period), "
+    "act AS (SELECT agency_id, grain, period, " S_SITE_COLS " FROM reporting.agency_rollup "
+    "        WHERE (" S_SITE_COLS ") IS DISTINCT FROM (0,0,0,0,0,0,0,0,0,0,0,0,0,0,0)), "
+    "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
+    "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
+    "SELECT 'agency_rollup', x.agency_id || ' ' || x.grain::text || ' ' || x.period, "
+    "       'expected', row(x.*)::text FROM only_exp x "
+    "UNION ALL SELECT 'agency_rollup', y.agency_id || ' ' || y.grain::text || ' ' || y.period, "
+    "       'actual', row(y.*)::text FROM only_act y ORDER BY 2, 3",
 
     "WITH " S_FACTS ", "
     "exp AS (SELECT site_id, grain, period, staff_id, agency_id, " S_STAFF_SUMS " FROM graded "
@@ -263,6 +275,7 @@ int main(int argc, char **argv)
     }
     if (status == 0) {
         PGresult *res = PQexec(conn, "SELECT (SELECT count(*) FROM reporting.site_rollup) + "
+                                     "(SELECT count(*) FROM reporting.agency_rollup) + "
                                      "(SELECT count(*) FROM reporting.staff_rollup) + "
                                      "(SELECT count(*) FROM reporting.outcome_rollup) + "
                                      "(SELECT count(*) FROM reporting.barc_sites)");

@@ -184,16 +184,6 @@ static int s_reject(rp_consumer_t *self, const Beacon__Event *ev, const char *re
     return 0;
 }
 
-static bool s_uuid_or_empty(const char *s)
-{
-    return !s || !*s || bc_is_uuid(s);
-}
-
-static const char *s_null(const char *s)
-{
-    return s && *s ? s : NULL;
-}
-
 /* Checks an RFC 3339 instant enough for PostgreSQL not to refuse it. */
 static bool s_instant(const char *s)
 {
@@ -225,17 +215,45 @@ static bool s_code(const char *s)
     return true;
 }
 
-/* What applying one event means: the SQL and its parameters, or a reason to
- * reject it, or nothing to do (a topic reporting does not count). */
+/* The additive measures an event may carry, in reporting.bump_many's order. */
+enum {
+    S_ENCOUNTERS, S_MINUTES, S_UNITS, S_GROUP_ATTENDANCE, S_NOSHOWS, S_ENROLLMENTS,
+    S_DISCHARGES, S_ACTIVE_DELTA, S_NOTES_SIGNED, S_NOTES_LATE, S_NOTES_OVERDUE,
+    S_REFERRALS_MADE, S_NMEASURES
+};
+#define S_NCOLS (5 + S_NMEASURES) /* agency, site, staff, at, day, measures */
+
+/* What applying one event means: additive measures for the batch (add), a
+ * statement that needs state (sql, run at once), both, neither (a topic
+ * reporting does not count), or a reason to reject it. */
 typedef struct {
+    const char *reject;
+    bool add;
+    const char *agency, *site, *staff, *at, *day; /* staff, at or day may be NULL */
+    int64_t m[S_NMEASURES];
     const char *sql;
     const char *params[8];
     int n;
-    const char *reject;
     char text[3][24];
 } s_plan_t;
 
-#define S_BUMP "SELECT reporting.bump($1::uuid, $2::uuid, $3::uuid, "
+/* Billable units: one per 15 minutes, a remainder of 8 or more counting one
+ * more (the same rule as reporting.units(), which the check uses). */
+static int64_t s_units(int minutes)
+{
+    return minutes / 15 + (minutes % 15 >= 8 ? 1 : 0);
+}
+
+static void s_plan_add(s_plan_t *plan, const char *agency, const char *site, const char *staff,
+                       const char *at, const char *day)
+{
+    plan->add = true;
+    plan->agency = agency;
+    plan->site = site;
+    plan->staff = staff;
+    plan->at = at;
+    plan->day = day;
+}
 
 static void s_plan_intake(const Beacon__Event *ev, const Beacon__Intake__IntakeEvent *m,
                           s_plan_t *plan)
@@ -247,13 +265,9 @@ static void s_plan_intake(const Beacon__Event *ev, const Beacon__Intake__IntakeE
             plan->reject = "payload lacks agency, site or date";
             return;
         }
-        plan->sql = enrolled ? S_BUMP "$4::date, p_enrollments => 1, p_active_delta => 1)"
-                             : S_BUMP "$4::date, p_discharges => 1, p_active_delta => -1)";
-        plan->params[0] = agency;
-        plan->params[1] = site;
-        plan->params[2] = NULL;
-        plan->params[3] = m->on_date;
-        plan->n = 4;
+        s_plan_add(plan, agency, site, NULL, NULL, m->on_date);
+        plan->m[enrolled ? S_ENROLLMENTS : S_DISCHARGES] = 1;
+        plan->m[S_ACTIVE_DELTA] = enrolled ? 1 : -1;
     } else if (!strcmp(ev->topic, "assessment.completed") && !strcmp(m->instrument_id, "barc10")) {
         if (!bc_is_uuid(agency) || !bc_is_uuid(site) || !bc_is_uuid(m->client_id)) {
             plan->reject = "payload lacks agency, site or client";
@@ -279,26 +293,27 @@ static void s_plan_scheduling(const Beacon__Event *ev,
         plan->reject = "payload lacks agency, site or staff";
         return;
     }
-    plan->params[0] = m->agency_id;
-    plan->params[1] = m->site_id;
-    plan->params[2] = m->staff_id;
-    if (encounter) {
-        if (!s_instant(m->start) || m->minutes < 0 || m->minutes > 24 * 60 ||
-            !s_uuid_or_empty(m->occurrence_id)) {
-            plan->reject = "payload lacks the encounter's start or minutes";
-            return;
-        }
-        snprintf(plan->text[0], sizeof plan->text[0], "%d", m->minutes);
-        plan->sql = "SELECT reporting.on_encounter($1::uuid, $2::uuid, $3::uuid, "
-                    "$4::timestamptz, $5::int, $6::boolean, $7::uuid)";
-        plan->params[3] = m->start;
-        plan->params[4] = plan->text[0];
-        plan->params[5] = m->is_group ? "true" : "false";
-        plan->params[6] = s_null(m->occurrence_id);
-        plan->n = 7;
-    } else {
-        plan->sql = S_BUMP "reporting.local_day($2::uuid, $4::timestamptz), p_noshows => 1)";
-        plan->params[3] = ev->occurred_at;
+    if (!encounter) {
+        s_plan_add(plan, m->agency_id, m->site_id, m->staff_id, ev->occurred_at, NULL);
+        plan->m[S_NOSHOWS] = 1;
+        return;
+    }
+    if (!s_instant(m->start) || m->minutes < 0 || m->minutes > 24 * 60 ||
+        (m->is_group && !bc_is_uuid(m->occurrence_id))) {
+        plan->reject = "payload lacks the encounter's start, minutes or group meeting";
+        return;
+    }
+    s_plan_add(plan, m->agency_id, m->site_id, m->staff_id, m->start, NULL);
+    plan->m[S_ENCOUNTERS] = 1;
+    plan->m[S_MINUTES] = m->minutes;
+    plan->m[S_UNITS] = s_units(m->minutes);
+    plan->m[S_GROUP_ATTENDANCE] = m->is_group ? 1 : 0;
+    if (m->is_group) {
+        plan->sql = "SELECT reporting.on_group_held($1::uuid, $2::uuid, $3::timestamptz, $4::uuid)";
+        plan->params[0] = m->agency_id;
+        plan->params[1] = m->site_id;
+        plan->params[2] = m->start;
+        plan->params[3] = m->occurrence_id;
         plan->n = 4;
     }
 }
@@ -314,18 +329,12 @@ static void s_plan_notes(const Beacon__Event *ev, const Beacon__Notes__NoteEvent
         plan->reject = "payload lacks agency, site or staff";
         return;
     }
-    plan->params[0] = m->agency_id;
-    plan->params[1] = m->site_id;
-    plan->params[2] = staff;
-    plan->params[3] = ev->occurred_at;
-    plan->n = 4;
+    s_plan_add(plan, m->agency_id, m->site_id, staff, ev->occurred_at, NULL);
     if (signed_) {
-        plan->sql = S_BUMP "reporting.local_day($2::uuid, $4::timestamptz), p_notes_signed => 1, "
-                           "p_notes_late => $5::bigint)";
-        plan->params[4] = m->late_entry ? "1" : "0";
-        plan->n = 5;
+        plan->m[S_NOTES_SIGNED] = 1;
+        plan->m[S_NOTES_LATE] = m->late_entry ? 1 : 0;
     } else {
-        plan->sql = S_BUMP "reporting.local_day($2::uuid, $4::timestamptz), p_notes_overdue => 1)";
+        plan->m[S_NOTES_OVERDUE] = 1;
     }
 }
 
@@ -340,18 +349,19 @@ static void s_plan_referral(const Beacon__Event *ev, const Beacon__Referral__Ref
         plan->reject = "payload lacks agency, site, referral, referrer or outcome";
         return;
     }
-    plan->params[0] = m->agency_id;
-    plan->params[1] = m->site_id;
     if (created) {
-        plan->sql = "SELECT reporting.on_referral_created($1::uuid, $2::uuid, $3::uuid, "
-                    "$4::uuid, $5::timestamptz)";
-        plan->params[2] = m->referred_by;
-        plan->params[3] = m->referral_id;
-        plan->params[4] = ev->occurred_at;
-        plan->n = 5;
+        s_plan_add(plan, m->agency_id, m->site_id, m->referred_by, ev->occurred_at, NULL);
+        plan->m[S_REFERRALS_MADE] = 1;
+        plan->sql = "INSERT INTO reporting.open_referrals VALUES ($1::uuid, $2::timestamptz) "
+                    "ON CONFLICT DO NOTHING";
+        plan->params[0] = m->referral_id;
+        plan->params[1] = ev->occurred_at;
+        plan->n = 2;
     } else {
         plan->sql = "SELECT reporting.on_referral_closed($1::uuid, $2::uuid, $3::uuid, $4, "
                     "$5::timestamptz)";
+        plan->params[0] = m->agency_id;
+        plan->params[1] = m->site_id;
         plan->params[2] = m->referral_id;
         plan->params[3] = m->outcome;
         plan->params[4] = ev->occurred_at;
@@ -360,7 +370,7 @@ static void s_plan_referral(const Beacon__Event *ev, const Beacon__Referral__Ref
 }
 
 /* Decides what ev means for the rollups (p: its producer). *m is the decoded
- * payload the plan's parameters point into (caller frees). */
+ * payload the plan's strings point into (caller frees). */
 static void s_plan(int p, const Beacon__Event *ev, ProtobufCMessage **m, s_plan_t *plan)
 {
     memset(plan, 0, sizeof *plan);
@@ -388,10 +398,92 @@ static void s_plan(int p, const Beacon__Event *ev, ProtobufCMessage **m, s_plan_
     }
 }
 
-/* Applies one event inside the open transaction: 0, or -1 when a statement
- * failed (the transaction is then aborted). With careful, a failing
- * statement is undone alone (savepoint) and the event rejected. */
-static int s_apply_one(rp_consumer_t *self, int p, const Beacon__Event *ev, bool careful)
+/* The additive measures of a run of events, as PostgreSQL array literals
+ * (every element is a uuid, a date, an RFC 3339 instant, a number or NULL:
+ * none needs quoting), sent in one statement. */
+typedef struct {
+    char *col[S_NCOLS];
+    size_t len[S_NCOLS], cap[S_NCOLS];
+    int n;
+} s_batch_t;
+
+static void s_col_put(s_batch_t *b, int c, const char *v)
+{
+    size_t need = strlen(v) + 3;
+    if (b->len[c] + need > b->cap[c]) {
+        size_t cap = b->cap[c] ? b->cap[c] * 2 : 1024;
+        while (cap < b->len[c] + need)
+            cap *= 2;
+        b->col[c] = bc_realloc(b->col[c], cap);
+        b->cap[c] = cap;
+    }
+    if (b->len[c] == 0)
+        b->col[c][b->len[c]++] = '{';
+    else
+        b->col[c][b->len[c]++] = ',';
+    memcpy(b->col[c] + b->len[c], v, strlen(v));
+    b->len[c] += strlen(v);
+    b->col[c][b->len[c]] = '\0';
+}
+
+static void s_batch_add(s_batch_t *b, const s_plan_t *plan)
+{
+    const char *ids[5] = {plan->agency, plan->site, plan->staff, plan->at, plan->day};
+    for (int c = 0; c < 5; c++)
+        s_col_put(b, c, ids[c] ? ids[c] : "NULL");
+    for (int k = 0; k < S_NMEASURES; k++) {
+        char num[24];
+        snprintf(num, sizeof num, "%lld", (long long)plan->m[k]);
+        s_col_put(b, 5 + k, num);
+    }
+    b->n++;
+}
+
+static void s_batch_reset(s_batch_t *b)
+{
+    for (int c = 0; c < S_NCOLS; c++)
+        b->len[c] = 0;
+    b->n = 0;
+}
+
+static void s_batch_free(s_batch_t *b)
+{
+    for (int c = 0; c < S_NCOLS; c++)
+        free(b->col[c]);
+}
+
+/* Sends the batch (inside the open transaction) and empties it. */
+static int s_batch_flush(rp_consumer_t *self, s_batch_t *b, bool quiet)
+{
+    if (!b->n)
+        return 0;
+    const char *params[S_NCOLS];
+    for (int c = 0; c < S_NCOLS; c++) {
+        b->col[c][b->len[c]] = '}';
+        b->col[c][b->len[c] + 1] = '\0';
+        params[c] = b->col[c];
+    }
+    PGresult *res = s_exec(self,
+                           "SELECT reporting.bump_many($1::uuid[], $2::uuid[], $3::uuid[], "
+                           "$4::timestamptz[], $5::date[], $6::bigint[], $7::bigint[], "
+                           "$8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
+                           "$12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], "
+                           "$16::bigint[], $17::bigint[])",
+                           S_NCOLS, params, quiet);
+    s_batch_reset(b);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+/* Applies one event inside the open transaction: its stateful statement at
+ * once, its measures into batch. 0, or -1 when a statement failed (the
+ * transaction is then aborted). With careful, the event is applied alone
+ * (its measures flushed at once) under a savepoint: a failing statement is
+ * undone and the event rejected. */
+static int s_apply_one(rp_consumer_t *self, int p, const Beacon__Event *ev, bool careful,
+                       s_batch_t *batch)
 {
     ProtobufCMessage *m;
     s_plan_t plan;
@@ -399,13 +491,23 @@ static int s_apply_one(rp_consumer_t *self, int p, const Beacon__Event *ev, bool
     int rc = 0;
     if (plan.reject) {
         rc = s_reject(self, ev, plan.reject);
-    } else if (plan.sql) {
+    } else if (plan.sql || plan.add) {
         if (careful && !s_cmd(self, "SAVEPOINT rp_event")) {
             rc = -1;
         } else {
-            PGresult *res = s_exec(self, plan.sql, plan.n, plan.params, careful);
-            if (res) {
-                PQclear(res);
+            bool ok = true;
+            if (plan.sql) {
+                PGresult *res = s_exec(self, plan.sql, plan.n, plan.params, careful);
+                ok = res != NULL;
+                if (res)
+                    PQclear(res);
+            }
+            if (ok && plan.add) {
+                s_batch_add(batch, &plan);
+                if (careful)
+                    ok = s_batch_flush(self, batch, true) == 0;
+            }
+            if (ok) {
                 if (careful && !s_cmd(self, "RELEASE SAVEPOINT rp_event"))
                     rc = -1;
             } else if (careful && PQstatus(self->conn) == CONNECTION_OK &&
@@ -448,6 +550,7 @@ static int s_apply_run(rp_consumer_t *self, int p, Beacon__Event *const *evs, si
     int64_t last = atoll(PQgetvalue(res, 0, 0)), start = last;
     PQclear(res);
     int gap = 0;
+    s_batch_t batch = {0};
     for (size_t i = 0; i < n; i++) {
         const Beacon__Event *ev = evs[i];
         if (ev->seq <= last) {
@@ -458,11 +561,18 @@ static int s_apply_run(rp_consumer_t *self, int p, Beacon__Event *const *evs, si
             gap = 1;
             break;
         }
-        if (s_apply_one(self, p, ev, careful) < 0) {
+        if (s_apply_one(self, p, ev, careful, &batch) < 0) {
+            s_batch_free(&batch);
             s_cmd(self, "ROLLBACK");
             return -1;
         }
         last = ev->seq;
+    }
+    int flushed = s_batch_flush(self, &batch, false);
+    s_batch_free(&batch);
+    if (flushed < 0) {
+        s_cmd(self, "ROLLBACK");
+        return -1;
     }
     if (last != start) {
         char seq[24];

@@ -2,8 +2,10 @@
  *
  *  Each reads the rollups the consumer keeps (migration 003) for the
  *  requested grain: one row per site and period through an index, never raw
- *  events, so a dashboard reads a few thousand rows at most (a region of 50
- *  sites over three years by month is 1,800).
+ *  events, so a dashboard reads a few thousand rows at most: a site over
+ *  three years by week is 157 rows (and its staff's); agencies and regions
+ *  read the agency rollups (a region of 5 agencies over three years by
+ *  month: 180 rows for the time series, 180 for the breakdown by agency).
  *
  *  Who sees what (deny by default):
  *  - site: the site's supervisors and the agency's admins, identified (staff
@@ -274,15 +276,16 @@ static const char *const s_activity_measures[] = {
     "sum(referrals_made) AS referrals_made, sum(referrals_closed) AS referrals_closed, "         \
     "sum(closure_seconds) AS closure_seconds "
 
-#define S_ACTIVITY_SQL(COL)                                                                     \
+#define S_ACTIVITY_SQL(TABLE, COL)                                                                     \
     "WITH p AS (SELECT generate_series($3::date, $4::date, $5::interval)::date AS period), "   \
-    "r AS (SELECT period, " S_SUMS "FROM reporting.site_rollup WHERE " COL                      \
+    "r AS (SELECT period, " S_SUMS "FROM " TABLE " WHERE " COL                      \
     " = ANY ($1::uuid[]) AND grain = $2::\"char\" AND period BETWEEN $3::date AND $4::date "   \
     "GROUP BY period), "                                                                        \
-    "b AS (SELECT coalesce(sum(active_delta), 0) AS base FROM reporting.site_rollup "           \
-    "WHERE " COL " = ANY ($1::uuid[]) AND ((grain = 'm' AND period < "                          \
-    "date_trunc('month', $3::date)::date) OR (grain = 'd' AND period >= "                       \
-    "date_trunc('month', $3::date)::date AND period < $3::date))) "                             \
+    "b AS (SELECT (SELECT coalesce(sum(active_delta), 0) FROM " TABLE " "          \
+    "WHERE " COL " = ANY ($1::uuid[]) AND grain = 'm' AND period < "                            \
+    "date_trunc('month', $3::date)::date) + (SELECT coalesce(sum(active_delta), 0) "            \
+    "FROM " TABLE " WHERE " COL " = ANY ($1::uuid[]) AND grain = 'd' AND period "   \
+    ">= date_trunc('month', $3::date)::date AND period < $3::date) AS base) "                   \
     "SELECT to_char(p.period, 'YYYY-MM-DD'), coalesce(encounters, 0), "                         \
     "coalesce(encounter_minutes, 0), coalesce(units, 0), coalesce(group_attendance, 0), "       \
     "coalesce(group_sessions, 0), coalesce(noshows, 0), coalesce(enrollments, 0), "             \
@@ -291,13 +294,14 @@ static const char *const s_activity_measures[] = {
     "coalesce(referrals_made, 0), coalesce(referrals_closed, 0), coalesce(closure_seconds, 0) " \
     "FROM p LEFT JOIN r USING (period) CROSS JOIN b ORDER BY p.period"
 
-#define S_SITES_SQL(COL)                                                                        \
-    "SELECT s.site_id::text, " S_SUMS ", (SELECT coalesce(sum(a.active_delta), 0) "             \
-    "FROM reporting.site_rollup a WHERE a.site_id = s.site_id AND ((a.grain = 'm' AND "         \
-    "a.period < date_trunc('month', $5::date)::date) OR (a.grain = 'd' AND a.period >= "        \
-    "date_trunc('month', $5::date)::date AND a.period <= $5::date))) "                          \
-    "FROM reporting.site_rollup s WHERE s." COL " = ANY ($1::uuid[]) AND s.grain = "            \
-    "$2::\"char\" AND s.period BETWEEN $3::date AND $4::date GROUP BY s.site_id ORDER BY 1"
+#define S_BREAKDOWN_SQL(TABLE, KEY, COL)                                                                        \
+    "SELECT s." KEY "::text, " S_SUMS ", (SELECT coalesce(sum(a.active_delta), 0) "             \
+    "FROM " TABLE " a WHERE a." KEY " = s." KEY " AND a.grain = 'm' AND "           \
+    "a.period < date_trunc('month', $5::date)::date) + (SELECT coalesce(sum(a.active_delta), "  \
+    "0) FROM " TABLE " a WHERE a." KEY " = s." KEY " AND a.grain = 'd' AND "        \
+    "a.period >= date_trunc('month', $5::date)::date AND a.period <= $5::date) "                \
+    "FROM " TABLE " s WHERE s." COL " = ANY ($1::uuid[]) AND s.grain = "            \
+    "$2::\"char\" AND s.period BETWEEN $3::date AND $4::date GROUP BY s." KEY " ORDER BY 1"
 
 #define S_OUTCOMES_SQL(COL)                                                                     \
     "SELECT outcome, sum(referrals) FROM reporting.outcome_rollup WHERE " COL                   \
@@ -415,9 +419,11 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
     s_table_t **tables = bc_arena_alloc(call->arena, 5 * sizeof *tables);
     size_t n = 0;
 
-    PGresult *res = by_site ? s_run(call, "rp_activity_site", S_ACTIVITY_SQL("site_id"), 5, params)
-                            : s_run(call, "rp_activity_agency", S_ACTIVITY_SQL("agency_id"), 5,
-                                    params);
+    PGresult *res =
+        by_site ? s_run(call, "rp_activity_site",
+                        S_ACTIVITY_SQL("reporting.site_rollup", "site_id"), 5, params)
+                : s_run(call, "rp_activity_agency",
+                        S_ACTIVITY_SQL("reporting.agency_rollup", "agency_id"), 5, params);
     if (!res)
         return NULL;
     s_table_t *t = s_table_new(call, "activity", "period", s_activity_measures, S_NACT,
@@ -433,11 +439,18 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
 
     if (!by_site) {
         const char *sp[] = {q->ids, grain, q->first, q->to, q->end};
-        res = s_run(call, "rp_sites", S_SITES_SQL("agency_id"), 5, sp);
+        /* An agency by site; a region by agency. */
+        bool region = q->scope == S_REGION;
+        res = region ? s_run(call, "rp_agencies",
+                             S_BREAKDOWN_SQL("reporting.agency_rollup", "agency_id", "agency_id"),
+                             5, sp)
+                     : s_run(call, "rp_sites",
+                             S_BREAKDOWN_SQL("reporting.site_rollup", "site_id", "agency_id"), 5,
+                             sp);
         if (!res)
             return NULL;
-        t = s_table_new(call, "sites", "site_id", s_activity_measures, S_NACT,
-                        (size_t)PQntuples(res), true);
+        t = s_table_new(call, region ? "agencies" : "sites", region ? "agency_id" : "site_id",
+                        s_activity_measures, S_NACT, (size_t)PQntuples(res), true);
         for (int i = 0; i < PQntuples(res); i++) {
             t->keys[i] = bc_arena_strdup(call->arena, PQgetvalue(res, i, 0));
             /* Columns: 14 sums with active_delta at 9, closure at 15, the
@@ -454,14 +467,28 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
         static const char *const staff_measures[] = {
             "encounters",   "encounter_minutes", "units",         "noshows",
             "notes_signed", "notes_late",        "notes_overdue", "referrals_made"};
-        const char *sp[] = {q->scope_id, grain, q->first, q->to};
+        /* The staff's totals over the series' whole periods, from the
+         * month rows of the months inside them and the day rows of the
+         * days at either end: three years by week is 36 x staff rows,
+         * not 157 x staff. */
+        const char *sp[] = {q->scope_id, q->first, q->end};
         res = s_run(call, "rp_staff",
+                    "WITH b AS (SELECT $2::date AS lo, $3::date AS hi, "
+                    "  CASE WHEN date_trunc('month', $2::date)::date = $2::date THEN $2::date "
+                    "       ELSE (date_trunc('month', $2::date) + interval '1 month')::date END "
+                    "    AS m_lo, date_trunc('month', $3::date + 1)::date AS m_hi), "
+                    "r AS (SELECT s.* FROM reporting.staff_rollup s, b WHERE s.site_id = $1::uuid "
+                    "  AND s.grain = 'm' AND s.period >= b.m_lo AND s.period < b.m_hi "
+                    "  UNION ALL SELECT s.* FROM reporting.staff_rollup s, b "
+                    "  WHERE s.site_id = $1::uuid AND s.grain = 'd' AND s.period >= b.lo "
+                    "  AND s.period < least(b.m_lo, b.hi + 1) "
+                    "  UNION ALL SELECT s.* FROM reporting.staff_rollup s, b "
+                    "  WHERE s.site_id = $1::uuid AND s.grain = 'd' "
+                    "  AND s.period >= greatest(b.m_hi, b.m_lo) AND s.period <= b.hi) "
                     "SELECT staff_id::text, sum(encounters), sum(encounter_minutes), sum(units), "
                     "sum(noshows), sum(notes_signed), sum(notes_late), sum(notes_overdue), "
-                    "sum(referrals_made) FROM reporting.staff_rollup WHERE site_id = $1::uuid "
-                    "AND grain = $2::\"char\" AND period BETWEEN $3::date AND $4::date "
-                    "GROUP BY staff_id ORDER BY 1",
-                    4, sp);
+                    "sum(referrals_made) FROM r GROUP BY staff_id ORDER BY 1",
+                    3, sp);
         if (!res)
             return NULL;
         t = s_table_new(call, "staff", "staff_id", staff_measures, 8, (size_t)PQntuples(res),

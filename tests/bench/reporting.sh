@@ -95,6 +95,17 @@ s_report_fixture() {
         encounters = r.encounters + excluded.encounters,
         encounter_minutes = r.encounter_minutes + excluded.encounter_minutes,
         units = r.units + excluded.units;
+    INSERT INTO reporting.agency_rollup AS r (agency_id, grain, period, encounters,
+                                              encounter_minutes, units)
+      SELECT agency_id, g.grain, g.period, sum(n), sum(minutes), sum(units)
+      FROM bench_days CROSS JOIN LATERAL (VALUES ('d'::\"char\", day),
+             ('w'::\"char\", date_trunc('week', day)::date),
+             ('m'::\"char\", date_trunc('month', day)::date)) g (grain, period)
+      GROUP BY 1, 2, 3
+      ON CONFLICT (agency_id, grain, period) DO UPDATE SET
+        encounters = r.encounters + excluded.encounters,
+        encounter_minutes = r.encounter_minutes + excluded.encounter_minutes,
+        units = r.units + excluded.units;
     INSERT INTO reporting.staff_rollup AS r (site_id, grain, period, staff_id, agency_id,
                                              encounters, encounter_minutes, units)
       SELECT site_id, g.grain, g.period, staff_id, agency_id, sum(n), sum(minutes), sum(units)
@@ -113,7 +124,8 @@ s_report_fixture() {
       ON CONFLICT DO NOTHING;
     COMMIT;" >/dev/null || return 1
   local t
-  for t in scheduling.encounters reporting.site_rollup reporting.staff_rollup; do
+  for t in scheduling.encounters reporting.site_rollup reporting.agency_rollup \
+           reporting.staff_rollup; do
     pg_admin_beacon "VACUUM (ANALYZE) $t" >/dev/null || return 1
   done
   local secs

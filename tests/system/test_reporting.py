@@ -29,7 +29,8 @@ GIRP = {"goal": "Keep stable housing", "intervention": "Shared my own experience
 NY = datetime.timezone(datetime.timedelta(hours=-5))  # the bootstrap site's zone in winter
 FROM = "2025-01-01"
 MEASURES = ("encounters", "encounter_minutes", "units", "noshows", "enrollments", "discharges",
-            "active_caseload", "notes_signed", "referrals_made", "referrals_closed")
+            "active_caseload", "notes_signed", "referrals_made", "referrals_closed",
+            "group_attendance", "group_sessions")
 
 
 def units(minutes):
@@ -137,6 +138,7 @@ class ReportingTests(StackTestCase):
         cls.other_site = cls.org.add_site("Northside")
         cls.far_supervisor = cls.org.add_staff(["supervisor"], [cls.other_site])
         cls.slot = 0
+        cls.group_day = 0
         cls.slot_lock = threading.Lock()
         cls.expected = dict.fromkeys(MEASURES, 0)
         cls.expected_lock = threading.Lock()
@@ -173,14 +175,48 @@ class ReportingTests(StackTestCase):
         for _ in range(steps):
             who = rng.choice([self.peer, self.peer2])
             action = rng.choice(["client", "encounter", "encounter", "noshow", "enroll",
-                                 "discharge", "barc", "note", "referral", "close"])
+                                 "discharge", "barc", "note", "referral", "close", "group"])
             try:
                 self.step(who, action, rng, clients)
             except (AssertionError, OSError, ValueError, KeyError):
                 if strict:
                     raise
 
+    def group_meeting(self, who, rng):
+        """A one-meeting group in late 2025 (after every one-on-one slot) with
+        three new clients on the roster, some attending; completed."""
+        with self.slot_lock:
+            type(self).group_day += 1
+            day = datetime.date(2025, 10, 1) + datetime.timedelta(days=self.group_day)
+        g = self.call(who, "POST", "/api/v1/group-sessions", {
+            "site_id": self.site, "topic": "relapse_prevention", "capacity": 10, "minutes": 60,
+            "start_time": "07:00", "rule": {"freq": "weekly", "start_date": day.isoformat(),
+                                            "count": 1}}, expect=201).json()["id"]
+        members = []
+        for _ in range(3):
+            c = self.call(who, "POST", "/api/v1/clients",
+                          {"given_name": "Robin", "family_name": "G-" + uuid.uuid4().hex[:8],
+                           "date_of_birth": "1984-06-15"}, expect=201).json()["id"]
+            self.call(who, "POST", "/api/v1/group-sessions/%s/roster" % g, {"client_id": c},
+                      expect=201)
+            members.append(c)
+        occ = self.call(who, "GET", "/api/v1/group-occurrences?group_id=%s&from=%s&to=%s"
+                        % (g, day.isoformat(), (day + datetime.timedelta(days=1)).isoformat())
+                        ).json()["occurrences"][0]
+        present = [True] + [rng.random() < 0.6 for _ in members[1:]]
+        url = "/api/v1/group-occurrences/" + occ["id"]
+        self.call(who, "PUT", url + "/attendance", {"attendance": [
+            {"client_id": c, "status": "present" if here else "absent"}
+            for c, here in zip(members, present)]}, expect=200)
+        self.call(who, "POST", url + "/complete", {}, expect=201)
+        n = sum(present)
+        self.add(encounters=n, encounter_minutes=60 * n, units=4 * n, group_attendance=n,
+                 group_sessions=1 if n else 0)
+
     def step(self, who, action, rng, clients):
+        if action == "group":
+            self.group_meeting(who, rng)
+            return
         mine = [c for c in clients if c["who"] is who]
         if action == "client" or not mine:
             r = self.call(who, "POST", "/api/v1/clients",
@@ -303,7 +339,10 @@ class ReportingTests(StackTestCase):
              " JOIN intake.clients c ON c.id = e.client_id WHERE c.site_id = '{s}'), "
              "(SELECT count(*) FROM notes.notes WHERE site_id = '{s}' AND status = 'signed'), "
              "(SELECT count(*) FROM referral.referrals WHERE site_id = '{s}'), "
-             "(SELECT count(closed_at) FROM referral.referrals WHERE site_id = '{s}')"
+             "(SELECT count(closed_at) FROM referral.referrals WHERE site_id = '{s}'), "
+             "(SELECT count(*) FROM scheduling.encounters WHERE site_id = '{s}' AND is_group), "
+             "(SELECT count(DISTINCT group_occurrence_id) FROM scheduling.encounters "
+             " WHERE site_id = '{s}' AND is_group)"
              ).format(s=self.site)
         url = launch.conninfo_format(dict(launch.conninfo_parse(self.stack.database_url),
                                           user="beacon_check"))
@@ -340,6 +379,17 @@ class ReportingTests(StackTestCase):
         self.assertEqual(names, ["activity", "staff", "referral_outcomes", "barc10"])
         staff = next(t for t in doc["tables"] if t["name"] == "staff")
         self.assertLessEqual({r["key"] for r in staff["rows"]}, {self.peer.id, self.peer2.id})
+        # The staff breakdown covers the same periods: every encounter has its staff member.
+        for grain, start, end in (("month", FROM, None), ("week", "2025-02-05", None),
+                                  ("day", "2025-02-10", "2025-07-15")):
+            rng = {"from": start, "to": end or datetime.date.today().isoformat()}
+            r = self.dashboard(self.supervisor, grain=grain, **rng)
+            self.assertEqual(r.status, 200, r.body[:300])
+            d = r.json()
+            st = next(t for t in d["tables"] if t["name"] == "staff")
+            i = st["measures"].index("encounters")
+            self.assertEqual(sum(r["cells"][i]["value"] for r in st["rows"]),
+                             self.totals(d)["encounters"], (grain, start, end))
         # Week and day grains add up to the same totals.
         for grain, start in (("week", "2025-06-01"), ("day", "2026-01-01")):
             r = self.dashboard(self.supervisor, grain=grain, **{"from": start})
@@ -533,6 +583,9 @@ class ReportingTests(StackTestCase):
             r = self.dashboard(who, path="/api/v1/dashboards/region/%s", scope=region)
             self.assertEqual(r.status, 200, r.body[:300])
             self.assertTrue(r.json()["deidentified"])
+            agencies = next(t for t in r.json()["tables"] if t["name"] == "agencies")
+            self.assertEqual([x["key"] for x in agencies["rows"]], [agency, "total"])
+            self.assertNotIn(self.peer.id, r.body.decode())
         # A region the agency is not part of, or none at all: 404.
         lone = self.sql("INSERT INTO reporting.regions (name) VALUES ('Lone %s') RETURNING id"
                         % uuid.uuid4().hex[:6]).splitlines()[0]
