@@ -386,7 +386,7 @@ typedef struct {
  * "client|episode start"), in the chunk's arena. */
 typedef struct {
     s_slot_t *slots;
-    size_t cap;
+    size_t cap, used;
     bc_arena_t *arena;
 } s_units_t;
 
@@ -398,18 +398,47 @@ static size_t s_hash(const char *s)
     return h;
 }
 
+static void s_units_init(s_units_t *t, bc_arena_t *arena, size_t expect)
+{
+    t->arena = arena;
+    t->cap = 64;
+    while (t->cap < expect * 2)
+        t->cap <<= 1;
+    t->used = 0;
+    t->slots = bc_arena_calloc(arena, t->cap * sizeof *t->slots);
+}
+
+static s_slot_t *s_units_probe(s_slot_t *slots, size_t cap, const char *key)
+{
+    size_t i = s_hash(key) & (cap - 1);
+    while (slots[i].key && strcmp(slots[i].key, key))
+        i = (i + 1) & (cap - 1);
+    return &slots[i];
+}
+
+/* The units counted under "a|b", created at 0; the table doubles when
+ * half full, so a probe always ends. */
 static int *s_units_at(s_units_t *t, const char *a, const char *b)
 {
     char key[96];
     snprintf(key, sizeof key, "%s|%s", a, b);
-    size_t i = s_hash(key) & (t->cap - 1);
-    while (t->slots[i].key && strcmp(t->slots[i].key, key))
-        i = (i + 1) & (t->cap - 1);
-    if (!t->slots[i].key) {
-        t->slots[i].key = bc_arena_strdup(t->arena, key);
-        t->slots[i].units = 0;
+    s_slot_t *slot = s_units_probe(t->slots, t->cap, key);
+    if (slot->key)
+        return &slot->units;
+    if (2 * (t->used + 1) > t->cap) {
+        size_t cap = t->cap * 2;
+        s_slot_t *slots = bc_arena_calloc(t->arena, cap * sizeof *slots);
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i].key)
+                *s_units_probe(slots, cap, t->slots[i].key) = t->slots[i];
+        t->slots = slots;
+        t->cap = cap;
+        slot = s_units_probe(t->slots, t->cap, key);
     }
-    return &t->slots[i].units;
+    slot->key = bc_arena_strdup(t->arena, key);
+    slot->units = 0;
+    t->used++;
+    return &slot->units;
 }
 
 static int s_cmp_subject(const void *a, const void *b)
@@ -651,18 +680,21 @@ static void s_evaluate(bc_call_t *call, bc_arena_t *arena, const Beacon__Billing
 
 /* Adds the units already billed for the chunk's clients (claims sent or
  * about to be, this batch's earlier chunks included) to the table: per day,
- * and per episode of the client's. */
-static int s_prior_units(bc_call_t *call, const char *ids, Beacon__Intake__BillingSubjectsReply *r,
-                         s_units_t *units)
+ * and per episode of the client's. Only the chunk's service dates (first to
+ * last) matter for the daily limit; the whole history is read only when an
+ * episode limit is configured. */
+static int s_prior_units(bc_call_t *call, const char *ids, const char *first, const char *last,
+                         Beacon__Intake__BillingSubjectsReply *r, s_units_t *units)
 {
-    const char *params[] = {ids};
+    const char *params[] = {ids, first, last};
     bc_error_t err;
     PGresult *res = bc_db_prepared(
         call->db, "billing_prior_units",
         "SELECT client_id::text, to_char(service_date, 'YYYY-MM-DD'), sum(units)::int "
         "FROM billing.claims WHERE client_id = ANY ($1::uuid[]) AND frequency IN ('1', '7') "
-        "AND status IN ('ready', 'submitted', 'accepted', 'paid') GROUP BY 1, 2",
-        1, params, &err);
+        "AND status IN ('ready', 'submitted', 'accepted', 'paid') "
+        "AND ($2::date IS NULL OR service_date BETWEEN $2::date AND $3::date) GROUP BY 1, 2",
+        3, params, &err);
     if (!res) {
         bc_call_fail_err(call, &err);
         return -1;
@@ -872,6 +904,11 @@ int billing_evaluate_rows(bc_call_t *call, const Beacon__Billing__BillingConfig 
                           billing_claim_t **claims_out, billing_reasons_t **why_out)
 {
     int n = PQntuples(res);
+    if (n == 0) {
+        *claims_out = NULL;
+        *why_out = NULL;
+        return 0;
+    }
     ProtobufCAllocator *alloc = bc_arena_allocator(arena);
     /* Distinct clients, as the intake request and a uuid[] literal. */
     char **clients = bc_arena_alloc(arena, (size_t)n * sizeof(char *) + 1);
@@ -916,11 +953,19 @@ int billing_evaluate_rows(bc_call_t *call, const Beacon__Billing__BillingConfig 
         return -1;
     qsort(notes->notes, notes->n_notes, sizeof *notes->notes, s_cmp_note);
 
-    s_units_t units = {.cap = 1, .arena = arena};
-    while (units.cap < (size_t)n * 4 + 16)
-        units.cap <<= 1;
-    units.slots = bc_arena_calloc(arena, units.cap * sizeof *units.slots);
-    if (s_prior_units(call, ids, subjects, &units) < 0)
+    s_units_t units;
+    s_units_init(&units, arena, (size_t)n * 2);
+    const char *first = PQgetvalue(res, 0, E_DATE), *last = first;
+    for (int i = 1; i < n; i++) {
+        const char *d = PQgetvalue(res, i, E_DATE);
+        if (strcmp(d, first) < 0)
+            first = d;
+        if (strcmp(d, last) > 0)
+            last = d;
+    }
+    bool whole_history = cfg->max_units_per_authorization > 0;
+    if (s_prior_units(call, ids, whole_history ? NULL : first, whole_history ? NULL : last,
+                      subjects, &units) < 0)
         return -1;
 
     billing_claim_t *claims = bc_arena_alloc(arena, (size_t)n * sizeof *claims + 1);

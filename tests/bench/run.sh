@@ -59,7 +59,7 @@ BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b61
 # Benchmarks, run in this order.
 BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
             appointment_book_team group_quarter note_save note_read note_plain directory_import
-            directory_search pgbench_select)
+            directory_search billing pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -82,6 +82,7 @@ RATIOS=(
   "note_sign.rps note_sign_plain.rps 0.80 signing encrypted over unencrypted"
   "note_read.rps note_read_plain.rps 0.80 decrypt-and-read encrypted over unencrypted"
   "directory_copy.seconds directory_import.seconds 0.33 COPY time over HSDS import time (import within 3x of COPY)"
+  "billing_copy.seconds billing_batch.seconds 0.40 COPY of the encounter rows over building and writing their 837P batch (batch within 2.5x of COPY)"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -568,7 +569,7 @@ s_start_stack() {
   chmod 0711 "$TMP"  # the postgres user must traverse it to reach its cluster
   # shellcheck disable=SC2086  # BENCH_SETTINGS is a list of name=value words
   python3 "$HERE/stack.py" "$BUILD" "$TMP/state" "$TMP/stack.env" log_level=warn \
-    allow_bootstrap=true ${BENCH_SETTINGS:-} \
+    allow_bootstrap=true request_timeout_ms=600000 ${BENCH_SETTINGS:-} \
     >"$TMP/stack.log" 2>&1 &
   STACK_PID=$!
   local t0=$SECONDS
@@ -710,5 +711,8 @@ main() {
 # The referral directory benchmarks (bench_directory_import, bench_directory_search).
 # shellcheck source=tests/bench/referral.sh
 . "$HERE/referral.sh"
+# The billing benchmark (bench_billing: 837P batch against COPY, memory at two sizes).
+# shellcheck source=tests/bench/billing.sh
+. "$HERE/billing.sh"
 
 main "$@"
