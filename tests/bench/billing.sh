@@ -145,8 +145,9 @@ bench_billing() {
         ends_at, mode, place_of_service, recorded_by)
       SELECT gen_random_uuid(), '$BENCH_AGENCY_ID', '$BENCH_SITE_ID', c.id, '$BENCH_PEER_ID', t,
         t + interval '50 minutes', 'in_person', '11', '$BENCH_PEER_ID'
-      FROM generate_series(0, $n - 1) g
-      JOIN bench_clients c ON c.n = 1 + g % $clients
+      FROM (SELECT array_agg(id ORDER BY n) AS ids FROM bench_clients) a
+      CROSS JOIN generate_series(0, $n - 1) g
+      CROSS JOIN LATERAL (SELECT a.ids[1 + g % $clients] AS id) c
       CROSS JOIN LATERAL (SELECT (DATE '$first' + (g / $clients + 37 * (g % $clients)) % 360)
                                  ::timestamp AT TIME ZONE 'UTC' + interval '13 hours'
                                  + (g / ($clients * 360)) * interval '1 hour' AS t) x;
