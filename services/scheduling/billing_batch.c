@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "bc_crypt.h"
+#include "bc_log.h"
 #include "bc_util.h"
 #include "billing.h"
 #include "billing_internal.h"
@@ -132,6 +133,7 @@ typedef struct {
     s_buf_t csv;
     s_store_t store;
     int64_t claims, total_cents, replacements, voids, held;
+    int64_t us_fetch, us_evaluate, us_store; /* where the time went, for the log */
 } s_batch_t;
 
 static int s_flush(s_batch_t *b, bool all)
@@ -434,9 +436,14 @@ static int s_chunk(s_batch_t *b, bc_arena_t *arena, PGresult *res, int32_t today
 {
     billing_claim_t *claims;
     billing_reasons_t *why;
+    int64_t t0 = bc_mono_us();
     if (billing_evaluate_rows(b->call, b->cfg, arena, res, today, &claims, &why) < 0)
         return -1;
-    return s_store_chunk(b, arena, claims, why, PQntuples(res), batch_id);
+    int64_t t1 = bc_mono_us();
+    int rc = s_store_chunk(b, arena, claims, why, PQntuples(res), batch_id);
+    b->us_evaluate += t1 - t0;
+    b->us_store += bc_mono_us() - t1;
+    return rc;
 }
 
 /* ---- CreateBillingBatch -------------------------------------------------------------- */
@@ -584,8 +591,10 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
     bc_arena_t *arena = bc_arena_new(256 * 1024);
     int64_t seen = 0;
     for (;;) {
+        int64_t t0 = bc_mono_us();
         res = bc_db_query(call->db, "FETCH " S_CHUNK_TEXT " FROM billing_encounters", 0, NULL,
                           &err);
+        b.us_fetch += bc_mono_us() - t0;
         if (!res) {
             bc_arena_destroy(&arena);
             return s_fail_batch(&b, bc_call_fail_err(call, &err));
@@ -628,6 +637,11 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
                             "is held (GET /api/v1/billing/claims?status=held says why)",
                             (long long)held, from_s, to_s);
     }
+    bc_info("billing batch %s: %lld claims, %lld held; reading encounters %lld ms, "
+            "evaluating (intake and notes included) %lld ms, storing claims and writing "
+            "the file %lld ms",
+            batch_id, (long long)b.claims, (long long)b.held, (long long)(b.us_fetch / 1000),
+            (long long)(b.us_evaluate / 1000), (long long)(b.us_store / 1000));
     billing_x12_finish(b.x12);
     if (s_flush(&b, true) < 0)
         return s_fail_batch(&b, call->err.code);
