@@ -568,6 +568,13 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
     if (!res)
         return s_fail_batch(&b, bc_call_fail_err(call, &err));
     PQclear(res);
+    /* The cursor is read to the end: plan it for the whole result, and
+     * never as a nested loop, which (with billing.claims estimated small)
+     * scanned the claims once per encounter, the claims this batch adds
+     * included: quadratic. A hash join reads them once. */
+    if (bc_db_set_local(call->db, "cursor_tuple_fraction", "1", &err) < 0 ||
+        bc_db_set_local(call->db, "enable_nestloop", "off", &err) < 0)
+        return s_fail_batch(&b, bc_call_fail_err(call, &err));
     /* The encounters of the range at the caller's sites (row security:
      * billing's policy, this transaction only) with no claim or a held
      * one. Service dates are the site's local dates. */
