@@ -45,7 +45,8 @@ bc_code_t billing_note_status(bc_call_t *call, const ProtobufCMessage *in, Proto
         call->db, "notes_billing_status",
         "SELECT n.encounter_id::text, n.status, n.cosigned_by IS NOT NULL, "
         "coalesce(to_char(n.signed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') "
-        "FROM notes.notes n WHERE n.encounter_id = ANY ($1::uuid[]) AND n.agency_id = $2",
+        "FROM notes.notes n WHERE n.encounter_id = ANY ($1::uuid[]) AND n.encounter_id IS NOT NULL "
+        "AND n.agency_id = $2",
         2, params, &err);
     if (!res)
         return bc_call_fail_err(call, &err);

@@ -23,6 +23,8 @@ billing_state_t *billing_start(const bc_config_t *config, bc_error_t *err);
 void billing_stop(billing_state_t *st);
 billing_state_t *billing_state(const bc_call_t *call);
 const bc_keyring_t *billing_keys(const bc_call_t *call);
+/* The billing_part_bytes setting. */
+size_t billing_part_bytes(const bc_call_t *call);
 
 /* ---- billing_config.c ---- */
 bool billing_payer_id_valid(const char *s);

@@ -59,7 +59,8 @@ BENCH_BASELINE_REV=${BENCH_BASELINE_REV:-6873b608235b6006db1fb53d98ab92084da7b61
 # Benchmarks, run in this order.
 BENCHMARKS=(client_get_skeleton client_get client_create caseload_list week_view appointment_book
             appointment_book_team group_quarter note_save note_read note_plain directory_import
-            directory_search dashboard_site dashboard_region event_lag metrics pgbench_select)
+            directory_search dashboard_site dashboard_region event_lag metrics billing
+            pgbench_select)
 
 # Ratio checks: "numerator denominator minimum label". A check whose figures
 # are missing (benchmark not selected) is skipped.
@@ -90,6 +91,7 @@ RATIOS=(
   "dashboard_site_sql.p99_ms dashboard_site.p99_ms 1.0 plain SQL over the raw encounters over the site dashboard through the gateway (p99)"
   "dashboard_region_sql.p99_ms dashboard_region.p99_ms 1.0 plain SQL over the raw encounters over the region dashboard through the gateway (p99)"
   "metrics_pair_on.rps metrics_pair_off.rps 0.97 the same, both stacks loaded at once (the machine's other work slows both alike)"
+  "billing_copy.seconds billing_batch.seconds 0.40 COPY of the encounter rows over building and writing their 837P batch (batch within 2.5x of COPY)"
 )
 
 declare -A RESULT=()      # "<bench>.<key>" -> number
@@ -577,7 +579,7 @@ s_start_stack() {
   chmod 0711 "$TMP"  # the postgres user must traverse it to reach its cluster
   # shellcheck disable=SC2086  # BENCH_SETTINGS is a list of name=value words
   python3 "$HERE/stack.py" "$BUILD" "$TMP/state" "$TMP/stack.env" log_level=warn \
-    allow_bootstrap=true ${BENCH_SETTINGS:-} \
+    allow_bootstrap=true request_timeout_ms=600000 ${BENCH_SETTINGS:-} \
     >"$TMP/stack.log" 2>&1 &
   STACK_PID=$!
   local t0=$SECONDS
@@ -726,5 +728,9 @@ main() {
 # The metrics benchmark (bench_metrics).
 # shellcheck source=tests/bench/metrics.sh
 . "$HERE/metrics.sh"
+
+# The billing benchmark (bench_billing: 837P batch against COPY, memory at two sizes).
+# shellcheck source=tests/bench/billing.sh
+. "$HERE/billing.sh"
 
 main "$@"

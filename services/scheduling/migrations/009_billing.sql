@@ -64,7 +64,9 @@ CREATE TABLE billing.claims (
     agency_id          uuid NOT NULL,
     site_id            uuid NOT NULL,
     payer_id           text NOT NULL,
-    encounter_id       uuid NOT NULL REFERENCES scheduling.encounters,
+    -- No foreign key: encounters are never deleted (the service has no
+    -- DELETE on them), and a key would lock every billed encounter's row.
+    encounter_id       uuid NOT NULL,
     client_id          uuid NOT NULL,
     frequency          text NOT NULL DEFAULT '1' CHECK (frequency IN ('1', '7', '8')),
     original_claim_id  uuid REFERENCES billing.claims,
