@@ -165,7 +165,7 @@ static char *s_sql[HSDS_NTABLES];
 static char s_names[HSDS_NTABLES][48];
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
-static const char *s_sql_type(hsds_type_t type)
+const char *hsds_sql_type(hsds_type_t type)
 {
     switch (type) {
     case HSDS_UUID: return "uuid";
@@ -180,8 +180,7 @@ static const char *s_sql_type(hsds_type_t type)
     }
 }
 
-/* An optional reference to another record (not the record's own id). */
-static bool s_merged(const hsds_col_t *col)
+bool hsds_col_merged(const hsds_col_t *col)
 {
     return col->type == HSDS_UUID && !col->required && strcmp(col->name, "id");
 }
@@ -200,7 +199,7 @@ static void s_build(void)
             S_ADD(", \"%s\"", t->cols[c].name);
         S_ADD(") VALUES ($1, $2");
         for (size_t c = 0; c < t->ncols; c++)
-            S_ADD(", $%zu::%s", c + 3, s_sql_type(t->cols[c].type));
+            S_ADD(", $%zu::%s", c + 3, hsds_sql_type(t->cols[c].type));
         S_ADD(") ON CONFLICT (agency_id, id) DO UPDATE SET (updated_by, updated_at");
         for (size_t c = 1; c < t->ncols; c++)
             S_ADD(", \"%s\"", t->cols[c].name);
@@ -210,7 +209,7 @@ static void s_build(void)
          * time with only that holder's link. */
         S_ADD(") = ROW(EXCLUDED.updated_by, now()");
         for (size_t c = 1; c < t->ncols; c++)
-            S_ADD(s_merged(&t->cols[c]) ? ", coalesce(EXCLUDED.\"%s\", t.\"%s\")"
+            S_ADD(hsds_col_merged(&t->cols[c]) ? ", coalesce(EXCLUDED.\"%s\", t.\"%s\")"
                                         : ", EXCLUDED.\"%s\"",
                   t->cols[c].name, t->cols[c].name);
         S_ADD(") WHERE ROW(");
@@ -218,7 +217,7 @@ static void s_build(void)
             S_ADD("%st.\"%s\"", c > 1 ? ", " : "", t->cols[c].name);
         S_ADD(") IS DISTINCT FROM ROW(");
         for (size_t c = 1; c < t->ncols; c++)
-            S_ADD(s_merged(&t->cols[c]) ? "%scoalesce(EXCLUDED.\"%s\", t.\"%s\")"
+            S_ADD(hsds_col_merged(&t->cols[c]) ? "%scoalesce(EXCLUDED.\"%s\", t.\"%s\")"
                                         : "%sEXCLUDED.\"%s\"",
                   c > 1 ? ", " : "", t->cols[c].name, t->cols[c].name);
         S_ADD(") RETURNING (xmax = 0)");

@@ -24,28 +24,6 @@ static char s_many_names[HSDS_NTABLES][48], s_new_names[HSDS_NTABLES][48],
     s_stored_names[HSDS_NTABLES][48];
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
-static const char *s_sql_type(hsds_type_t type)
-{
-    switch (type) {
-    case HSDS_UUID: return "uuid";
-    case HSDS_INT: return "integer";
-    case HSDS_NUM: return "numeric";
-    case HSDS_DATE: return "date";
-    case HSDS_TIME: return "time";
-    case HSDS_TIMESTAMP: return "timestamptz";
-    case HSDS_LATITUDE:
-    case HSDS_LONGITUDE: return "double precision";
-    default: return "text";
-    }
-}
-
-/* An optional reference to another record (not the record's own id): the
- * stored one is kept when the record arrives without it (see hsds.c). */
-static bool s_merged(const hsds_col_t *col)
-{
-    return col->type == HSDS_UUID && !col->required && strcmp(col->name, "id");
-}
-
 static void s_build(void)
 {
     for (size_t i = 0; i < HSDS_NTABLES; i++) {
@@ -63,7 +41,7 @@ static void s_build(void)
             S_ADD(", u.c%zu", c);
         S_ADD(" FROM unnest(");
         for (size_t c = 0; c < t->ncols; c++)
-            S_ADD("%s$%zu::%s[]", c ? ", " : "", c + 3, s_sql_type(t->cols[c].type));
+            S_ADD("%s$%zu::%s[]", c ? ", " : "", c + 3, hsds_sql_type(t->cols[c].type));
         S_ADD(") AS u(");
         for (size_t c = 0; c < t->ncols; c++)
             S_ADD("%sc%zu", c ? ", " : "", c);
@@ -74,7 +52,7 @@ static void s_build(void)
             S_ADD(", \"%s\"", t->cols[c].name);
         S_ADD(") = ROW(EXCLUDED.updated_by, now()");
         for (size_t c = 1; c < t->ncols; c++)
-            S_ADD(s_merged(&t->cols[c]) ? ", coalesce(EXCLUDED.\"%s\", t.\"%s\")"
+            S_ADD(hsds_col_merged(&t->cols[c]) ? ", coalesce(EXCLUDED.\"%s\", t.\"%s\")"
                                         : ", EXCLUDED.\"%s\"",
                   t->cols[c].name, t->cols[c].name);
         S_ADD(") WHERE ROW(");
@@ -82,7 +60,7 @@ static void s_build(void)
             S_ADD("%st.\"%s\"", c > 1 ? ", " : "", t->cols[c].name);
         S_ADD(") IS DISTINCT FROM ROW(");
         for (size_t c = 1; c < t->ncols; c++)
-            S_ADD(s_merged(&t->cols[c]) ? "%scoalesce(EXCLUDED.\"%s\", t.\"%s\")"
+            S_ADD(hsds_col_merged(&t->cols[c]) ? "%scoalesce(EXCLUDED.\"%s\", t.\"%s\")"
                                         : "%sEXCLUDED.\"%s\"",
                   c > 1 ? ", " : "", t->cols[c].name, t->cols[c].name);
         S_ADD(") RETURNING t.id, (t.xmax = 0)");

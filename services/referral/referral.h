@@ -85,6 +85,11 @@ hsds_outcome_t hsds_write(bc_call_t *call, const hsds_table_t *t, hsds_row_t *ro
 /* The table column c of t refers to (a foreign key within the agency, as
  * migration 003 has them), or NULL. */
 const hsds_table_t *hsds_refers(const hsds_table_t *t, size_t c);
+/* The PostgreSQL type a column of this type is written as. */
+const char *hsds_sql_type(hsds_type_t type);
+/* An optional reference to another record (not the record's own id): a
+ * record arriving without it keeps the stored one. */
+bool hsds_col_merged(const hsds_col_t *col);
 
 /* ---- many records of one table at once (hsds_batch.c) ------------------------- */
 
