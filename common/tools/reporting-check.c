@@ -191,10 +191,17 @@ static const char *const s_checks[] = {
     "ORDER BY 2, 3",
 };
 
+/* One statement through the extended protocol: nothing but that one
+ * statement can run, whatever the text holds. */
+static PGresult *s_query(PGconn *conn, const char *sql)
+{
+    return PQexecParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+}
+
 /* Events published or waiting that the consumer has not applied; -1 on error. */
 static long long s_behind(PGconn *conn)
 {
-    PGresult *res = PQexec(
+    PGresult *res = s_query(
         conn,
         "SELECT coalesce((SELECT sum(greatest(o.m - coalesce(p.last_seq, 0), 0)) FROM "
         "  (SELECT producer, max(published_seq) AS m FROM events.outbox "
@@ -211,7 +218,7 @@ static long long s_behind(PGconn *conn)
 
 static bool s_ok(PGconn *conn, const char *sql)
 {
-    PGresult *res = PQexec(conn, sql);
+    PGresult *res = s_query(conn, sql);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         fprintf(stderr, "beacon-reporting-check: %s", PQresultErrorMessage(res));
@@ -261,7 +268,7 @@ int main(int argc, char **argv)
     }
     long long differences = 0, rows = 0;
     for (size_t i = 0; status == 0 && i < sizeof s_checks / sizeof *s_checks; i++) {
-        PGresult *res = PQexec(conn, s_checks[i]);
+        PGresult *res = s_query(conn, s_checks[i]);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             fprintf(stderr, "beacon-reporting-check: %s", PQresultErrorMessage(res));
             status = 2;

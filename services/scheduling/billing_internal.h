@@ -120,6 +120,8 @@ enum {
 /* A stored claim for writing (the Medicaid ID opened), in call->arena. -1
  * with call->err set (DATA_LOSS when the sealed ID does not open). */
 int billing_claim_from_row(bc_call_t *call, PGresult *res, int row, billing_claim_t *c);
+/* BC_OK when the caller has the billing role, else fails the call (403). */
+bc_code_t billing_need_role(bc_call_t *call);
 /* A stored claim as the API shows it (last four of the Medicaid ID only). */
 Beacon__Billing__Claim *billing_claim_message(bc_call_t *call, PGresult *res, int row);
 
