@@ -322,7 +322,7 @@ static int s_write_table(s_writer_t *w, const hsds_table_t *t, search_touched_t 
         if (s->t == t && (s->state == IMPORT_CREATED || s->state == IMPORT_UPDATED)) {
             hsds_row_t row;
             memcpy(row.values, s->values, t->ncols * sizeof *s->values);
-            search_rows_note(touched, t, &row);
+            search_rows_note(touched, t, &row, s->state == IMPORT_CREATED);
         }
     }
     return 0;

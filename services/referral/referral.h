@@ -108,24 +108,6 @@ int hsds_stored(bc_call_t *call, const hsds_table_t *t, const char *const *ids, 
 
 /* ---- the distance search's table (search_rows.c, migration 007) ----------------- */
 
-/* What an import changed that the search rows of services depend on: the
- * services themselves, their places and category terms (as three lists of
- * ids), kept until search_rows_refresh. */
-typedef struct {
-    char *ids[3];
-    size_t len[3], cap[3];
-} search_touched_t;
-
-/* Notes that row of table t was written (created or changed). */
-void search_rows_note(search_touched_t *self, const hsds_table_t *t, const hsds_row_t *row);
-/* Rewrites the search rows of every service noted, in call->db's open
- * transaction, and forgets the notes; -1 with err set when the database fails. */
-int search_rows_refresh(bc_call_t *call, search_touched_t *self, bc_error_t *err);
-/* Forgets the notes without writing. */
-void search_rows_forget(search_touched_t *self);
-
-/* ---- an import's records, checked then written set-wise (import_write.c) ---------- */
-
 /* A map from text keys to slot numbers (open addressing; the keys must outlive it). */
 typedef struct {
     const char **keys;
@@ -137,6 +119,32 @@ int import_map_get(const import_map_t *self, const char *key);
 /* Sets key to value (adds it, or replaces its value). */
 void import_map_put(import_map_t *self, const char *key, int value);
 void import_map_clear(import_map_t *self);
+
+/* What an import changed that the search rows of services depend on, kept
+ * until search_rows_refresh as four lists of ids, each id once: the services
+ * it created (they have no search rows yet), the stored services it changed
+ * or linked something to, and the stored places and category terms it
+ * changed (their services are looked up). A place or term it created is not
+ * listed: only records of the same import can link to it, and those list
+ * their service. The map keys point into the rows noted. */
+typedef struct {
+    char *ids[4];
+    size_t len[4], cap[4];
+    import_map_t seen[4];
+} search_touched_t;
+
+/* Notes that row of table t was written: created (true) or changed. Within
+ * an import, services are noted before what links to them. */
+void search_rows_note(search_touched_t *self, const hsds_table_t *t, const hsds_row_t *row,
+                      bool created);
+/* Rewrites the search rows of every service noted, in call->db's open
+ * transaction, and forgets the notes; -1 with err set when the database fails. */
+int search_rows_refresh(bc_call_t *call, search_touched_t *self, bc_error_t *err);
+/* Forgets the notes without writing. */
+void search_rows_forget(search_touched_t *self);
+
+/* ---- an import's records, checked then written set-wise (import_write.c) ---------- */
+
 
 typedef enum {
     IMPORT_QUEUED,     /* checked: to be written */

@@ -268,6 +268,53 @@ class SearchRowsTests(ImportBase):
                            "WHERE service_id = '%s'" % svc).strip()
         self.assertEqual(rows, "1")
 
+    def test_new_and_stored_records_linked_across_imports_are_found(self):
+        # Services an import creates are refreshed without a lookup through
+        # the places and terms it creates; these are the links that cross
+        # from one import to the next.
+        org, tax, term, home, other = (str(uuid.uuid4()) for _ in range(5))
+        first, second = str(uuid.uuid4()), str(uuid.uuid4())
+        self.imp([
+            file_entry("taxonomy.json", [{"id": tax, "name": "Cross", "description": "x"}]),
+            file_entry("taxonomy_term.json", [{"id": term, "name": "Crossing", "code": "CR-1",
+                                               "description": "x", "taxonomy_id": tax}]),
+            file_entry("organization.json", [{"id": org, "name": "Cross Org",
+                                              "description": "x"}]),
+            file_entry("location.json", [{"id": home, "organization_id": org,
+                                          "name": "Cross home", "location_type": "physical",
+                                          "latitude": 40.71, "longitude": -74.0}]),
+            file_entry("service.json", [{"id": first, "organization_id": org,
+                                         "name": "Cross first", "description": "x",
+                                         "status": "active"}]),
+        ])
+        self.assertEqual(self.near("taxonomy_term=CR-1"), [])  # no place yet
+        # A new service at the stored place, attributed the stored term.
+        self.imp([
+            file_entry("service.json", [{"id": second, "organization_id": org,
+                                         "name": "Cross second", "description": "x",
+                                         "status": "active",
+                                         "attributes": [{"id": str(uuid.uuid4()),
+                                                         "taxonomy_term_id": term}]}]),
+            file_entry("service_at_location.json", [{"id": str(uuid.uuid4()),
+                                                     "service_id": second,
+                                                     "location_id": home}]),
+        ])
+        self.assertEqual(self.near("taxonomy_term=CR-1"), [("Cross second", "Cross home")])
+        # The stored first service at a new place, and in a language.
+        self.imp([
+            file_entry("location.json", [{"id": other, "organization_id": org,
+                                          "name": "Cross other", "location_type": "physical",
+                                          "latitude": 40.72, "longitude": -74.0}]),
+            file_entry("service_at_location.json", [{"id": str(uuid.uuid4()),
+                                                     "service_id": first,
+                                                     "location_id": other}]),
+            file_entry("language.json", [{"id": str(uuid.uuid4()), "service_id": first,
+                                          "code": "fr", "name": "French"}]),
+        ])
+        self.assertEqual(self.near("q=cross&language=fr"), [("Cross first", "Cross other")])
+        self.assertEqual(sorted(self.near("q=cross")),
+                         [("Cross first", "Cross other"), ("Cross second", "Cross home")])
+
 
 class RealSampleTests(ImportBase):
     """The samples as they are, into an empty directory (a stack of its own)."""
