@@ -93,17 +93,17 @@ static void s_build(void)
     }
 }
 
-/* Appends value to an array literal being built in *buf: quoted, with quotes
- * and backslashes escaped; NULL as NULL. */
-static void s_element(char **buf, size_t *len, size_t *cap, const char *value)
+void hsds_array_add(hsds_array_t *a, const char *value)
 {
     size_t need = value ? 2 * strlen(value) + 4 : 6;
-    if (*len + need + 2 > *cap) {
-        *cap = (*cap + need + 2) * 2;
-        *buf = bc_realloc(*buf, *cap);
+    if (a->len + need + 3 > a->cap) {
+        a->cap = (a->cap + need + 3) * 2;
+        a->p = bc_realloc(a->p, a->cap);
     }
-    char *p = *buf + *len;
-    if (*len > 1)
+    if (!a->len)
+        a->p[a->len++] = '{';
+    char *p = a->p + a->len;
+    if (a->len > 1)
         *p++ = ',';
     if (!value) {
         memcpy(p, "NULL", 4);
@@ -117,25 +117,35 @@ static void s_element(char **buf, size_t *len, size_t *cap, const char *value)
         }
         *p++ = '"';
     }
-    *p = '\0';
-    *len = (size_t)(p - *buf);
+    a->len = (size_t)(p - a->p);
+}
+
+char *hsds_array_text(bc_arena_t *arena, const hsds_array_t *a)
+{
+    if (!a->len)
+        return bc_arena_strdup(arena, "{}");
+    char *out = bc_arena_alloc(arena, a->len + 2);
+    memcpy(out, a->p, a->len);
+    out[a->len] = '}';
+    out[a->len + 1] = '\0';
+    return out;
+}
+
+void hsds_array_free(hsds_array_t *a)
+{
+    free(a->p);
+    memset(a, 0, sizeof *a);
 }
 
 /* The array literal of column c of rows[0..n), in the arena. */
 static char *s_array(bc_arena_t *arena, char **const *rows, size_t n, size_t c)
 {
-    size_t cap = 64 + n * 40, len = 1;
-    char *buf = bc_malloc(cap);
-    buf[0] = '{';
-    buf[1] = '\0';
+    hsds_array_t a = {.cap = 64 + n * 40};
+    a.p = bc_malloc(a.cap);
     for (size_t i = 0; i < n; i++)
-        s_element(&buf, &len, &cap, rows[i][c]);
-    if (len + 2 > cap)
-        buf = bc_realloc(buf, cap = len + 2);
-    buf[len++] = '}';
-    buf[len] = '\0';
-    char *out = bc_arena_strndup(arena, buf, len);
-    free(buf);
+        hsds_array_add(&a, rows[i][c]);
+    char *out = hsds_array_text(arena, &a);
+    hsds_array_free(&a);
     return out;
 }
 
@@ -239,21 +249,15 @@ int hsds_stored(bc_call_t *call, const hsds_table_t *t, const char *const *ids, 
     *nfound = 0;
     if (!n)
         return 0;
-    size_t cap = 64 + n * 40, len = 1;
-    char *buf = bc_malloc(cap);
-    buf[0] = '{';
-    buf[1] = '\0';
+    hsds_array_t a = {.cap = 64 + n * 40};
+    a.p = bc_malloc(a.cap);
     for (size_t i = 0; i < n; i++)
-        s_element(&buf, &len, &cap, ids[i]);
-    if (len + 2 > cap)
-        buf = bc_realloc(buf, cap = len + 2);
-    buf[len++] = '}';
-    buf[len] = '\0';
-    const char *params[] = {call->principal->agency_id, buf};
+        hsds_array_add(&a, ids[i]);
+    const char *params[] = {call->principal->agency_id, hsds_array_text(call->arena, &a)};
+    hsds_array_free(&a);
     bc_error_t err;
     PGresult *res = bc_db_prepared(call->db, s_stored_names[ti], s_stored_sql[ti], 2, params,
                                    &err);
-    free(buf);
     if (!res)
         return bc_call_fail_err(call, &err), -1;
     int rows = PQntuples(res);

@@ -101,6 +101,16 @@ bool hsds_col_merged(const hsds_col_t *col);
  * is at fault. -1: the database failed (call->err is set). */
 int hsds_write_many(bc_call_t *call, const hsds_table_t *t, char **const *rows, size_t n,
                     hsds_outcome_t *outcomes);
+/* A PostgreSQL array literal being built: each value quoted, NULL as NULL. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} hsds_array_t;
+void hsds_array_add(hsds_array_t *a, const char *value);
+/* The literal ("{}" when nothing was added), in the arena. */
+char *hsds_array_text(bc_arena_t *arena, const hsds_array_t *a);
+void hsds_array_free(hsds_array_t *a);
+
 /* Which of ids[0..n) (UUIDs in lower case) the agency's table t holds: *found
  * (in the arena, *nfound of them). 0, or -1 with call->err set. */
 int hsds_stored(bc_call_t *call, const hsds_table_t *t, const char *const *ids, size_t n,
@@ -121,16 +131,33 @@ void import_map_put(import_map_t *self, const char *key, int value);
 void import_map_clear(import_map_t *self);
 
 /* What an import changed that the search rows of services depend on, kept
- * until search_rows_refresh as four lists of ids, each id once: the services
- * it created (they have no search rows yet), the stored services it changed
- * or linked something to, and the stored places and category terms it
- * changed (their services are looked up). A place or term it created is not
- * listed: only records of the same import can link to it, and those list
- * their service. The map keys point into the rows noted. */
+ * until search_rows_refresh:
+ * - the stored services it changed or linked something to, and the stored
+ *   places and category terms it changed (their services are looked up), as
+ *   lists of ids, each id once;
+ * - the services it created, whose rows are written from what the import
+ *   itself linked to them (only records of the same import can link to a
+ *   created service): their places, category terms and language codes and
+ *   names, as pairs of lists. A place or term the import created is not
+ *   listed: only records of the same import can link to it, and those list
+ *   their service.
+ * The map keys point into the rows noted. */
+enum {
+    SEARCH_STORED,     /* stored services */
+    SEARCH_PLACES,     /* stored places */
+    SEARCH_TERMS,      /* stored category terms */
+    SEARCH_AT_SERVICE, /* created service (then its place) */
+    SEARCH_AT_PLACE,
+    SEARCH_TERM_SERVICE, /* created service (then a term it is attributed) */
+    SEARCH_TERM,
+    SEARCH_LANG_SERVICE, /* created service (then a language code or name) */
+    SEARCH_LANG,
+    SEARCH_LISTS
+};
 typedef struct {
-    char *ids[4];
-    size_t len[4], cap[4];
-    import_map_t seen[4];
+    hsds_array_t lists[SEARCH_LISTS];
+    import_map_t seen[3];   /* what the first three lists hold */
+    import_map_t created;   /* the services the import created */
 } search_touched_t;
 
 /* Notes that row of table t was written: created (true) or changed. Within

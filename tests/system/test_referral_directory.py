@@ -220,7 +220,7 @@ class DirectorySearchTests(StackTestCase):
                        % (agency, svc, terms[code], by))
         # The distance search's rows are derived: written as an import does.
         sql.append("SELECT referral.refresh_service_search('%s', ARRAY(SELECT id FROM "
-                   "referral.services WHERE agency_id = '%s'), '{}', '{}', '%s', '{}')"
+                   "referral.services WHERE agency_id = '%s'), '{}', '{}', '%s')"
                    % (agency, agency, by))
         sql.append("COMMIT")
         launch.psql(cls.superuser, "; ".join(sql))

@@ -150,6 +150,43 @@ class ImportSetTests(ImportBase):
         report = self.imp(package(tables))
         self.assertEqual((report.get("created", 0), report["updated"]), (0, 1), report)
 
+    def test_rows_of_created_services_match_a_full_rewrite(self):
+        # The rows of services an import creates are written from the
+        # import's own links (search_rows.c); rewriting them through the
+        # directory's lookups (refresh_service_search) gives the same rows.
+        org = str(uuid.uuid4())
+        tables = dataset(60, org, lat=41.6, tag="Match")
+        # A second place for one service, and the first one linked twice;
+        # a second language (mixed case) and a second term for another.
+        extra = str(uuid.uuid4())
+        first, second = tables["services.csv"][1][0], tables["services.csv"][2][0]
+        tables["locations.csv"].append([extra, org, "Match extra", "41.61", "-74.01"])
+        tables["service_at_location.csv"] += [[str(uuid.uuid4()), first, extra],
+                                              [str(uuid.uuid4()), first,
+                                               tables["locations.csv"][1][0]]]
+        tables["languages.csv"].append([str(uuid.uuid4()), second, "ES", "Español"])
+        term2 = str(uuid.uuid4())
+        tables["taxonomy_terms.csv"].append([term2, "SH-Match-2", "Second Kind", "x",
+                                             tables["taxonomies.csv"][1][0]])
+        tables["attributes.csv"].append([str(uuid.uuid4()), second, "service", term2])
+        report = self.imp(package(tables))
+        self.assertEqual(report["refused"], 0, report["problems"])
+        rows = ("SELECT service_id, location_id, latitude, longitude, status, search, "
+                "(SELECT array_agg(k ORDER BY k) FROM unnest(term_keys) k), "
+                "(SELECT array_agg(k ORDER BY k) FROM unnest(language_keys) k), "
+                "minimum_age, maximum_age FROM referral.service_search "
+                "WHERE service_id IN (SELECT id FROM referral.services "
+                "WHERE organization_id = '%s') ORDER BY 1, 2" % org)
+        written = self.psql(rows)
+        self.assertEqual(len(written.splitlines()), 61)
+        self.assertTrue("{en,english,es,español}" in written)  # lower case, each once
+        self.assertTrue("code:SH-Match-2" in written)
+        self.psql("SELECT referral.refresh_service_search(s.agency_id, array_agg(s.id), '{}', "
+                  "'{}', (SELECT updated_by FROM referral.services LIMIT 1)) "
+                  "FROM referral.services s WHERE s.organization_id = '%s' "
+                  "GROUP BY s.agency_id" % org)
+        self.assertEqual(self.psql(rows), written)
+
     def test_right_after_an_import_the_search_rows_are_in_step_with_statistics(self):
         org = str(uuid.uuid4())
         tables = dataset(N, org, lat=41.30, tag="Respite")

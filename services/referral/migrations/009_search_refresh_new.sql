@@ -1,24 +1,21 @@
--- refresh_service_search takes the services an import created apart from the
--- stored ones it touched (services/referral/search_rows.c):
+-- refresh_service_search rewrites only the stored services an import
+-- touched: the services an import creates get their rows from what the
+-- import itself linked to them (services/referral/search_rows.c), and
+-- places and category terms it creates are no longer passed (only records of
+-- the same import can link to them, and those name their service).
 --
--- * a created service has no search rows: no probe to delete them;
--- * places and category terms the import created are no longer passed (only
---   records of the same import can link to them, and those name their
---   service), so the service lookups through them are left for the stored
---   places and terms an import changes;
--- * the statements keep one generic plan (plan_cache_mode): each is a fixed
---   chain of key probes (LATERAL ... OFFSET 0) whatever the arrays hold, and
---   pg_stat_statements showed every call planned afresh (the INSERT's plan
---   1.7 ms a call, 4% of an import's database time).
+-- * The lookup of services through places and terms runs only when some are
+--   passed (an import that changes a stored place or term).
+-- * The statements keep one generic plan (plan_cache_mode): each is a fixed
+--   chain of key probes (LATERAL ... OFFSET 0) whatever the arrays hold;
+--   pg_stat_statements showed every call planned afresh.
 --
--- Same contract otherwise: the rows of every service named, created, offered
--- at a place named or attributed a term named are rewritten, with the
--- caller's rights and row security.
-DROP FUNCTION referral.refresh_service_search(uuid, uuid[], uuid[], uuid[], uuid);
-
-CREATE FUNCTION referral.refresh_service_search(p_agency uuid, p_services uuid[],
-                                                p_locations uuid[], p_terms uuid[],
-                                                p_staff uuid, p_created uuid[])
+-- Same signature and contract as migration 008's: the rows of every service
+-- named, offered at a place named or attributed a term named are rewritten,
+-- with the caller's rights and row security.
+CREATE OR REPLACE FUNCTION referral.refresh_service_search(p_agency uuid, p_services uuid[],
+                                                           p_locations uuid[], p_terms uuid[],
+                                                           p_staff uuid)
 RETURNS void LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     stored uuid[] := p_services;
@@ -40,24 +37,23 @@ BEGIN
                                             AND x.link_entity = 'service'
                                           OFFSET 0) a) u;
     END IF;
-    IF cardinality(stored) > 0 THEN
-        DELETE FROM referral.service_search x
-        WHERE x.ctid = ANY (ARRAY(
-            SELECT y.ctid
-            FROM unnest(stored) AS t(id)
-            CROSS JOIN LATERAL (SELECT z.ctid FROM referral.service_search z
-                                WHERE z.agency_id = p_agency AND z.service_id = t.id
-                                OFFSET 0) y));
+    IF cardinality(stored) = 0 THEN
+        RETURN;
     END IF;
-    -- A created service found again through a changed place is in both
-    -- lists: its second rows are the same and left out (ON CONFLICT).
+    DELETE FROM referral.service_search x
+    WHERE x.ctid = ANY (ARRAY(
+        SELECT y.ctid
+        FROM unnest(stored) AS t(id)
+        CROSS JOIN LATERAL (SELECT z.ctid FROM referral.service_search z
+                            WHERE z.agency_id = p_agency AND z.service_id = t.id
+                            OFFSET 0) y));
     INSERT INTO referral.service_search (agency_id, service_id, location_id, latitude,
                                          longitude, status, search, term_keys, language_keys,
                                          minimum_age, maximum_age, updated_by)
     SELECT p_agency, s.id, l.id, l.latitude, l.longitude, s.status, s.search,
            coalesce(tk.keys, '{}'), coalesce(lk.keys, '{}'), s.minimum_age, s.maximum_age,
            p_staff
-    FROM unnest(stored || p_created) AS t(id)
+    FROM unnest(stored) AS t(id)
     CROSS JOIN LATERAL (SELECT s.id, s.status, s.search, s.minimum_age, s.maximum_age
                         FROM referral.services s
                         WHERE s.agency_id = p_agency AND s.id = t.id OFFSET 0) s
