@@ -9,7 +9,9 @@
  *  encounters and no-shows, signed and overdue notes, referrals) with the
  *  same rules (the day in the site's zone, units, loop-closure seconds), and
  *  compares every row of reporting.site_rollup, agency_rollup,
- *  staff_rollup, outcome_rollup and barc_sites.
+ *  staff_rollup, outcome_rollup and barc_sites, and the staff, their sites
+ *  and credentials (reporting.staff, staff_sites, staff_credentials) with
+ *  identity's.
  *
  *  It first waits (up to wait_seconds) until the consumer has applied
  *  every event published so far and nothing waits in an outbox, then
@@ -189,7 +191,29 @@ static const char *const s_checks[] = {
     "SELECT 'barc_sites', x.site_id::text, 'expected', row(x.*)::text FROM only_exp x "
     "UNION ALL SELECT 'barc_sites', y.site_id::text, 'actual', row(y.*)::text FROM only_act y "
     "ORDER BY 2, 3",
+
+    /* Staff certifications: what identity holds now, as staff.changed
+     * carried it (no credential numbers). */
+    "WITH exp AS (SELECT 'staff' AS t, id AS staff_id, agency_id::text || ' ' || status AS v "
+    "        FROM identity.staff "
+    "        UNION ALL SELECT 'staff_sites', staff_id, site_id::text FROM identity.staff_sites "
+    "        UNION ALL SELECT 'staff_credentials', staff_id, kind || ' ' || "
+    "        coalesce(issued_on::text, '-') || ' ' || coalesce(expires_on::text, '-') "
+    "        FROM identity.credentials), "
+    "act AS (SELECT 'staff' AS t, staff_id, agency_id::text || ' ' || status AS v "
+    "        FROM reporting.staff "
+    "        UNION ALL SELECT 'staff_sites', staff_id, site_id::text FROM reporting.staff_sites "
+    "        UNION ALL SELECT 'staff_credentials', staff_id, kind || ' ' || "
+    "        coalesce(issued_on::text, '-') || ' ' || coalesce(expires_on::text, '-') "
+    "        FROM reporting.staff_credentials), "
+    "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
+    "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
+    "SELECT x.t, x.staff_id::text, 'expected', x.v FROM only_exp x "
+    "UNION ALL SELECT y.t, y.staff_id::text, 'actual', y.v FROM only_act y ORDER BY 1, 2, 3",
 };
+
+/* The producers whose events reporting applies (services/reporting). */
+#define S_PRODUCERS "'intake', 'scheduling', 'notes', 'referral', 'identity'"
 
 /* One statement through the extended protocol: nothing but that one
  * statement can run, whatever the text holds. */
@@ -205,10 +229,10 @@ static long long s_behind(PGconn *conn)
         conn,
         "SELECT coalesce((SELECT sum(greatest(o.m - coalesce(p.last_seq, 0), 0)) FROM "
         "  (SELECT producer, max(published_seq) AS m FROM events.outbox "
-        "   WHERE producer IN ('intake', 'scheduling', 'notes', 'referral') GROUP BY producer) o "
+        "   WHERE producer IN (" S_PRODUCERS ") GROUP BY producer) o "
         "  LEFT JOIN reporting.positions p USING (producer)), 0) + "
         "(SELECT count(*) FROM events.outbox WHERE published_seq IS NULL "
-        "  AND producer IN ('intake', 'scheduling', 'notes', 'referral'))");
+        "  AND producer IN (" S_PRODUCERS "))");
     long long n = PQresultStatus(res) == PGRES_TUPLES_OK ? atoll(PQgetvalue(res, 0, 0)) : -1;
     if (n < 0)
         fprintf(stderr, "beacon-reporting-check: %s", PQresultErrorMessage(res));
@@ -285,7 +309,10 @@ int main(int argc, char **argv)
                                      "(SELECT count(*) FROM reporting.agency_rollup) + "
                                      "(SELECT count(*) FROM reporting.staff_rollup) + "
                                      "(SELECT count(*) FROM reporting.outcome_rollup) + "
-                                     "(SELECT count(*) FROM reporting.barc_sites)");
+                                     "(SELECT count(*) FROM reporting.barc_sites) + "
+                                     "(SELECT count(*) FROM reporting.staff) + "
+                                     "(SELECT count(*) FROM reporting.staff_sites) + "
+                                     "(SELECT count(*) FROM reporting.staff_credentials)");
         if (PQresultStatus(res) == PGRES_TUPLES_OK)
             rows = atoll(PQgetvalue(res, 0, 0));
         PQclear(res);

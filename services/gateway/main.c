@@ -145,6 +145,19 @@ int main(int argc, char **argv)
         bc_config_destroy(&config);
         return 1;
     }
+    /* identity's ReplayEvents for subscribers on other hosts, when asked. */
+    const char *replay_endpoint = bc_config_str(config, "endpoint_identity");
+    bc_service_t *replay = NULL;
+    pthread_t replay_thread;
+    if (*replay_endpoint &&
+        (!(replay = bc_service_new(&identity_events_service, config, zctx, replay_endpoint,
+                                   &err)) ||
+         pthread_create(&replay_thread, NULL, s_identity_main, replay) != 0)) {
+        bc_err("identity's ReplayEvents did not start on %s: %s (%s)", replay_endpoint,
+               err.message, err.detail);
+        bc_service_destroy(&replay);
+        gw_stop = 1;
+    }
     gw_sessions_t *sessions = gw_sessions_new(
         bc_config_str(config, "database_url"), bc_config_int(config, "session_cache_ttl_ms"),
         (size_t)bc_config_int(config, "session_cache_entries"));
@@ -191,6 +204,9 @@ int main(int argc, char **argv)
     gw_sessions_destroy(&sessions);
     gw_stop = 1; /* also when the threads ended on an error */
     pthread_join(identity_thread, NULL);
+    if (replay)
+        pthread_join(replay_thread, NULL);
+    bc_service_destroy(&replay);
     bc_service_destroy(&identity);
     zmq_ctx_term(zctx);
     SSL_CTX_free(ssl);

@@ -9,7 +9,7 @@
 #include "reporting.pb-c.h"
 
 /* The producers whose events reporting applies, in a fixed order. */
-#define RP_NPRODUCERS 4
+#define RP_NPRODUCERS 5
 extern const char *const rp_producers[RP_NPRODUCERS];
 /* Index of a producer in rp_producers, or -1. */
 int rp_producer_index(const char *name);

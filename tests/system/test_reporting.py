@@ -376,7 +376,8 @@ class ReportingTests(StackTestCase):
         for m in MEASURES:
             self.assertEqual(got[m], self.expected[m], (m, got, self.expected))
         names = [t["name"] for t in doc["tables"]]
-        self.assertEqual(names, ["activity", "staff", "referral_outcomes", "barc10"])
+        self.assertEqual(names, ["activity", "staff", "referral_outcomes", "barc10",
+                                 "certifications", "staff_certifications"])
         staff = next(t for t in doc["tables"] if t["name"] == "staff")
         self.assertLessEqual({r["key"] for r in staff["rows"]}, {self.peer.id, self.peer2.id})
         # The staff breakdown covers the same periods: every encounter has its staff member.

@@ -1,0 +1,214 @@
+"""Reporting: staff certifications expiring within 60 days.
+
+Identity emits staff.changed (the gateway relays it and answers its
+ReplayEvents); the reporting service keeps each staff member's sites and
+credentials and the dashboards count those that expire within 60 days or have
+expired. Supervisors see which staff member holds each; analysts get counts
+only, suppressed below 11. beacon-reporting-check compares what reporting
+holds with identity's tables.
+"""
+
+import datetime
+import secrets
+import signal
+import time
+import uuid
+
+import test_reporting
+from harness import SCALE, StackTestCase, launch
+
+TODAY = datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def day(offset):
+    return (TODAY + datetime.timedelta(days=offset)).isoformat()
+
+
+class StaffCertificationTests(StackTestCase):
+    settings = {"allow_bootstrap": True, "request_timeout_ms": 10000}
+    process_settings = {"reporting": {"consumer_poll_ms": 300}}
+
+    check = test_reporting.ReportingTests.check
+    assertConsistent = test_reporting.ReportingTests.assertConsistent
+    sql = test_reporting.ReportingTests.sql
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.org = launch.Org(cls.stack).bootstrap()
+        cls.site = cls.org.site_id
+        cls.other_site = cls.org.add_site("Northside")
+        cls.supervisor = cls.org.add_staff(["supervisor"], [cls.site])
+        cls.analyst = cls.org.add_staff(["analyst"], [cls.site])
+
+    def new_staff(self, credentials, sites=None):
+        body = {"given_name": "Sam", "family_name": "Cert-" + secrets.token_hex(3),
+                "email": "cert-%s@example.org" % secrets.token_hex(5),
+                "roles": ["peer_specialist"], "site_ids": sites or [self.site],
+                "password": secrets.token_urlsafe(12),
+                "credentials": [{"kind": k, "number": "N-" + secrets.token_hex(3),
+                                 "issued_on": day(-700), "expires_on": e}
+                                for k, e in credentials]}
+        r = self.stack.request("POST", "/api/v1/staff", body=body, headers=self.org.admin.auth)
+        self.assertEqual(r.status, 201, r.body[:300])
+        return r.json()["id"]
+
+    def get(self, who, path, **query):
+        qs = "&".join("%s=%s" % kv for kv in query.items())
+        return self.stack.request("GET", path + ("?" + qs if qs else ""), headers=who.auth,
+                                  timeout=20 * SCALE)
+
+    def table(self, doc, name):
+        return next((t for t in doc["tables"] if t["name"] == name), None)
+
+    def by_kind(self, doc):
+        t = self.table(doc, "certifications")
+        return {r["key"]: [c["value"] if not c["suppressed"] else None for c in r["cells"]]
+                for r in t["rows"]}
+
+    def wait_applied(self, who, path, want, timeout=20):
+        """The dashboard once the consumer has caught up (want(doc) true)."""
+        deadline = time.monotonic() + timeout * SCALE
+        while True:
+            r = self.get(who, path)
+            self.assertEqual(r.status, 200, r.body[:300])
+            if want(r.json()) or time.monotonic() > deadline:
+                return r.json()
+            time.sleep(0.2)
+
+    def test_1_expiring_certifications_for_supervisors_and_analysts(self):
+        site_path = "/api/v1/dashboards/site/%s" % self.site
+        soon = [self.new_staff([("certified_peer_specialist", day(10))]) for _ in range(3)]
+        expired = self.new_staff([("certified_peer_specialist", day(-5)),
+                                  ("cpr_first_aid", day(200))])
+        later = self.new_staff([("certified_peer_specialist", day(90))])
+        elsewhere = self.new_staff([("certified_peer_specialist", day(20))], [self.other_site])
+        gone = self.new_staff([("certified_peer_specialist", day(15))])
+        both = self.new_staff([("recovery_coach", day(60)), ("cpr_first_aid", day(3))],
+                              [self.site, self.other_site])
+        r = self.stack.request("POST", "/api/v1/staff/%s/disable" % gone,
+                               body={"reason": "left the agency"}, headers=self.org.admin.auth)
+        self.assertEqual(r.status, 200, r.body[:300])
+
+        want = {"certified_peer_specialist": [3, 1], "cpr_first_aid": [1, 0],
+                "recovery_coach": [1, 0], "total": [5, 1]}
+        doc = self.wait_applied(self.supervisor, site_path, lambda d: self.by_kind(d) == want)
+        self.assertEqual(self.by_kind(doc), want)
+        rows = self.table(doc, "staff_certifications")
+        self.assertEqual(rows["labels"], ["kind", "expires_on"])
+        self.assertEqual(rows["measures"], ["days_left"])
+        listed = sorted((r["key"], r["labels"][0], r["labels"][1], r["cells"][0]["value"])
+                        for r in rows["rows"])
+        self.assertEqual(listed, sorted(
+            [(s, "certified_peer_specialist", day(10), 10) for s in soon] +
+            [(expired, "certified_peer_specialist", day(-5), -5),
+             (both, "recovery_coach", day(60), 60), (both, "cpr_first_aid", day(3), 3)]))
+        for absent in (later, elsewhere, gone):
+            self.assertNotIn(absent, str(rows))
+
+        # A credential renewed: it leaves the list.
+        r = self.stack.request("PATCH", "/api/v1/staff/%s" % soon[0], body={
+            "set_credentials": True, "credentials": [
+                {"kind": "certified_peer_specialist", "number": "N-1", "issued_on": day(0),
+                 "expires_on": day(730)}]}, headers=self.org.admin.auth)
+        self.assertEqual(r.status, 200, r.body[:300])
+        want["certified_peer_specialist"] = [2, 1]
+        want["total"] = [4, 1]
+        doc = self.wait_applied(self.supervisor, site_path, lambda d: self.by_kind(d) == want)
+        self.assertEqual(self.by_kind(doc), want)
+
+        # The agency admin's agency dashboard counts every site, identified.
+        doc = self.get(self.org.admin, "/api/v1/dashboards/agency").json()
+        self.assertEqual(self.by_kind(doc)["total"], [5, 1])
+        self.assertIn(elsewhere, str(self.table(doc, "staff_certifications")))
+
+        # CSV: the labels after the key.
+        r = self.get(self.supervisor, site_path + "/export", table="staff_certifications")
+        self.assertEqual(r.status, 200, r.body[:300])
+        lines = r.body.decode().splitlines()
+        self.assertEqual(lines[0], "staff_id,kind,expires_on,days_left")
+        self.assertIn("%s,certified_peer_specialist,%s,-5" % (expired, day(-5)), lines)
+
+        # Analysts: counts only, every count under 11 suppressed, no staff ids.
+        r = self.get(self.analyst, site_path)
+        self.assertEqual(r.status, 200, r.body[:300])
+        doc = r.json()
+        self.assertTrue(doc["deidentified"])
+        self.assertIsNone(self.table(doc, "staff_certifications"))
+        for staff in soon + [expired, both, self.supervisor.id]:
+            self.assertNotIn(staff, r.body.decode())
+        for row in self.table(doc, "certifications")["rows"]:
+            for cell in row["cells"]:
+                self.assertTrue(cell["suppressed"] or cell["value"] == 0, row)
+        r = self.get(self.analyst, site_path + "/export", table="staff_certifications")
+        self.assertProblem(r, 400, "table")
+
+        # Eleven more with one kind: the total is shown to analysts, the small
+        # cells stay hidden and cannot be recovered from it.
+        for _ in range(11):
+            self.new_staff([("recovery_coach", day(30))])
+        want_sup = {"certified_peer_specialist": [2, 1], "cpr_first_aid": [1, 0],
+                    "recovery_coach": [12, 0], "total": [15, 1]}
+        self.wait_applied(self.supervisor, site_path, lambda d: self.by_kind(d) == want_sup)
+        doc = self.get(self.analyst, site_path).json()
+        t = self.table(doc, "certifications")
+        self.assertEqual(self.by_kind(doc)["total"][0], 15)
+        rows = [x for x in t["rows"] if x["key"] != "total"]
+        total = next(x for x in t["rows"] if x["key"] == "total")
+        for i in range(2):
+            hidden = [x for x in rows if x["cells"][i]["suppressed"]]
+            for x in rows:
+                v = x["cells"][i]
+                self.assertFalse(not v["suppressed"] and 0 < v["value"] < 11, x)
+            if hidden and not total["cells"][i]["suppressed"]:
+                shown = sum(x["cells"][i]["value"] for x in rows if not x["cells"][i]["suppressed"])
+                self.assertGreaterEqual(total["cells"][i]["value"] - shown, 11, t)
+        self.assertConsistent()
+
+    def test_2_events_missed_while_reporting_was_down_are_replayed(self):
+        site_path = "/api/v1/dashboards/site/%s" % self.site
+        self.stack.stop_process("reporting", sig=signal.SIGKILL)
+        made = [self.new_staff([("naloxone_trainer", day(7))]) for _ in range(2)]
+        # The relay published them to nobody: reporting asks identity's
+        # ReplayEvents (endpoint_identity) when it starts.
+        time.sleep(0.5)
+        self.stack.start_process("reporting", wait=True)
+        doc = self.wait_applied(self.supervisor, site_path,
+                                lambda d: self.by_kind(d).get("naloxone_trainer") == [2, 0])
+        self.assertEqual(self.by_kind(doc).get("naloxone_trainer"), [2, 0])
+        self.assertTrue(all(m in str(self.table(doc, "staff_certifications")) for m in made))
+        # Killing the gateway (identity's relay) loses nothing either.
+        self.stack.stop_process("gateway", sig=signal.SIGKILL)
+        self.stack.start_process("gateway", wait=True)
+        self.new_staff([("naloxone_trainer", day(8))])
+        doc = self.wait_applied(self.supervisor, site_path,
+                                lambda d: self.by_kind(d).get("naloxone_trainer") == [3, 0])
+        self.assertEqual(self.by_kind(doc).get("naloxone_trainer"), [3, 0])
+        self.assertConsistent()
+
+    def test_3_bad_staff_events_are_rejected_and_the_check_sees_a_difference(self):
+        # A staff.changed whose staff id is not a UUID: rejected, never applied.
+        self.sql("INSERT INTO events.outbox (producer, topic, payload) "
+                 "VALUES ('identity', 'staff.changed', '\\x0a03616263'::bytea)")
+        deadline = time.monotonic() + 20 * SCALE
+        while self.sql("SELECT count(*) FROM reporting.rejects WHERE producer = 'identity'") \
+                == "0" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(self.sql("SELECT topic FROM reporting.rejects "
+                                  "WHERE producer = 'identity'"), "staff.changed")
+        self.assertConsistent()
+        # A credential reporting lost: the check names it.
+        staff = self.new_staff([("wrap_facilitator", day(40))])
+        deadline = time.monotonic() + 20 * SCALE
+        while self.sql("SELECT count(*) FROM reporting.staff_credentials WHERE staff_id = '%s'"
+                       % staff) == "0" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.sql("DELETE FROM reporting.staff_credentials WHERE staff_id = '%s'" % staff)
+        try:
+            p = self.check()
+            self.assertEqual(p.returncode, 1, p.stdout[-2000:] + p.stderr[-2000:])
+            self.assertIn("staff_credentials %s: expected wrap_facilitator" % staff, p.stdout)
+        finally:
+            self.sql("INSERT INTO reporting.staff_credentials VALUES ('%s', 'wrap_facilitator', "
+                     "'%s', '%s')" % (staff, day(-700), day(40)))
+        self.assertConsistent()
