@@ -11,7 +11,10 @@
  *  compares every row of reporting.site_rollup, agency_rollup,
  *  staff_rollup, outcome_rollup and barc_sites, and the staff, their sites
  *  and credentials (reporting.staff, staff_sites, staff_credentials) with
- *  identity's.
+ *  identity's, and the staff load (client_assignments, overdue_work,
+ *  open_referrals) with intake's clients, notes' overdue notices and
+ *  referral's open referrals, and the people served (served_sites,
+ *  served_agencies) with the distinct clients of scheduling's encounters.
  *
  *  It first waits (up to wait_seconds) until the consumer has applied
  *  every event published so far and nothing waits in an outbox, then
@@ -210,6 +213,54 @@ static const char *const s_checks[] = {
     "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
     "SELECT x.t, x.staff_id::text, 'expected', x.v FROM only_exp x "
     "UNION ALL SELECT y.t, y.staff_id::text, 'actual', y.v FROM only_act y ORDER BY 1, 2, 3",
+
+    /* Staff load: clients' assignments, overdue unsigned notes, open
+     * referrals and their follow-up dates, as they stand. */
+    "WITH exp AS (SELECT 'client_assignments' AS t, id AS k, agency_id::text || ' ' || "
+    "        site_id || ' ' || coalesce(assigned_staff_id::text, '-') || ' ' || status AS v "
+    "        FROM intake.clients "
+    "        UNION ALL SELECT 'overdue_work', o.encounter_id, o.agency_id::text || ' ' || "
+    "        o.site_id || ' ' || o.staff_id FROM notes.overdue_notices o WHERE NOT EXISTS "
+    "        (SELECT FROM notes.notes n WHERE n.encounter_id = o.encounter_id "
+    "         AND n.status = 'signed') "
+    "        UNION ALL SELECT 'open_referrals', r.id, r.agency_id::text || ' ' || r.site_id || "
+    "        ' ' || r.referred_by || ' ' || coalesce(r.follow_up_on::text, '-') "
+    "        FROM referral.referrals r WHERE r.closed_at IS NULL), "
+    "act AS (SELECT 'client_assignments' AS t, client_id AS k, agency_id::text || ' ' || "
+    "        site_id || ' ' || coalesce(staff_id::text, '-') || ' ' || status AS v "
+    "        FROM reporting.client_assignments "
+    "        UNION ALL SELECT 'overdue_work', encounter_id, agency_id::text || ' ' || site_id || "
+    "        ' ' || staff_id FROM reporting.overdue_work "
+    "        UNION ALL SELECT 'open_referrals', referral_id, agency_id::text || ' ' || "
+    "        site_id || ' ' || staff_id || ' ' || coalesce(follow_up_on::text, '-') "
+    "        FROM reporting.open_referrals), "
+    "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
+    "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
+    "SELECT x.t, x.k::text, 'expected', x.v FROM only_exp x "
+    "UNION ALL SELECT y.t, y.k::text, 'actual', y.v FROM only_act y ORDER BY 1, 2, 3",
+
+    /* People served: distinct clients with an encounter per period, per site
+     * and per agency. */
+    "WITH seen AS (SELECT DISTINCT e.agency_id, e.site_id, e.client_id, g.grain, g.period "
+    "        FROM scheduling.encounters e "
+    "        CROSS JOIN LATERAL (SELECT reporting.local_day(e.site_id, e.starts_at) AS d) l "
+    "        CROSS JOIN LATERAL (VALUES ('d'::\"char\", l.d), "
+    "        ('w'::\"char\", date_trunc('week', l.d)::date), "
+    "        ('m'::\"char\", date_trunc('month', l.d)::date)) g (grain, period)), "
+    "exp AS (SELECT 'served_sites' AS t, site_id || ' ' || grain::text || ' ' || period AS k, "
+    "        agency_id || ' ' || count(*) AS v FROM seen GROUP BY site_id, grain, period, "
+    "        agency_id "
+    "        UNION ALL SELECT 'served_agencies', agency_id || ' ' || grain::text || ' ' || "
+    "        period, count(DISTINCT client_id)::text FROM seen GROUP BY agency_id, grain, "
+    "        period), "
+    "act AS (SELECT 'served_sites' AS t, site_id || ' ' || grain::text || ' ' || period AS k, "
+    "        agency_id || ' ' || people AS v FROM reporting.served_sites "
+    "        UNION ALL SELECT 'served_agencies', agency_id || ' ' || grain::text || ' ' || "
+    "        period, people::text FROM reporting.served_agencies), "
+    "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
+    "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
+    "SELECT x.t, x.k, 'expected', x.v FROM only_exp x "
+    "UNION ALL SELECT y.t, y.k, 'actual', y.v FROM only_act y ORDER BY 1, 2, 3",
 };
 
 /* The producers whose events reporting applies (services/reporting). */
@@ -312,7 +363,12 @@ int main(int argc, char **argv)
                                      "(SELECT count(*) FROM reporting.barc_sites) + "
                                      "(SELECT count(*) FROM reporting.staff) + "
                                      "(SELECT count(*) FROM reporting.staff_sites) + "
-                                     "(SELECT count(*) FROM reporting.staff_credentials)");
+                                     "(SELECT count(*) FROM reporting.staff_credentials) + "
+                                     "(SELECT count(*) FROM reporting.client_assignments) + "
+                                     "(SELECT count(*) FROM reporting.overdue_work) + "
+                                     "(SELECT count(*) FROM reporting.open_referrals) + "
+                                     "(SELECT count(*) FROM reporting.served_sites) + "
+                                     "(SELECT count(*) FROM reporting.served_agencies)");
         if (PQresultStatus(res) == PGRES_TUPLES_OK)
             rows = atoll(PQgetvalue(res, 0, 0));
         PQclear(res);

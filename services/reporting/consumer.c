@@ -183,6 +183,7 @@ typedef struct {
     char *col[RP_NCOLS];
     size_t len[RP_NCOLS], cap[RP_NCOLS];
     int n;
+    int clients; /* rows with a client */
 } s_batch_t;
 
 static void s_col_put(s_batch_t *b, int c, const char *v)
@@ -214,6 +215,8 @@ static void s_batch_add(s_batch_t *b, const rp_plan_t *plan)
         snprintf(num, sizeof num, "%lld", (long long)plan->m[k]);
         s_col_put(b, 5 + k, num);
     }
+    s_col_put(b, RP_COL_CLIENT, plan->client ? plan->client : "NULL");
+    b->clients += plan->client ? 1 : 0;
     b->n++;
 }
 
@@ -222,6 +225,7 @@ static void s_batch_reset(s_batch_t *b)
     for (int c = 0; c < RP_NCOLS; c++)
         b->len[c] = 0;
     b->n = 0;
+    b->clients = 0;
 }
 
 static void s_batch_free(s_batch_t *b)
@@ -247,7 +251,16 @@ static int s_batch_flush(rp_consumer_t *self, s_batch_t *b, bool quiet)
                            "$8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
                            "$12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], "
                            "$16::bigint[], $17::bigint[])",
-                           RP_NCOLS, params, quiet);
+                           RP_COL_CLIENT, params, quiet);
+    if (res && b->clients) {
+        /* The clients seen, once per period (migration 010). */
+        PQclear(res);
+        const char *sp[] = {params[0], params[1], params[3], params[RP_COL_CLIENT]};
+        res = s_exec(self,
+                     "SELECT reporting.served_many($1::uuid[], $2::uuid[], $3::timestamptz[], "
+                     "$4::uuid[])",
+                     4, sp, quiet);
+    }
     s_batch_reset(b);
     if (!res)
         return -1;

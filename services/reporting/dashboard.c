@@ -410,7 +410,7 @@ static rp_table_t **s_tables(bc_call_t *call, const rp_query_t *q, size_t *ntabl
     bool by_site = q->scope == RP_SITE;
     char grain[2] = {q->grain, 0};
     const char *params[] = {q->ids, grain, q->first, q->to, q->interval};
-    rp_table_t **tables = bc_arena_alloc(call->arena, 7 * sizeof *tables);
+    rp_table_t **tables = bc_arena_alloc(call->arena, 9 * sizeof *tables);
     size_t n = 0;
 
     PGresult *res =
@@ -467,18 +467,8 @@ static rp_table_t **s_tables(bc_call_t *call, const rp_query_t *q, size_t *ntabl
          * not 157 x staff. */
         const char *sp[] = {q->scope_id, q->first, q->end};
         res = rp_run(call, "rp_staff",
-                    "WITH b AS (SELECT $2::date AS lo, $3::date AS hi, "
-                    "  CASE WHEN date_trunc('month', $2::date)::date = $2::date THEN $2::date "
-                    "       ELSE (date_trunc('month', $2::date) + interval '1 month')::date END "
-                    "    AS m_lo, date_trunc('month', $3::date + 1)::date AS m_hi), "
-                    "r AS (SELECT s.* FROM reporting.staff_rollup s, b WHERE s.site_id = $1::uuid "
-                    "  AND s.grain = 'm' AND s.period >= b.m_lo AND s.period < b.m_hi "
-                    "  UNION ALL SELECT s.* FROM reporting.staff_rollup s, b "
-                    "  WHERE s.site_id = $1::uuid AND s.grain = 'd' AND s.period >= b.lo "
-                    "  AND s.period < least(b.m_lo, b.hi + 1) "
-                    "  UNION ALL SELECT s.* FROM reporting.staff_rollup s, b "
-                    "  WHERE s.site_id = $1::uuid AND s.grain = 'd' "
-                    "  AND s.period >= greatest(b.m_hi, b.m_lo) AND s.period <= b.hi) "
+                    "WITH " RP_SPAN_CTE("$2", "$3") ", "
+                    "r AS (" RP_SPAN_ROWS("reporting.staff_rollup", "s.site_id = $1::uuid") ") "
                     "SELECT staff_id::text, sum(encounters), sum(encounter_minutes), sum(units), "
                     "sum(noshows), sum(notes_signed), sum(notes_late), sum(notes_overdue), "
                     "sum(referrals_made) FROM r GROUP BY staff_id ORDER BY 1",
@@ -549,6 +539,8 @@ static rp_table_t **s_tables(bc_call_t *call, const rp_query_t *q, size_t *ntabl
         rp_suppress(t->cells, t->rows + 1, 3, cols, true, 11);
     }
     tables[n++] = t;
+    if (!(tables[n++] = rp_people_served(call, q)))
+        return NULL;
     if (rp_staff_tables(call, q, tables, &n) < 0)
         return NULL;
     *ntables = n;

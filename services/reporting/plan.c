@@ -99,6 +99,25 @@ static void s_plan_intake(const Beacon__Event *ev, const Beacon__Intake__IntakeE
         plan->params[2] = m->client_id;
         plan->params[3] = plan->text[0];
         plan->n = 4;
+    } else if (!strcmp(ev->topic, "client.assigned")) {
+        const char *st = m->to_status;
+        if (!bc_is_uuid(agency) || !bc_is_uuid(site) || !bc_is_uuid(m->client_id) ||
+            (*m->staff_id && !bc_is_uuid(m->staff_id)) ||
+            (strcmp(st, "active") && strcmp(st, "inactive") && strcmp(st, "discharged") &&
+             strcmp(st, "merged"))) {
+            plan->reject = "payload lacks agency, site, client or status, or has a bad staff id";
+            return;
+        }
+        plan->sql = "INSERT INTO reporting.client_assignments AS a VALUES ($1::uuid, $2::uuid, "
+                    "$3::uuid, nullif($4, '')::uuid, $5) ON CONFLICT (client_id) DO UPDATE SET "
+                    "agency_id = excluded.agency_id, site_id = excluded.site_id, "
+                    "staff_id = excluded.staff_id, status = excluded.status";
+        plan->params[0] = m->client_id;
+        plan->params[1] = agency;
+        plan->params[2] = site;
+        plan->params[3] = m->staff_id;
+        plan->params[4] = st;
+        plan->n = 5;
     }
 }
 
@@ -123,6 +142,7 @@ static void s_plan_scheduling(const Beacon__Event *ev,
         return;
     }
     s_plan_add(plan, m->agency_id, m->site_id, m->staff_id, m->start, NULL);
+    plan->client = bc_is_uuid(m->client_id) ? m->client_id : NULL;
     plan->m[RP_ENCOUNTERS] = 1;
     plan->m[RP_MINUTES] = m->minutes;
     plan->m[RP_UNITS] = s_units(m->minutes);
@@ -155,6 +175,21 @@ static void s_plan_notes(const Beacon__Event *ev, const Beacon__Notes__NoteEvent
     } else {
         plan->m[RP_NOTES_OVERDUE] = 1;
     }
+    /* The encounter's note is overdue until it is signed (staff load). */
+    if (!bc_is_uuid(m->encounter_id))
+        return;
+    plan->params[0] = m->encounter_id;
+    plan->n = 1;
+    if (signed_) {
+        plan->sql = "DELETE FROM reporting.overdue_work WHERE encounter_id = $1::uuid";
+        return;
+    }
+    plan->sql = "INSERT INTO reporting.overdue_work VALUES ($1::uuid, $2::uuid, $3::uuid, "
+                "$4::uuid) ON CONFLICT DO NOTHING";
+    plan->params[1] = m->agency_id;
+    plan->params[2] = m->site_id;
+    plan->params[3] = staff;
+    plan->n = 4;
 }
 
 static void s_plan_referral(const Beacon__Event *ev, const Beacon__Referral__ReferralEvent *m,
@@ -164,18 +199,24 @@ static void s_plan_referral(const Beacon__Event *ev, const Beacon__Referral__Ref
     if (!created && strcmp(ev->topic, "referral.closed"))
         return;
     if (!bc_is_uuid(m->agency_id) || !bc_is_uuid(m->site_id) || !bc_is_uuid(m->referral_id) ||
-        (created && !bc_is_uuid(m->referred_by)) || (!created && !s_code(m->outcome))) {
+        (created && !bc_is_uuid(m->referred_by)) || (!created && !s_code(m->outcome)) ||
+        (*m->follow_up_on && !s_date(m->follow_up_on))) {
         plan->reject = "payload lacks agency, site, referral, referrer or outcome";
         return;
     }
     if (created) {
         s_plan_add(plan, m->agency_id, m->site_id, m->referred_by, ev->occurred_at, NULL);
         plan->m[RP_REFERRALS_MADE] = 1;
-        plan->sql = "INSERT INTO reporting.open_referrals VALUES ($1::uuid, $2::timestamptz) "
-                    "ON CONFLICT DO NOTHING";
+        plan->sql = "INSERT INTO reporting.open_referrals (referral_id, created_at, agency_id, "
+                    "site_id, staff_id, follow_up_on) VALUES ($1::uuid, $2::timestamptz, "
+                    "$3::uuid, $4::uuid, $5::uuid, nullif($6, '')::date) ON CONFLICT DO NOTHING";
         plan->params[0] = m->referral_id;
         plan->params[1] = ev->occurred_at;
-        plan->n = 2;
+        plan->params[2] = m->agency_id;
+        plan->params[3] = m->site_id;
+        plan->params[4] = m->referred_by;
+        plan->params[5] = m->follow_up_on;
+        plan->n = 6;
     } else {
         plan->sql = "SELECT reporting.on_referral_closed($1::uuid, $2::uuid, $3::uuid, $4, "
                     "$5::timestamptz)";

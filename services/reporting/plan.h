@@ -18,7 +18,8 @@ enum {
     RP_DISCHARGES, RP_ACTIVE_DELTA, RP_NOTES_SIGNED, RP_NOTES_LATE, RP_NOTES_OVERDUE,
     RP_REFERRALS_MADE, RP_NMEASURES
 };
-#define RP_NCOLS (5 + RP_NMEASURES) /* agency, site, staff, at, day, measures */
+#define RP_NCOLS (5 + RP_NMEASURES + 1) /* agency, site, staff, at, day, measures, client */
+#define RP_COL_CLIENT (RP_NCOLS - 1)
 
 /* What applying one event means: additive measures for the batch (add), a
  * statement that needs state (sql, run at once), both, neither (a topic
@@ -27,6 +28,7 @@ typedef struct {
     const char *reject;
     bool add;
     const char *agency, *site, *staff, *at, *day; /* staff, at or day may be NULL */
+    const char *client; /* a client seen at `at` (people served), or NULL */
     int64_t m[RP_NMEASURES];
     const char *sql;
     const char *params[8];

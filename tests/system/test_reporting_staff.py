@@ -1,4 +1,4 @@
-"""Reporting: staff certifications expiring within 60 days.
+"""Reporting: staff certifications expiring within 60 days, and staff load.
 
 Identity emits staff.changed (the gateway relays it and answers its
 ReplayEvents); the reporting service keeps each staff member's sites and
@@ -6,6 +6,12 @@ credentials and the dashboards count those that expire within 60 days or have
 expired. Supervisors see which staff member holds each; analysts get counts
 only, suppressed below 11. beacon-reporting-check compares what reporting
 holds with identity's tables.
+
+Staff load: intake's client.assigned (registration, reassignment, merge,
+enrolment and discharge) gives each staff member's active clients;
+note.overdue and note.signed the encounters whose note is overdue; the
+follow-up date on referral.created the open referrals past it. Supervisors
+see them per staff member, analysts the suppressed total only.
 """
 
 import datetime
@@ -26,7 +32,8 @@ def day(offset):
 
 class StaffCertificationTests(StackTestCase):
     settings = {"allow_bootstrap": True, "request_timeout_ms": 10000}
-    process_settings = {"reporting": {"consumer_poll_ms": 300}}
+    process_settings = {"reporting": {"consumer_poll_ms": 300},
+                        "notes": {"overdue_scan_seconds": 1}}
 
     check = test_reporting.ReportingTests.check
     assertConsistent = test_reporting.ReportingTests.assertConsistent
@@ -212,3 +219,74 @@ class StaffCertificationTests(StackTestCase):
             self.sql("INSERT INTO reporting.staff_credentials VALUES ('%s', 'wrap_facilitator', "
                      "'%s', '%s')" % (staff, day(-700), day(40)))
         self.assertConsistent()
+
+    def test_4_staff_load_for_supervisors_totals_for_analysts(self):
+        site_path = "/api/v1/dashboards/site/%s" % self.site
+        peer = self.org.add_staff(["peer_specialist"], [self.site])
+        peer2 = self.org.add_staff(["peer_specialist"], [self.site])
+
+        def call(who, method, path, body=None, expect=200):
+            r = self.stack.request(method, path, body=body, headers=who.auth, timeout=20 * SCALE)
+            self.assertEqual(r.status, expect, (path, r.body[:300]))
+            return r.json() if r.body else None
+
+        clients = [call(peer, "POST", "/api/v1/clients", {
+            "given_name": "Robin", "family_name": "L-" + uuid.uuid4().hex[:8],
+            "date_of_birth": "1984-06-15"}, 201)["id"] for _ in range(4)]
+        # One moves to peer2's caseload, one is merged away, one is
+        # enrolled then discharged (no longer active).
+        call(self.supervisor, "POST", "/api/v1/clients/%s/assignment" % clients[1],
+             {"staff_id": peer2.id, "reason": "closer to where the client lives"})
+        call(self.supervisor, "POST", "/api/v1/clients/%s/merge" % clients[0],
+             {"duplicate_id": clients[2], "reason": "registered twice at intake"})
+        ep = call(peer, "POST", "/api/v1/clients/%s/enrollments" % clients[3],
+                  {"program": "Peer recovery", "pathway": "brief", "started_on": day(-30)},
+                  201)["id"]
+        call(peer, "POST", "/api/v1/clients/%s/enrollments/%s/discharge" % (clients[3], ep),
+             {"reason": "goals_met", "discharged_on": day(-1)})
+        # Two meetings with clients[0] five days ago (past overdue_hours, 72,
+        # within the scan's window); the second one's note is signed.
+        encounters = []
+        for hour in (14, 16):
+            appt = call(peer, "POST", "/api/v1/appointments", {
+                "client_id": clients[0], "staff_id": peer.id,
+                "start": "%sT%02d:00:00Z" % (day(-5), hour),
+                "end": "%sT%02d:45:00Z" % (day(-5), hour), "mode": "in_person"}, 201)["id"]
+            encounters.append(call(peer, "POST", "/api/v1/appointments/%s/complete" % appt,
+                                   {}, 201)["id"])
+        note = call(peer, "POST", "/api/v1/notes", {
+            "client_id": clients[0], "encounter_id": encounters[1], "template_id": "girp",
+            "sections": [{"key": k, "text": v} for k, v in test_reporting.GIRP.items()]}, 201)
+        call(peer, "POST", "/api/v1/notes/%s/sign" % note["id"], {"attest": True})
+        # Referrals: one past its follow-up date, one not yet, one closed.
+        refs = [call(peer, "POST", "/api/v1/referrals", {
+            "client_id": clients[0], "external_resource": "County food bank",
+            "reason": "Food insecurity", "follow_up_on": d}, 201)["id"]
+            for d in (day(-2), day(5), day(-3))]
+        call(peer, "POST", "/api/v1/referrals/%s/status" % refs[2],
+             {"status": "cancelled", "outcome": "no_longer_interested"})
+
+        def load(doc):
+            t = self.table(doc, "staff_load")
+            return {r["key"]: [c["value"] if not c["suppressed"] else None for c in r["cells"]]
+                    for r in t["rows"]}
+        want = {peer.id: [1, 1, 1], peer2.id: [1, 0, 0]}
+        doc = self.wait_applied(self.supervisor, site_path,
+                                lambda d: {k: v for k, v in load(d).items()
+                                           if k in want} == want, timeout=30)
+        got = load(doc)
+        self.assertEqual({k: v for k, v in got.items() if k in want}, want, got)
+        self.assertEqual(self.table(doc, "staff_load")["measures"],
+                         ["active_clients", "notes_overdue", "referrals_past_follow_up"])
+        self.assertEqual(got["total"], [sum(v[i] for k, v in got.items() if k != "total")
+                                        for i in range(3)])
+        # Analysts: the total row alone, each figure under 11 suppressed.
+        r = self.get(self.analyst, site_path)
+        t = self.table(r.json(), "staff_load")
+        self.assertEqual([x["key"] for x in t["rows"]], ["total"])
+        for cell in t["rows"][0]["cells"]:
+            self.assertTrue(cell["suppressed"] and cell["value"] == 0, t)
+        for staff in (peer.id, peer2.id):
+            self.assertNotIn(staff, r.body.decode())
+        self.assertConsistent()
+
