@@ -223,7 +223,7 @@ static bc_code_t s_access(bc_call_t *call, const Beacon__Reporting__DashboardReq
     PGresult *res = bc_db_prepared(
         call->db, "rp_region",
         "SELECT '{' || string_agg(agency_id::text, ',' ORDER BY agency_id) || '}' "
-        "FROM reporting.region_agencies WHERE region_id = $1::uuid "
+        "FROM reporting.region_agencies WHERE region_id = $1::uuid AND accepted "
         "HAVING bool_or(agency_id = $2::uuid) AND count(*) <= 100",
         2, params, &err);
     if (!res)

@@ -28,4 +28,10 @@ bc_code_t dashboard_agency(bc_call_t *call, const ProtobufCMessage *in, Protobuf
 bc_code_t dashboard_region(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t dashboard_export(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* regions.c: regions through the API (agency admins). */
+bc_code_t regions_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t regions_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t regions_set_agencies(bc_call_t *call, const ProtobufCMessage *in,
+                               ProtobufCMessage **out);
+
 #endif

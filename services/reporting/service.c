@@ -7,6 +7,9 @@ static const bc_method_t s_methods[] = {
     {"AgencyDashboard", dashboard_agency},
     {"RegionDashboard", dashboard_region},
     {"ExportDashboard", dashboard_export},
+    {"CreateRegion", regions_create},
+    {"ListRegions", regions_list},
+    {"SetRegionAgencies", regions_set_agencies},
     {NULL, NULL},
 };
 
