@@ -12,11 +12,13 @@
  *    breakdown by staff id); the agency's analysts, de-identified.
  *  - agency: the caller's agency; agency admins identified, analysts
  *    de-identified.
- *  - region: agencies grouped by the operator (reporting.regions); an agency
- *    admin or analyst of a member agency; always de-identified, since it
- *    shows other agencies.
+ *  - region: agencies grouped in reporting.regions (regions.c); an agency
+ *    admin or analyst of a member agency (one that accepted); always
+ *    de-identified, since it shows other agencies.
  *  De-identified: no staff breakdown, no client or staff ids anywhere, small
  *  cells suppressed (suppress.h). Every dashboard read or export is audited.
+ *  People served (served.c) and the staff tables (staff_tables.c) are built
+ *  in their own files and appended here.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,9 @@
 /*  reporting: the reporting service's internal interface (README
- *  "Reporting"): the event consumer (consumer.c) keeps the rollups of
- *  migration 003; the dashboards (dashboard.c) read them; suppress.h hides
- *  small cells of de-identified views. */
+ *  "Reporting"): the event consumer (consumer.c, with plan.c deciding what
+ *  each event means) keeps the rollups of migration 003 and the tables of
+ *  later ones; the dashboards (dashboard.c, served.c, staff_tables.c) read
+ *  them; suppress.h hides small cells of de-identified views; regions.c
+ *  lets agency admins define regions. */
 #ifndef REPORTING_H
 #define REPORTING_H
 
