@@ -115,6 +115,8 @@ $(BUILD)/tests/test_hsds_csv: $(BUILD)/obj/services/referral/hsds_csv.o
 $(BUILD)/tests/test_hsds_csv: LIBS := $(LIB) $(LIBS)
 $(BUILD)/tests/test_suppress: $(BUILD)/obj/services/reporting/suppress.o
 $(BUILD)/tests/test_suppress: LIBS := $(LIB) $(LIBS)
+$(BUILD)/tests/test_plan: $(BUILD)/obj/services/reporting/plan.o
+$(BUILD)/tests/test_plan: LIBS := $(LIB) $(LIBS)
 $(BUILD)/tests/test_billing: $(BUILD)/obj/services/scheduling/billing_rules.o $(BUILD)/obj/services/scheduling/billing_x12.o
 $(BUILD)/tests/test_billing: LIBS := $(LIB) $(LIBS)
 

@@ -37,6 +37,10 @@ const bc_setting_t bc_common_settings[] = {
      "ZeroMQ endpoint(s) of the referral service"},
     {"endpoint_reporting", BC_CFG_STRING, "tcp://127.0.0.1:7105", 0, 0,
      "ZeroMQ endpoint(s) of the reporting service"},
+    {"endpoint_identity", BC_CFG_STRING, "", 0, 0,
+     "ZeroMQ endpoint on which the gateway answers identity's ReplayEvents (and nothing "
+     "else: identity's other methods stay in-process); empty: not served, and subscribers "
+     "of identity's events cannot catch up on what they missed"},
     {"bind_endpoint", BC_CFG_STRING, "", 0, 0,
      "endpoint this service binds (default: the first of its endpoint_<name>)"},
     {"migrations_dir", BC_CFG_STRING, "services", 0, 0,

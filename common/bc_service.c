@@ -508,7 +508,7 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
         bc_audit_writer_set_commit_delay(self->queue.audit[i],
                                          bc_config_int(config, "audit_commit_delay_us"));
     }
-    int nworkers = (int)bc_config_int(config, "workers");
+    int nworkers = def->workers > 0 ? def->workers : (int)bc_config_int(config, "workers");
     s_register_metrics(self, bc_dispatcher_metrics(self->dispatcher), nworkers);
     self->workers = bc_calloc((size_t)nworkers, sizeof *self->workers);
     for (; self->started < nworkers; self->started++) {
@@ -520,7 +520,7 @@ bc_service_t *bc_service_new(const bc_service_def_t *def, const bc_config_t *con
         }
     }
     const char *events = bc_config_str(config, "events_bind_endpoint");
-    if (*events && !(self->relay = bc_relay_start(zctx, bc_config_str(config, "database_url"),
+    if (*events && !def->no_relay && !(self->relay = bc_relay_start(zctx, bc_config_str(config, "database_url"),
                                                   def->name, events,
                                                   bc_dispatcher_metrics(self->dispatcher), err)))
         goto fail;

@@ -55,15 +55,17 @@ REPO_ROOT = os.path.dirname(HERE)
 
 # Back-end services, in start order; the gateway starts after them.
 SERVICES = ("intake", "scheduling", "notes", "referral", "reporting")
-# The services whose events the reporting service consumes.
-PRODUCERS = ("intake", "scheduling", "notes", "referral")
+# The producers whose events the reporting service consumes; identity's
+# are published by the gateway, which hosts it.
+PRODUCERS = ("intake", "scheduling", "notes", "referral", "identity")
+PRODUCER_PROCESS = {"identity": "gateway"}
 GATEWAY = "gateway"
 PROCESSES = SERVICES + (GATEWAY,)
 
 # Ports `make run` tries first (each replaced by a free one when busy).
 DEFAULT_GATEWAY_PORT = 8443
 DEFAULT_SERVICE_PORTS = {"intake": 7101, "scheduling": 7102, "notes": 7103,
-                         "referral": 7104, "reporting": 7105}
+                         "referral": 7104, "reporting": 7105, "identity": 7106}
 
 # Settings only the gateway declares; everything else goes to every process.
 GATEWAY_ONLY = {"listen_address", "listen_port", "tls_cert", "tls_key",
@@ -428,6 +430,12 @@ class Stack:
                 taken=list(self.service_ports.values()) + list(self.event_ports.values()))
         self.event_endpoints = {name: "tcp://127.0.0.1:%d" % port
                                 for name, port in self.event_ports.items()}
+        # identity lives in the gateway, reached in-process; the gateway
+        # answers only its ReplayEvents here, for the reporting consumer.
+        self.identity_port = self._pick_port(
+            (service_ports or {}).get("identity"),
+            taken=list(self.service_ports.values()) + list(self.event_ports.values()))
+        self.identity_endpoint = "tcp://127.0.0.1:%d" % self.identity_port
         self.procs = {}
         self._ctx = None
 
@@ -500,8 +508,10 @@ class Stack:
         # stacks through this class, so they are wired the same way.
         for svc, endpoint in self.endpoints.items():
             values["endpoint_" + svc] = endpoint
-        if name in self.event_endpoints:
-            values["events_bind_endpoint"] = self.event_endpoints[name]
+        values["endpoint_identity"] = self.identity_endpoint
+        for producer, endpoint in self.event_endpoints.items():
+            if PRODUCER_PROCESS.get(producer, producer) == name:
+                values["events_bind_endpoint"] = endpoint
         if name == "reporting":
             for producer, endpoint in self.event_endpoints.items():
                 values["events_endpoint_" + producer] = endpoint

@@ -9,7 +9,12 @@
  *  encounters and no-shows, signed and overdue notes, referrals) with the
  *  same rules (the day in the site's zone, units, loop-closure seconds), and
  *  compares every row of reporting.site_rollup, agency_rollup,
- *  staff_rollup, outcome_rollup and barc_sites.
+ *  staff_rollup, outcome_rollup and barc_sites, and the staff, their sites
+ *  and credentials (reporting.staff, staff_sites, staff_credentials) with
+ *  identity's, and the staff load (client_assignments, overdue_work,
+ *  open_referrals) with intake's clients, notes' overdue notices and
+ *  referral's open referrals, and the people served (served_sites,
+ *  served_agencies) with the distinct clients of scheduling's encounters.
  *
  *  It first waits (up to wait_seconds) until the consumer has applied
  *  every event published so far and nothing waits in an outbox, then
@@ -189,7 +194,77 @@ static const char *const s_checks[] = {
     "SELECT 'barc_sites', x.site_id::text, 'expected', row(x.*)::text FROM only_exp x "
     "UNION ALL SELECT 'barc_sites', y.site_id::text, 'actual', row(y.*)::text FROM only_act y "
     "ORDER BY 2, 3",
+
+    /* Staff certifications: what identity holds now, as staff.changed
+     * carried it (no credential numbers). */
+    "WITH exp AS (SELECT 'staff' AS t, id AS staff_id, agency_id::text || ' ' || status AS v "
+    "        FROM identity.staff "
+    "        UNION ALL SELECT 'staff_sites', staff_id, site_id::text FROM identity.staff_sites "
+    "        UNION ALL SELECT 'staff_credentials', staff_id, kind || ' ' || "
+    "        coalesce(issued_on::text, '-') || ' ' || coalesce(expires_on::text, '-') "
+    "        FROM identity.credentials), "
+    "act AS (SELECT 'staff' AS t, staff_id, agency_id::text || ' ' || status AS v "
+    "        FROM reporting.staff "
+    "        UNION ALL SELECT 'staff_sites', staff_id, site_id::text FROM reporting.staff_sites "
+    "        UNION ALL SELECT 'staff_credentials', staff_id, kind || ' ' || "
+    "        coalesce(issued_on::text, '-') || ' ' || coalesce(expires_on::text, '-') "
+    "        FROM reporting.staff_credentials), "
+    "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
+    "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
+    "SELECT x.t, x.staff_id::text, 'expected', x.v FROM only_exp x "
+    "UNION ALL SELECT y.t, y.staff_id::text, 'actual', y.v FROM only_act y ORDER BY 1, 2, 3",
+
+    /* Staff load: clients' assignments, overdue unsigned notes, open
+     * referrals and their follow-up dates, as they stand. */
+    "WITH exp AS (SELECT 'client_assignments' AS t, id AS k, agency_id::text || ' ' || "
+    "        site_id || ' ' || coalesce(assigned_staff_id::text, '-') || ' ' || status AS v "
+    "        FROM intake.clients "
+    "        UNION ALL SELECT 'overdue_work', o.encounter_id, o.agency_id::text || ' ' || "
+    "        o.site_id || ' ' || o.staff_id FROM notes.overdue_notices o WHERE NOT EXISTS "
+    "        (SELECT FROM notes.notes n WHERE n.encounter_id = o.encounter_id "
+    "         AND n.status = 'signed') "
+    "        UNION ALL SELECT 'open_referrals', r.id, r.agency_id::text || ' ' || r.site_id || "
+    "        ' ' || r.referred_by || ' ' || coalesce(r.follow_up_on::text, '-') "
+    "        FROM referral.referrals r WHERE r.closed_at IS NULL), "
+    "act AS (SELECT 'client_assignments' AS t, client_id AS k, agency_id::text || ' ' || "
+    "        site_id || ' ' || coalesce(staff_id::text, '-') || ' ' || status AS v "
+    "        FROM reporting.client_assignments "
+    "        UNION ALL SELECT 'overdue_work', encounter_id, agency_id::text || ' ' || site_id || "
+    "        ' ' || staff_id FROM reporting.overdue_work "
+    "        UNION ALL SELECT 'open_referrals', referral_id, agency_id::text || ' ' || "
+    "        site_id || ' ' || staff_id || ' ' || coalesce(follow_up_on::text, '-') "
+    "        FROM reporting.open_referrals), "
+    "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
+    "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
+    "SELECT x.t, x.k::text, 'expected', x.v FROM only_exp x "
+    "UNION ALL SELECT y.t, y.k::text, 'actual', y.v FROM only_act y ORDER BY 1, 2, 3",
+
+    /* People served: distinct clients with an encounter per period, per site
+     * and per agency. */
+    "WITH seen AS (SELECT DISTINCT e.agency_id, e.site_id, e.client_id, g.grain, g.period "
+    "        FROM scheduling.encounters e "
+    "        CROSS JOIN LATERAL (SELECT reporting.local_day(e.site_id, e.starts_at) AS d) l "
+    "        CROSS JOIN LATERAL (VALUES ('d'::\"char\", l.d), "
+    "        ('w'::\"char\", date_trunc('week', l.d)::date), "
+    "        ('m'::\"char\", date_trunc('month', l.d)::date)) g (grain, period)), "
+    "exp AS (SELECT 'served_sites' AS t, site_id || ' ' || grain::text || ' ' || period AS k, "
+    "        agency_id || ' ' || count(*) AS v FROM seen GROUP BY site_id, grain, period, "
+    "        agency_id "
+    "        UNION ALL SELECT 'served_agencies', agency_id || ' ' || grain::text || ' ' || "
+    "        period, count(DISTINCT client_id)::text FROM seen GROUP BY agency_id, grain, "
+    "        period), "
+    "act AS (SELECT 'served_sites' AS t, site_id || ' ' || grain::text || ' ' || period AS k, "
+    "        agency_id || ' ' || people AS v FROM reporting.served_sites "
+    "        UNION ALL SELECT 'served_agencies', agency_id || ' ' || grain::text || ' ' || "
+    "        period, people::text FROM reporting.served_agencies), "
+    "only_exp AS (SELECT * FROM exp EXCEPT ALL SELECT * FROM act), "
+    "only_act AS (SELECT * FROM act EXCEPT ALL SELECT * FROM exp) "
+    "SELECT x.t, x.k, 'expected', x.v FROM only_exp x "
+    "UNION ALL SELECT y.t, y.k, 'actual', y.v FROM only_act y ORDER BY 1, 2, 3",
 };
+
+/* The producers whose events reporting applies (services/reporting). */
+#define S_PRODUCERS "'intake', 'scheduling', 'notes', 'referral', 'identity'"
 
 /* One statement through the extended protocol: nothing but that one
  * statement can run, whatever the text holds. */
@@ -205,10 +280,10 @@ static long long s_behind(PGconn *conn)
         conn,
         "SELECT coalesce((SELECT sum(greatest(o.m - coalesce(p.last_seq, 0), 0)) FROM "
         "  (SELECT producer, max(published_seq) AS m FROM events.outbox "
-        "   WHERE producer IN ('intake', 'scheduling', 'notes', 'referral') GROUP BY producer) o "
+        "   WHERE producer IN (" S_PRODUCERS ") GROUP BY producer) o "
         "  LEFT JOIN reporting.positions p USING (producer)), 0) + "
         "(SELECT count(*) FROM events.outbox WHERE published_seq IS NULL "
-        "  AND producer IN ('intake', 'scheduling', 'notes', 'referral'))");
+        "  AND producer IN (" S_PRODUCERS "))");
     long long n = PQresultStatus(res) == PGRES_TUPLES_OK ? atoll(PQgetvalue(res, 0, 0)) : -1;
     if (n < 0)
         fprintf(stderr, "beacon-reporting-check: %s", PQresultErrorMessage(res));
@@ -285,7 +360,15 @@ int main(int argc, char **argv)
                                      "(SELECT count(*) FROM reporting.agency_rollup) + "
                                      "(SELECT count(*) FROM reporting.staff_rollup) + "
                                      "(SELECT count(*) FROM reporting.outcome_rollup) + "
-                                     "(SELECT count(*) FROM reporting.barc_sites)");
+                                     "(SELECT count(*) FROM reporting.barc_sites) + "
+                                     "(SELECT count(*) FROM reporting.staff) + "
+                                     "(SELECT count(*) FROM reporting.staff_sites) + "
+                                     "(SELECT count(*) FROM reporting.staff_credentials) + "
+                                     "(SELECT count(*) FROM reporting.client_assignments) + "
+                                     "(SELECT count(*) FROM reporting.overdue_work) + "
+                                     "(SELECT count(*) FROM reporting.open_referrals) + "
+                                     "(SELECT count(*) FROM reporting.served_sites) + "
+                                     "(SELECT count(*) FROM reporting.served_agencies)");
         if (PQresultStatus(res) == PGRES_TUPLES_OK)
             rows = atoll(PQgetvalue(res, 0, 0));
         PQclear(res);

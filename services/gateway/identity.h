@@ -11,7 +11,8 @@
  *  rules, validation, audit, transactions), identity_org.c (Bootstrap,
  *  agencies, sites), identity_staff.c, identity_login.c (Login and
  *  throttling), identity_sessions.c (Authenticate, Logout, TOTP enrolment),
- *  identity_keys.c (API keys). Schema: services/gateway/migrations.
+ *  identity_keys.c (API keys), identity_events.c (staff.changed events and
+ *  their replay). Schema: services/gateway/migrations.
  *
  *  Access (deny by default): the "operator" role acts for the whole
  *  deployment (CreateAgency) and as agency_admin of principal.agency_id; it
@@ -35,6 +36,14 @@
 #include "identity.pb-c.h"
 
 extern const bc_service_def_t identity_service;
+/* Answers ReplayEvents of identity's events, and nothing else, for the
+ * gateway to serve on endpoint_identity (identity_events.c). */
+extern const bc_service_def_t identity_events_service;
+
+/* Writes staff.changed for staff_id (as it stands in the open transaction:
+ * agency, status, sites, credential kinds and dates) to the outbox. -1 with
+ * err: roll back. */
+int identity_staff_emit(bc_call_t *call, const char *staff_id, bc_error_t *err);
 
 /* Sessions: idle and absolute lifetimes, and how stale last_seen_at may get
  * before Authenticate writes it again (one write a minute per session, not

@@ -70,7 +70,7 @@ int identity_staff_insert(bc_call_t *call, const char *agency_id, const identity
     }
     snprintf(id, 37, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
-    return 0;
+    return identity_staff_emit(call, id, err);
 }
 
 int identity_staff_load(bc_call_t *call, const char *agency_id, const char *id,
@@ -446,6 +446,8 @@ IDENTITY_HANDLER(identity_staff_update)
                            .outcome = BC_AUDIT_OK,
                            .detail = identity_json(call, detail)};
     if ((access && identity_notify(call, "staff", s->id, &err) < 0) ||
+        ((req->set_site_ids || req->set_credentials) &&
+         identity_staff_emit(call, s->id, &err) < 0) ||
         identity_audit(call, &ev, &err) < 0 || identity_commit(call, &err) < 0)
         return identity_fail(call, &err);
     if (identity_staff_load(call, call->principal->agency_id, s->id, &s, &err) < 0 || !s)
@@ -488,7 +490,8 @@ IDENTITY_HANDLER(identity_staff_disable)
         .outcome = BC_AUDIT_OK,
         .detail = identity_json(call, json_pack("{s:s, s:s, s:I}", "status", "disabled", "reason",
                                                 req->reason, "sessions_revoked", revoked))};
-    if (identity_notify(call, "staff", s->id, &err) < 0 || identity_audit(call, &ev, &err) < 0 ||
+    if (identity_notify(call, "staff", s->id, &err) < 0 ||
+        identity_staff_emit(call, s->id, &err) < 0 || identity_audit(call, &ev, &err) < 0 ||
         identity_commit(call, &err) < 0)
         return identity_fail(call, &err);
     if (identity_staff_load(call, call->principal->agency_id, s->id, &s, &err) < 0 || !s)

@@ -145,6 +145,21 @@ int main(int argc, char **argv)
         bc_config_destroy(&config);
         return 1;
     }
+    /* identity's ReplayEvents for subscribers on other hosts, when asked. */
+    const char *replay_endpoint = bc_config_str(config, "endpoint_identity");
+    bc_service_t *replay = NULL;
+    pthread_t replay_thread;
+    int replay_failed = 0;
+    if (*replay_endpoint &&
+        (!(replay = bc_service_new(&identity_events_service, config, zctx, replay_endpoint,
+                                   &err)) ||
+         pthread_create(&replay_thread, NULL, s_identity_main, replay) != 0)) {
+        bc_err("identity's ReplayEvents did not start on %s: %s", replay_endpoint,
+               replay ? "cannot start its thread" : err.message);
+        bc_service_destroy(&replay);
+        replay_failed = 1;
+        gw_stop = 1; /* the gateway threads end at once; the exit status says why */
+    }
     gw_sessions_t *sessions = gw_sessions_new(
         bc_config_str(config, "database_url"), bc_config_int(config, "session_cache_ttl_ms"),
         (size_t)bc_config_int(config, "session_cache_entries"));
@@ -191,6 +206,9 @@ int main(int argc, char **argv)
     gw_sessions_destroy(&sessions);
     gw_stop = 1; /* also when the threads ended on an error */
     pthread_join(identity_thread, NULL);
+    if (replay)
+        pthread_join(replay_thread, NULL);
+    bc_service_destroy(&replay);
     bc_service_destroy(&identity);
     zmq_ctx_term(zctx);
     SSL_CTX_free(ssl);
@@ -198,5 +216,5 @@ int main(int argc, char **argv)
     gw_metrics_destroy(&metrics);
     bc_info("beacon-gateway stopped");
     bc_config_destroy(&config);
-    return status;
+    return status ? status : replay_failed;
 }

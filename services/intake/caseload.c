@@ -236,6 +236,8 @@ bc_code_t caseload_assign(bc_call_t *call, const ProtobufCMessage *in, ProtobufC
                     "assigned_by, reason) VALUES ($1, $2::uuid, $3, $4)",
                     4, hp, NULL, NULL, &err) < 0)
         return bc_call_fail_err(call, &err);
+    if (intake_emit_assignment(call, c->id, c->site_id, c->assigned_staff_id, c->status) < 0)
+        return call->err.code;
     char detail[160];
     snprintf(detail, sizeof detail, "{\"assigned_staff_id\":\"%s\"}", req->staff_id);
     bc_audit_event_t ev = {
@@ -334,7 +336,8 @@ bc_code_t caseload_merge(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
      * for the move. */
     PGresult *res = bc_db_prepared(
         call->db, "intake_merge_lock",
-        "SELECT id::text, status FROM intake.clients WHERE id IN ($1::uuid, $2::uuid) "
+        "SELECT id::text, status, site_id::text, coalesce(assigned_staff_id::text, '') "
+        "FROM intake.clients WHERE id IN ($1::uuid, $2::uuid) "
         "AND agency_id = $3 AND intake.in_scope(agency_id, site_id, assigned_staff_id) "
         "ORDER BY id FOR UPDATE",
         3, params, &err);
@@ -342,8 +345,14 @@ bc_code_t caseload_merge(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         return bc_call_fail_err(call, &err);
     int found = PQntuples(res);
     bool merged = false;
-    for (int i = 0; i < found; i++)
+    const char *dup_site = "", *dup_staff = "";
+    for (int i = 0; i < found; i++) {
         merged |= !strcmp(PQgetvalue(res, i, 1), "merged");
+        if (!strcasecmp(PQgetvalue(res, i, 0), req->duplicate_id)) {
+            dup_site = bc_arena_strdup(call->arena, PQgetvalue(res, i, 2));
+            dup_staff = bc_arena_strdup(call->arena, PQgetvalue(res, i, 3));
+        }
+    }
     PQclear(res);
     if (found != 2) {
         bc_db_rollback(call->db);
@@ -406,6 +415,8 @@ bc_code_t caseload_merge(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
     if (!c)
         return call->err.code ? call->err.code
                               : bc_call_fail(call, BC_INTERNAL, "", "the survivor vanished");
+    if (intake_emit_assignment(call, req->duplicate_id, dup_site, dup_staff, "merged") < 0)
+        return call->err.code;
     char detail[300];
     snprintf(detail, sizeof detail, "{\"duplicate_id\":\"%s\",\"moved\":%s}", req->duplicate_id,
              moved);

@@ -513,6 +513,8 @@ bc_code_t clients_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
         return call->err.code;
     /* The first assignment is not written to the history: the client row
      * holds it (migration 014 and caseload.c say how the history keeps it). */
+    if (intake_emit_assignment(call, c->id, c->site_id, c->assigned_staff_id, c->status) < 0)
+        return call->err.code;
     return intake_commit_change(call, BC_AUDIT_CREATE, "client", c->id, c->id, c->site_id, NULL,
                                 &c->base, out);
 }
@@ -606,6 +608,8 @@ bc_code_t clients_update(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
                     "medicaid_index = $4",
                     4, kp, NULL, NULL, &err) < 0)
         return bc_call_fail_err(call, &err);
+    if (intake_emit_assignment(call, c->id, c->site_id, c->assigned_staff_id, c->status) < 0)
+        return call->err.code;
     char detail[64];
     snprintf(detail, sizeof detail, "{\"version\":%d}", c->version);
     bc_audit_event_t ev = {

@@ -25,6 +25,17 @@ int intake_emit(bc_call_t *call, const char *topic, Beacon__Intake__IntakeEvent 
     return bc_call_emit(call, topic, &ev->base);
 }
 
+int intake_emit_assignment(bc_call_t *call, const char *client_id, const char *site_id,
+                           const char *staff_id, const char *status)
+{
+    Beacon__Intake__IntakeEvent ev = BEACON__INTAKE__INTAKE_EVENT__INIT;
+    ev.client_id = (char *)client_id;
+    ev.site_id = (char *)site_id;
+    ev.staff_id = (char *)(staff_id ? staff_id : "");
+    ev.to_status = (char *)status;
+    return intake_emit(call, "client.assigned", &ev);
+}
+
 static const char *const s_reasons[] = {"goals_met",    "completed", "moved",
                                         "transferred",  "lost_contact", "declined",
                                         "incarcerated", "deceased",  "other",
@@ -100,7 +111,8 @@ static const char *s_days(bc_call_t *call, char buf[16])
     return buf;
 }
 
-/* Sets the client's status (and version) to match its episodes. */
+/* Sets the client's status (and version) to match its episodes; a change
+ * is announced as client.assigned (the caseloads count active clients). */
 static int s_client_status(bc_call_t *call, const char *client_id, const char *status,
                            bc_error_t *err)
 {
@@ -108,12 +120,20 @@ static int s_client_status(bc_call_t *call, const char *client_id, const char *s
     PGresult *res = bc_db_prepared(call->db, "intake_client_status",
                                    "UPDATE intake.clients SET status = $2, version = version + 1, "
                                    "updated_at = now(), updated_by = $3 "
-                                   "WHERE id = $1 AND status <> $2",
+                                   "WHERE id = $1 AND status <> $2 "
+                                   "RETURNING site_id::text, coalesce(assigned_staff_id::text, '')",
                                    3, params, err);
     if (!res)
         return -1;
+    int rc = 0;
+    if (PQntuples(res) == 1 &&
+        intake_emit_assignment(call, client_id, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                               status) < 0) {
+        *err = call->err;
+        rc = -1;
+    }
     PQclear(res);
-    return 0;
+    return rc;
 }
 
 static bc_code_t s_finish(bc_call_t *call, Beacon__Intake__Enrollment *e, const char *site,

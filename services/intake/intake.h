@@ -54,6 +54,10 @@ bc_code_t break_glass_list(bc_call_t *call, const ProtobufCMessage *in, Protobuf
 /* Writes one of intake's events (payload IntakeEvent; agency filled in) in
  * the handler's transaction. -1 with call->err set. */
 int intake_emit(bc_call_t *call, const char *topic, Beacon__Intake__IntakeEvent *ev);
+/* Writes client.assigned: the client's site, status and assigned staff
+ * member (NULL or empty: none) as they stand after the change. */
+int intake_emit_assignment(bc_call_t *call, const char *client_id, const char *site_id,
+                           const char *staff_id, const char *status);
 
 /* A read of a client's record (or a part of it) that found no such client
  * in the caller's scope: audited as refused (ev, outcome set here), then

@@ -132,6 +132,7 @@ static int s_emit(bc_call_t *call, const char *topic, const Beacon__Referral__Cl
     ev.from_status = (char *)(from ? from : "");
     ev.outcome = r->outcome;
     ev.changed_by = (char *)referral_actor(call);
+    ev.follow_up_on = r->follow_up_on;
     return bc_call_emit(call, topic, &ev.base);
 }
 

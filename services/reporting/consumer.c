@@ -40,24 +40,16 @@
 #include "bc_log.h"
 #include "bc_rpc.h"
 #include "bc_util.h"
-#include "intake.pb-c.h"
-#include "notes.pb-c.h"
-#include "referral.pb-c.h"
-#include "scheduling.pb-c.h"
+#include "plan.h"
 #include "types.pb-c.h"
 
 #define S_REPLAY_LIMIT 500
 #define S_DRAIN_MAX 500
 #define S_RETRY_MS 1000
 
-const char *const rp_producers[RP_NPRODUCERS] = {"intake", "scheduling", "notes", "referral"};
+const char *const rp_producers[RP_NPRODUCERS] = {"intake", "scheduling", "notes", "referral",
+                                                 "identity"};
 
-static const ProtobufCMessageDescriptor *const s_payloads[RP_NPRODUCERS] = {
-    &beacon__intake__intake_event__descriptor,
-    &beacon__scheduling__scheduling_event__descriptor,
-    &beacon__notes__note_event__descriptor,
-    &beacon__referral__referral_event__descriptor,
-};
 
 struct rp_consumer {
     char *conninfo;
@@ -145,9 +137,9 @@ static bool s_connect(rp_consumer_t *self)
     }
     PQclear(res);
     bc_info("reporting consumer: applying events (intake %lld, scheduling %lld, notes %lld, "
-            "referral %lld applied so far)",
+            "referral %lld, identity %lld applied so far)",
             (long long)self->pos[0], (long long)self->pos[1], (long long)self->pos[2],
-            (long long)self->pos[3]);
+            (long long)self->pos[3], (long long)self->pos[4]);
     return true;
 }
 
@@ -184,227 +176,14 @@ static int s_reject(rp_consumer_t *self, const Beacon__Event *ev, const char *re
     return 0;
 }
 
-/* Checks an RFC 3339 instant enough for PostgreSQL not to refuse it. */
-static bool s_instant(const char *s)
-{
-    if (!s || strlen(s) < 20 || strlen(s) > 40)
-        return false;
-    for (const char *c = s; *c; c++)
-        if (!strchr("0123456789-:T.Z+", *c))
-            return false;
-    return s[4] == '-' && s[7] == '-' && s[10] == 'T';
-}
-
-static bool s_date(const char *s)
-{
-    if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-        return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-            return false;
-    return true;
-}
-
-static bool s_code(const char *s)
-{
-    if (!s || !*s || strlen(s) > 40)
-        return false;
-    for (const char *c = s; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || *c == '_'))
-            return false;
-    return true;
-}
-
-/* The additive measures an event may carry, in reporting.bump_many's order. */
-enum {
-    S_ENCOUNTERS, S_MINUTES, S_UNITS, S_GROUP_ATTENDANCE, S_NOSHOWS, S_ENROLLMENTS,
-    S_DISCHARGES, S_ACTIVE_DELTA, S_NOTES_SIGNED, S_NOTES_LATE, S_NOTES_OVERDUE,
-    S_REFERRALS_MADE, S_NMEASURES
-};
-#define S_NCOLS (5 + S_NMEASURES) /* agency, site, staff, at, day, measures */
-
-/* What applying one event means: additive measures for the batch (add), a
- * statement that needs state (sql, run at once), both, neither (a topic
- * reporting does not count), or a reason to reject it. */
-typedef struct {
-    const char *reject;
-    bool add;
-    const char *agency, *site, *staff, *at, *day; /* staff, at or day may be NULL */
-    int64_t m[S_NMEASURES];
-    const char *sql;
-    const char *params[8];
-    int n;
-    char text[3][24];
-} s_plan_t;
-
-/* Billable units: one per 15 minutes, a remainder of 8 or more counting one
- * more (the same rule as reporting.units(), which the check uses). */
-static int64_t s_units(int minutes)
-{
-    return minutes / 15 + (minutes % 15 >= 8 ? 1 : 0);
-}
-
-static void s_plan_add(s_plan_t *plan, const char *agency, const char *site, const char *staff,
-                       const char *at, const char *day)
-{
-    plan->add = true;
-    plan->agency = agency;
-    plan->site = site;
-    plan->staff = staff;
-    plan->at = at;
-    plan->day = day;
-}
-
-static void s_plan_intake(const Beacon__Event *ev, const Beacon__Intake__IntakeEvent *m,
-                          s_plan_t *plan)
-{
-    const char *site = m->site_id, *agency = m->agency_id;
-    bool enrolled = !strcmp(ev->topic, "client.enrolled");
-    if (enrolled || !strcmp(ev->topic, "client.discharged")) {
-        if (!bc_is_uuid(agency) || !bc_is_uuid(site) || !s_date(m->on_date)) {
-            plan->reject = "payload lacks agency, site or date";
-            return;
-        }
-        s_plan_add(plan, agency, site, NULL, NULL, m->on_date);
-        plan->m[enrolled ? S_ENROLLMENTS : S_DISCHARGES] = 1;
-        plan->m[S_ACTIVE_DELTA] = enrolled ? 1 : -1;
-    } else if (!strcmp(ev->topic, "assessment.completed") && !strcmp(m->instrument_id, "barc10")) {
-        if (!bc_is_uuid(agency) || !bc_is_uuid(site) || !bc_is_uuid(m->client_id)) {
-            plan->reject = "payload lacks agency, site or client";
-            return;
-        }
-        snprintf(plan->text[0], sizeof plan->text[0], "%d", m->total);
-        plan->sql = "SELECT reporting.on_barc($1::uuid, $2::uuid, $3::uuid, $4::int)";
-        plan->params[0] = agency;
-        plan->params[1] = site;
-        plan->params[2] = m->client_id;
-        plan->params[3] = plan->text[0];
-        plan->n = 4;
-    }
-}
-
-static void s_plan_scheduling(const Beacon__Event *ev,
-                              const Beacon__Scheduling__SchedulingEvent *m, s_plan_t *plan)
-{
-    bool encounter = !strcmp(ev->topic, "encounter.completed");
-    if (!encounter && strcmp(ev->topic, "appointment.noshow"))
-        return;
-    if (!bc_is_uuid(m->agency_id) || !bc_is_uuid(m->site_id) || !bc_is_uuid(m->staff_id)) {
-        plan->reject = "payload lacks agency, site or staff";
-        return;
-    }
-    if (!encounter) {
-        s_plan_add(plan, m->agency_id, m->site_id, m->staff_id, ev->occurred_at, NULL);
-        plan->m[S_NOSHOWS] = 1;
-        return;
-    }
-    if (!s_instant(m->start) || m->minutes < 0 || m->minutes > 24 * 60 ||
-        (m->is_group && !bc_is_uuid(m->occurrence_id))) {
-        plan->reject = "payload lacks the encounter's start, minutes or group meeting";
-        return;
-    }
-    s_plan_add(plan, m->agency_id, m->site_id, m->staff_id, m->start, NULL);
-    plan->m[S_ENCOUNTERS] = 1;
-    plan->m[S_MINUTES] = m->minutes;
-    plan->m[S_UNITS] = s_units(m->minutes);
-    plan->m[S_GROUP_ATTENDANCE] = m->is_group ? 1 : 0;
-    if (m->is_group) {
-        plan->sql = "SELECT reporting.on_group_held($1::uuid, $2::uuid, $3::timestamptz, $4::uuid)";
-        plan->params[0] = m->agency_id;
-        plan->params[1] = m->site_id;
-        plan->params[2] = m->start;
-        plan->params[3] = m->occurrence_id;
-        plan->n = 4;
-    }
-}
-
-static void s_plan_notes(const Beacon__Event *ev, const Beacon__Notes__NoteEvent *m,
-                         s_plan_t *plan)
-{
-    bool signed_ = !strcmp(ev->topic, "note.signed");
-    if (!signed_ && strcmp(ev->topic, "note.overdue"))
-        return;
-    const char *staff = signed_ ? m->author_id : m->staff_id;
-    if (!bc_is_uuid(m->agency_id) || !bc_is_uuid(m->site_id) || !bc_is_uuid(staff)) {
-        plan->reject = "payload lacks agency, site or staff";
-        return;
-    }
-    s_plan_add(plan, m->agency_id, m->site_id, staff, ev->occurred_at, NULL);
-    if (signed_) {
-        plan->m[S_NOTES_SIGNED] = 1;
-        plan->m[S_NOTES_LATE] = m->late_entry ? 1 : 0;
-    } else {
-        plan->m[S_NOTES_OVERDUE] = 1;
-    }
-}
-
-static void s_plan_referral(const Beacon__Event *ev, const Beacon__Referral__ReferralEvent *m,
-                            s_plan_t *plan)
-{
-    bool created = !strcmp(ev->topic, "referral.created");
-    if (!created && strcmp(ev->topic, "referral.closed"))
-        return;
-    if (!bc_is_uuid(m->agency_id) || !bc_is_uuid(m->site_id) || !bc_is_uuid(m->referral_id) ||
-        (created && !bc_is_uuid(m->referred_by)) || (!created && !s_code(m->outcome))) {
-        plan->reject = "payload lacks agency, site, referral, referrer or outcome";
-        return;
-    }
-    if (created) {
-        s_plan_add(plan, m->agency_id, m->site_id, m->referred_by, ev->occurred_at, NULL);
-        plan->m[S_REFERRALS_MADE] = 1;
-        plan->sql = "INSERT INTO reporting.open_referrals VALUES ($1::uuid, $2::timestamptz) "
-                    "ON CONFLICT DO NOTHING";
-        plan->params[0] = m->referral_id;
-        plan->params[1] = ev->occurred_at;
-        plan->n = 2;
-    } else {
-        plan->sql = "SELECT reporting.on_referral_closed($1::uuid, $2::uuid, $3::uuid, $4, "
-                    "$5::timestamptz)";
-        plan->params[0] = m->agency_id;
-        plan->params[1] = m->site_id;
-        plan->params[2] = m->referral_id;
-        plan->params[3] = m->outcome;
-        plan->params[4] = ev->occurred_at;
-        plan->n = 5;
-    }
-}
-
-/* Decides what ev means for the rollups (p: its producer). *m is the decoded
- * payload the plan's strings point into (caller frees). */
-static void s_plan(int p, const Beacon__Event *ev, ProtobufCMessage **m, s_plan_t *plan)
-{
-    memset(plan, 0, sizeof *plan);
-    *m = NULL;
-    if (ev->schema_version != BC_EVENT_SCHEMA_VERSION) {
-        plan->reject = "unknown schema version";
-        return;
-    }
-    if (!s_instant(ev->occurred_at)) {
-        plan->reject = "occurred_at is not an RFC 3339 instant";
-        return;
-    }
-    bc_error_t err;
-    *m = bc_pb_unpack(s_payloads[p], NULL, ev->payload.data, ev->payload.len, BC_PB_MAX_DEPTH,
-                      &err);
-    if (!*m) {
-        plan->reject = "payload does not decode";
-        return;
-    }
-    switch (p) {
-    case 0: s_plan_intake(ev, (Beacon__Intake__IntakeEvent *)*m, plan); break;
-    case 1: s_plan_scheduling(ev, (Beacon__Scheduling__SchedulingEvent *)*m, plan); break;
-    case 2: s_plan_notes(ev, (Beacon__Notes__NoteEvent *)*m, plan); break;
-    default: s_plan_referral(ev, (Beacon__Referral__ReferralEvent *)*m, plan); break;
-    }
-}
-
 /* The additive measures of a run of events, as PostgreSQL array literals
  * (every element is a uuid, a date, an RFC 3339 instant, a number or NULL:
  * none needs quoting), sent in one statement. */
 typedef struct {
-    char *col[S_NCOLS];
-    size_t len[S_NCOLS], cap[S_NCOLS];
+    char *col[RP_NCOLS];
+    size_t len[RP_NCOLS], cap[RP_NCOLS];
     int n;
+    int clients; /* rows with a client */
 } s_batch_t;
 
 static void s_col_put(s_batch_t *b, int c, const char *v)
@@ -426,29 +205,32 @@ static void s_col_put(s_batch_t *b, int c, const char *v)
     b->col[c][b->len[c]] = '\0';
 }
 
-static void s_batch_add(s_batch_t *b, const s_plan_t *plan)
+static void s_batch_add(s_batch_t *b, const rp_plan_t *plan)
 {
     const char *ids[5] = {plan->agency, plan->site, plan->staff, plan->at, plan->day};
     for (int c = 0; c < 5; c++)
         s_col_put(b, c, ids[c] ? ids[c] : "NULL");
-    for (int k = 0; k < S_NMEASURES; k++) {
+    for (int k = 0; k < RP_NMEASURES; k++) {
         char num[24];
         snprintf(num, sizeof num, "%lld", (long long)plan->m[k]);
         s_col_put(b, 5 + k, num);
     }
+    s_col_put(b, RP_COL_CLIENT, plan->client ? plan->client : "NULL");
+    b->clients += plan->client ? 1 : 0;
     b->n++;
 }
 
 static void s_batch_reset(s_batch_t *b)
 {
-    for (int c = 0; c < S_NCOLS; c++)
+    for (int c = 0; c < RP_NCOLS; c++)
         b->len[c] = 0;
     b->n = 0;
+    b->clients = 0;
 }
 
 static void s_batch_free(s_batch_t *b)
 {
-    for (int c = 0; c < S_NCOLS; c++)
+    for (int c = 0; c < RP_NCOLS; c++)
         free(b->col[c]);
 }
 
@@ -457,8 +239,8 @@ static int s_batch_flush(rp_consumer_t *self, s_batch_t *b, bool quiet)
 {
     if (!b->n)
         return 0;
-    const char *params[S_NCOLS];
-    for (int c = 0; c < S_NCOLS; c++) {
+    const char *params[RP_NCOLS];
+    for (int c = 0; c < RP_NCOLS; c++) {
         b->col[c][b->len[c]] = '}';
         b->col[c][b->len[c] + 1] = '\0';
         params[c] = b->col[c];
@@ -469,7 +251,16 @@ static int s_batch_flush(rp_consumer_t *self, s_batch_t *b, bool quiet)
                            "$8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
                            "$12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], "
                            "$16::bigint[], $17::bigint[])",
-                           S_NCOLS, params, quiet);
+                           RP_COL_CLIENT, params, quiet);
+    if (res && b->clients) {
+        /* The clients seen, once per period (migration 010). */
+        PQclear(res);
+        const char *sp[] = {params[0], params[1], params[3], params[RP_COL_CLIENT]};
+        res = s_exec(self,
+                     "SELECT reporting.served_many($1::uuid[], $2::uuid[], $3::timestamptz[], "
+                     "$4::uuid[])",
+                     4, sp, quiet);
+    }
     s_batch_reset(b);
     if (!res)
         return -1;
@@ -486,8 +277,8 @@ static int s_apply_one(rp_consumer_t *self, int p, const Beacon__Event *ev, bool
                        s_batch_t *batch)
 {
     ProtobufCMessage *m;
-    s_plan_t plan;
-    s_plan(p, ev, &m, &plan);
+    rp_plan_t plan;
+    rp_plan(p, ev, &m, &plan);
     int rc = 0;
     if (plan.reject) {
         rc = s_reject(self, ev, plan.reject);
@@ -523,6 +314,7 @@ static int s_apply_one(rp_consumer_t *self, int p, const Beacon__Event *ev, bool
     }
     if (m)
         protobuf_c_message_free_unpacked(m, NULL);
+    rp_plan_free(&plan);
     if (rc == 0)
         self->applied++;
     return rc;

@@ -12,11 +12,13 @@
  *    breakdown by staff id); the agency's analysts, de-identified.
  *  - agency: the caller's agency; agency admins identified, analysts
  *    de-identified.
- *  - region: agencies grouped by the operator (reporting.regions); an agency
- *    admin or analyst of a member agency; always de-identified, since it
- *    shows other agencies.
+ *  - region: agencies grouped in reporting.regions (regions.c); an agency
+ *    admin or analyst of a member agency (one that accepted); always
+ *    de-identified, since it shows other agencies.
  *  De-identified: no staff breakdown, no client or staff ids anywhere, small
  *  cells suppressed (suppress.h). Every dashboard read or export is audited.
+ *  People served (served.c) and the staff tables (staff_tables.c) are built
+ *  in their own files and appended here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 
 #include "bc_util.h"
 #include "reporting.h"
+#include "dashboard.h"
 #include "suppress.h"
 
 /* ---- dates ------------------------------------------------------------------ */
@@ -109,19 +112,8 @@ static int64_t s_period_end(int64_t z, char grain)
 
 /* ---- the request -------------------------------------------------------------- */
 
-typedef enum { S_SITE, S_AGENCY, S_REGION } s_scope_t;
-
 static const char *const s_scope_names[] = {"site", "agency", "region"};
 
-typedef struct {
-    s_scope_t scope;
-    const char *scope_id;
-    char ids[4096];  /* uuid[] literal: the site, or the agencies */
-    bool deidentified;
-    char grain;      /* d, w, m */
-    const char *grain_name, *interval;
-    char from[11], to[11], first[11], end[11];
-} s_query_t;
 
 static bool s_has(const bc_call_t *call, const char *role)
 {
@@ -130,7 +122,7 @@ static bool s_has(const bc_call_t *call, const char *role)
 
 /* Checks dates and grain; fills q. */
 static bc_code_t s_dates(bc_call_t *call, const Beacon__Reporting__DashboardRequest *req,
-                         s_query_t *q)
+                         rp_query_t *q)
 {
     const char *g = req->grain && *req->grain ? req->grain : "week";
     if (!strcmp(g, "day"))
@@ -186,7 +178,7 @@ static bc_code_t s_dates(bc_call_t *call, const Beacon__Reporting__DashboardRequ
 
 /* Who may see this dashboard, and how (see the file header). */
 static bc_code_t s_access(bc_call_t *call, const Beacon__Reporting__DashboardRequest *req,
-                          s_scope_t scope, s_query_t *q)
+                          rp_scope_t scope, rp_query_t *q)
 {
     const Beacon__Principal *p = call->principal;
     bool analyst = s_has(call, "analyst"), admin = s_has(call, "agency_admin");
@@ -194,7 +186,7 @@ static bc_code_t s_access(bc_call_t *call, const Beacon__Reporting__DashboardReq
     bc_error_t err;
     if (!bc_is_uuid(p->agency_id))
         return bc_call_fail(call, BC_PERMISSION_DENIED, "", "dashboards need an agency");
-    if (scope == S_SITE) {
+    if (scope == RP_SITE) {
         if (!bc_is_uuid(req->site_id))
             return bc_call_fail(call, BC_NOT_FOUND, "site_id", "no site %s", req->site_id);
         const char *params[] = {req->site_id, p->agency_id};
@@ -215,7 +207,7 @@ static bc_code_t s_access(bc_call_t *call, const Beacon__Reporting__DashboardReq
         snprintf(q->ids, sizeof q->ids, "{%s}", req->site_id);
         return BC_OK;
     }
-    if (scope == S_AGENCY) {
+    if (scope == RP_AGENCY) {
         if (!admin && !analyst)
             return bc_call_fail(call, BC_PERMISSION_DENIED, "", "agency dashboards are for "
                                 "agency admins and analysts");
@@ -233,7 +225,7 @@ static bc_code_t s_access(bc_call_t *call, const Beacon__Reporting__DashboardReq
     PGresult *res = bc_db_prepared(
         call->db, "rp_region",
         "SELECT '{' || string_agg(agency_id::text, ',' ORDER BY agency_id) || '}' "
-        "FROM reporting.region_agencies WHERE region_id = $1::uuid "
+        "FROM reporting.region_agencies WHERE region_id = $1::uuid AND accepted "
         "HAVING bool_or(agency_id = $2::uuid) AND count(*) <= 100",
         2, params, &err);
     if (!res)
@@ -312,21 +304,12 @@ static const char *const s_activity_measures[] = {
     "SELECT site_id::text, clients_assessed, clients_reassessed, change_sum "                   \
     "FROM reporting.barc_sites WHERE " COL " = ANY ($1::uuid[]) ORDER BY 1"
 
-typedef struct {
-    const char *name, *key;
-    const char *const *measures;
-    size_t nmeasures;
-    size_t rows; /* data rows; a total row follows when has_total */
-    bool has_total;
-    rp_cell_t *cells;
-    char **keys;
-} s_table_t;
 
-static s_table_t *s_table_new(bc_call_t *call, const char *name, const char *key,
+rp_table_t *rp_table_new(bc_call_t *call, const char *name, const char *key,
                               const char *const *measures, size_t nmeasures, size_t rows,
                               bool has_total)
 {
-    s_table_t *t = bc_arena_alloc(call->arena, sizeof *t);
+    rp_table_t *t = bc_arena_alloc(call->arena, sizeof *t);
     memset(t, 0, sizeof *t);
     t->name = name;
     t->key = key;
@@ -343,51 +326,64 @@ static s_table_t *s_table_new(bc_call_t *call, const char *name, const char *key
     return t;
 }
 
-static rp_cell_t *s_cell(s_table_t *t, size_t row, size_t col)
+void rp_table_labels(bc_call_t *call, rp_table_t *t, const char *const *labels, size_t n)
+{
+    size_t all = t->rows + (t->has_total ? 1 : 0);
+    t->labels = labels;
+    t->nlabels = n;
+    t->row_labels = bc_arena_alloc(call->arena, (all ? all : 1) * sizeof *t->row_labels);
+    for (size_t r = 0; r < all; r++) {
+        t->row_labels[r] = bc_arena_alloc(call->arena, n * sizeof **t->row_labels);
+        for (size_t k = 0; k < n; k++)
+            t->row_labels[r][k] = "";
+    }
+}
+
+rp_cell_t *rp_table_cell(rp_table_t *t, size_t row, size_t col)
 {
     return &t->cells[row * t->nmeasures + col];
 }
 
-static void s_set(s_table_t *t, size_t row, size_t col, double value, int64_t count)
+void rp_table_set(rp_table_t *t, size_t row, size_t col, double value, int64_t count)
 {
-    rp_cell_t *c = s_cell(t, row, col);
+    rp_cell_t *c = rp_table_cell(t, row, col);
     c->value = value;
     c->count = count;
 }
 
 /* Fills an activity-shaped row (15 measures) from res columns 1..15. */
-static void s_fill_activity(s_table_t *t, size_t row, PGresult *res, int i)
+static void s_fill_activity(rp_table_t *t, size_t row, PGresult *res, int i)
 {
     for (int c = 0; c < S_AVG; c++) {
         int64_t v = atoll(PQgetvalue(res, i, c + 1));
-        s_set(t, row, (size_t)c, (double)v, v);
+        rp_table_set(t, row, (size_t)c, (double)v, v);
     }
     int64_t closed = atoll(PQgetvalue(res, i, S_CLOSED + 1));
     double secs = atof(PQgetvalue(res, i, S_AVG + 1));
-    s_set(t, row, S_AVG, closed ? secs / closed / 86400.0 : 0, closed);
+    rp_table_set(t, row, S_AVG, closed ? secs / closed / 86400.0 : 0, closed);
 }
 
 /* The total row of an activity-shaped table: sums, the end value of the
  * caseload (time series) or its sum (sites), and the overall average. */
-static void s_total_activity(s_table_t *t, bool caseload_is_sum)
+static void s_total_activity(rp_table_t *t, bool caseload_is_sum)
 {
     size_t tr = t->rows;
     double closure = 0;
     for (size_t c = 0; c < S_AVG; c++) {
         int64_t sum = 0;
         for (size_t r = 0; r < tr; r++)
-            sum += s_cell(t, r, c)->count;
+            sum += rp_table_cell(t, r, c)->count;
         if (c == S_ACTIVE && !caseload_is_sum)
-            sum = tr ? s_cell(t, tr - 1, c)->count : 0;
-        s_set(t, tr, c, (double)sum, sum);
+            sum = tr ? rp_table_cell(t, tr - 1, c)->count : 0;
+        rp_table_set(t, tr, c, (double)sum, sum);
     }
     for (size_t r = 0; r < tr; r++)
-        closure += s_cell(t, r, S_AVG)->value * (double)s_cell(t, r, S_CLOSED)->count;
-    int64_t closed = s_cell(t, tr, S_CLOSED)->count;
-    s_set(t, tr, S_AVG, closed ? closure / (double)closed : 0, closed);
+        closure += rp_table_cell(t, r, S_AVG)->value * (double)rp_table_cell(t, r, S_CLOSED)->count;
+    int64_t closed = rp_table_cell(t, tr, S_CLOSED)->count;
+    rp_table_set(t, tr, S_AVG, closed ? closure / (double)closed : 0, closed);
 }
 
-static void s_suppress_activity(const s_query_t *q, s_table_t *t, bool caseload_is_sum)
+static void s_suppress_activity(const rp_query_t *q, rp_table_t *t, bool caseload_is_sum)
 {
     rp_column_t cols[S_NACT];
     for (int c = 0; c < S_NACT; c++)
@@ -400,7 +396,7 @@ static void s_suppress_activity(const s_query_t *q, s_table_t *t, bool caseload_
         rp_suppress(t->cells, t->rows + 1, S_NACT, cols, true, 11);
 }
 
-static PGresult *s_run(bc_call_t *call, const char *name, const char *sql, int n,
+PGresult *rp_run(bc_call_t *call, const char *name, const char *sql, int n,
                        const char *const *params)
 {
     bc_error_t err;
@@ -411,22 +407,22 @@ static PGresult *s_run(bc_call_t *call, const char *name, const char *sql, int n
 }
 
 /* Builds every table of the dashboard q. NULL on failure (call->err set). */
-static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables)
+static rp_table_t **s_tables(bc_call_t *call, const rp_query_t *q, size_t *ntables)
 {
-    bool by_site = q->scope == S_SITE;
+    bool by_site = q->scope == RP_SITE;
     char grain[2] = {q->grain, 0};
     const char *params[] = {q->ids, grain, q->first, q->to, q->interval};
-    s_table_t **tables = bc_arena_alloc(call->arena, 5 * sizeof *tables);
+    rp_table_t **tables = bc_arena_alloc(call->arena, 9 * sizeof *tables);
     size_t n = 0;
 
     PGresult *res =
-        by_site ? s_run(call, "rp_activity_site",
+        by_site ? rp_run(call, "rp_activity_site",
                         S_ACTIVITY_SQL("reporting.site_rollup", "site_id"), 5, params)
-                : s_run(call, "rp_activity_agency",
+                : rp_run(call, "rp_activity_agency",
                         S_ACTIVITY_SQL("reporting.agency_rollup", "agency_id"), 5, params);
     if (!res)
         return NULL;
-    s_table_t *t = s_table_new(call, "activity", "period", s_activity_measures, S_NACT,
+    rp_table_t *t = rp_table_new(call, "activity", "period", s_activity_measures, S_NACT,
                                (size_t)PQntuples(res), true);
     for (int i = 0; i < PQntuples(res); i++) {
         t->keys[i] = bc_arena_strdup(call->arena, PQgetvalue(res, i, 0));
@@ -440,16 +436,16 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
     if (!by_site) {
         const char *sp[] = {q->ids, grain, q->first, q->to, q->end};
         /* An agency by site; a region by agency. */
-        bool region = q->scope == S_REGION;
-        res = region ? s_run(call, "rp_agencies",
+        bool region = q->scope == RP_REGION;
+        res = region ? rp_run(call, "rp_agencies",
                              S_BREAKDOWN_SQL("reporting.agency_rollup", "agency_id", "agency_id"),
                              5, sp)
-                     : s_run(call, "rp_sites",
+                     : rp_run(call, "rp_sites",
                              S_BREAKDOWN_SQL("reporting.site_rollup", "site_id", "agency_id"), 5,
                              sp);
         if (!res)
             return NULL;
-        t = s_table_new(call, region ? "agencies" : "sites", region ? "agency_id" : "site_id",
+        t = rp_table_new(call, region ? "agencies" : "sites", region ? "agency_id" : "site_id",
                         s_activity_measures, S_NACT, (size_t)PQntuples(res), true);
         for (int i = 0; i < PQntuples(res); i++) {
             t->keys[i] = bc_arena_strdup(call->arena, PQgetvalue(res, i, 0));
@@ -457,7 +453,7 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
              * caseload at the end at 16. */
             s_fill_activity(t, (size_t)i, res, i);
             int64_t active = atoll(PQgetvalue(res, i, 16));
-            s_set(t, (size_t)i, S_ACTIVE, (double)active, active);
+            rp_table_set(t, (size_t)i, S_ACTIVE, (double)active, active);
         }
         PQclear(res);
         s_total_activity(t, true);
@@ -472,32 +468,22 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
          * days at either end: three years by week is 36 x staff rows,
          * not 157 x staff. */
         const char *sp[] = {q->scope_id, q->first, q->end};
-        res = s_run(call, "rp_staff",
-                    "WITH b AS (SELECT $2::date AS lo, $3::date AS hi, "
-                    "  CASE WHEN date_trunc('month', $2::date)::date = $2::date THEN $2::date "
-                    "       ELSE (date_trunc('month', $2::date) + interval '1 month')::date END "
-                    "    AS m_lo, date_trunc('month', $3::date + 1)::date AS m_hi), "
-                    "r AS (SELECT s.* FROM reporting.staff_rollup s, b WHERE s.site_id = $1::uuid "
-                    "  AND s.grain = 'm' AND s.period >= b.m_lo AND s.period < b.m_hi "
-                    "  UNION ALL SELECT s.* FROM reporting.staff_rollup s, b "
-                    "  WHERE s.site_id = $1::uuid AND s.grain = 'd' AND s.period >= b.lo "
-                    "  AND s.period < least(b.m_lo, b.hi + 1) "
-                    "  UNION ALL SELECT s.* FROM reporting.staff_rollup s, b "
-                    "  WHERE s.site_id = $1::uuid AND s.grain = 'd' "
-                    "  AND s.period >= greatest(b.m_hi, b.m_lo) AND s.period <= b.hi) "
+        res = rp_run(call, "rp_staff",
+                    "WITH " RP_SPAN_CTE("$2", "$3") ", "
+                    "r AS (" RP_SPAN_ROWS("reporting.staff_rollup", "s.site_id = $1::uuid") ") "
                     "SELECT staff_id::text, sum(encounters), sum(encounter_minutes), sum(units), "
                     "sum(noshows), sum(notes_signed), sum(notes_late), sum(notes_overdue), "
                     "sum(referrals_made) FROM r GROUP BY staff_id ORDER BY 1",
                     3, sp);
         if (!res)
             return NULL;
-        t = s_table_new(call, "staff", "staff_id", staff_measures, 8, (size_t)PQntuples(res),
+        t = rp_table_new(call, "staff", "staff_id", staff_measures, 8, (size_t)PQntuples(res),
                         false);
         for (int i = 0; i < PQntuples(res); i++) {
             t->keys[i] = bc_arena_strdup(call->arena, PQgetvalue(res, i, 0));
             for (int c = 0; c < 8; c++) {
                 int64_t v = atoll(PQgetvalue(res, i, c + 1));
-                s_set(t, (size_t)i, (size_t)c, (double)v, v);
+                rp_table_set(t, (size_t)i, (size_t)c, (double)v, v);
             }
         }
         PQclear(res);
@@ -505,21 +491,21 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
     }
 
     static const char *const outcome_measures[] = {"referrals_closed"};
-    res = by_site ? s_run(call, "rp_outcomes_site", S_OUTCOMES_SQL("site_id"), 4, params)
-                  : s_run(call, "rp_outcomes_agency", S_OUTCOMES_SQL("agency_id"), 4, params);
+    res = by_site ? rp_run(call, "rp_outcomes_site", S_OUTCOMES_SQL("site_id"), 4, params)
+                  : rp_run(call, "rp_outcomes_agency", S_OUTCOMES_SQL("agency_id"), 4, params);
     if (!res)
         return NULL;
-    t = s_table_new(call, "referral_outcomes", "outcome", outcome_measures, 1,
+    t = rp_table_new(call, "referral_outcomes", "outcome", outcome_measures, 1,
                     (size_t)PQntuples(res), true);
     int64_t sum = 0;
     for (int i = 0; i < PQntuples(res); i++) {
         t->keys[i] = bc_arena_strdup(call->arena, PQgetvalue(res, i, 0));
         int64_t v = atoll(PQgetvalue(res, i, 1));
-        s_set(t, (size_t)i, 0, (double)v, v);
+        rp_table_set(t, (size_t)i, 0, (double)v, v);
         sum += v;
     }
     PQclear(res);
-    s_set(t, t->rows, 0, (double)sum, sum);
+    rp_table_set(t, t->rows, 0, (double)sum, sum);
     if (q->deidentified) {
         rp_column_t cols[] = {{.follows = -1, .additive = true}};
         rp_suppress(t->cells, t->rows + 1, 1, cols, true, 11);
@@ -529,25 +515,25 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
     static const char *const barc_measures[] = {"clients_assessed", "clients_reassessed",
                                                 "mean_change"};
     const char *bp[] = {q->ids};
-    res = by_site ? s_run(call, "rp_barc_site", S_BARC_SQL("site_id"), 1, bp)
-                  : s_run(call, "rp_barc_agency", S_BARC_SQL("agency_id"), 1, bp);
+    res = by_site ? rp_run(call, "rp_barc_site", S_BARC_SQL("site_id"), 1, bp)
+                  : rp_run(call, "rp_barc_agency", S_BARC_SQL("agency_id"), 1, bp);
     if (!res)
         return NULL;
-    t = s_table_new(call, "barc10", "site_id", barc_measures, 3, (size_t)PQntuples(res), true);
+    t = rp_table_new(call, "barc10", "site_id", barc_measures, 3, (size_t)PQntuples(res), true);
     int64_t assessed = 0, reassessed = 0, change = 0;
     for (int i = 0; i < PQntuples(res); i++) {
         t->keys[i] = bc_arena_strdup(call->arena, PQgetvalue(res, i, 0));
         int64_t a = atoll(PQgetvalue(res, i, 1)), r = atoll(PQgetvalue(res, i, 2)),
                 ch = atoll(PQgetvalue(res, i, 3));
-        s_set(t, (size_t)i, 0, (double)a, a);
-        s_set(t, (size_t)i, 1, (double)r, r);
-        s_set(t, (size_t)i, 2, r ? (double)ch / (double)r : 0, r);
+        rp_table_set(t, (size_t)i, 0, (double)a, a);
+        rp_table_set(t, (size_t)i, 1, (double)r, r);
+        rp_table_set(t, (size_t)i, 2, r ? (double)ch / (double)r : 0, r);
         assessed += a, reassessed += r, change += ch;
     }
     PQclear(res);
-    s_set(t, t->rows, 0, (double)assessed, assessed);
-    s_set(t, t->rows, 1, (double)reassessed, reassessed);
-    s_set(t, t->rows, 2, reassessed ? (double)change / (double)reassessed : 0, reassessed);
+    rp_table_set(t, t->rows, 0, (double)assessed, assessed);
+    rp_table_set(t, t->rows, 1, (double)reassessed, reassessed);
+    rp_table_set(t, t->rows, 2, reassessed ? (double)change / (double)reassessed : 0, reassessed);
     if (q->deidentified) {
         rp_column_t cols[] = {{.follows = -1, .additive = true},
                               {.follows = -1, .additive = true},
@@ -555,11 +541,15 @@ static s_table_t **s_tables(bc_call_t *call, const s_query_t *q, size_t *ntables
         rp_suppress(t->cells, t->rows + 1, 3, cols, true, 11);
     }
     tables[n++] = t;
+    if (!(tables[n++] = rp_people_served(call, q)))
+        return NULL;
+    if (rp_staff_tables(call, q, tables, &n) < 0)
+        return NULL;
     *ntables = n;
     return tables;
 }
 
-static int s_audit(bc_call_t *call, const s_query_t *q, const char *action, const char *table)
+static int s_audit(bc_call_t *call, const rp_query_t *q, const char *action, const char *table)
 {
     char detail[400];
     snprintf(detail, sizeof detail,
@@ -567,7 +557,7 @@ static int s_audit(bc_call_t *call, const s_query_t *q, const char *action, cons
              "\"deidentified\":%s,\"table\":\"%s\"}",
              s_scope_names[q->scope], q->from, q->to, q->grain_name,
              q->deidentified ? "true" : "false", table ? table : "");
-    bc_audit_event_t ev = {.site_id = q->scope == S_SITE ? q->scope_id : NULL,
+    bc_audit_event_t ev = {.site_id = q->scope == RP_SITE ? q->scope_id : NULL,
                            .action = action,
                            .resource_type = "dashboard",
                            .resource_id = q->scope_id,
@@ -576,8 +566,8 @@ static int s_audit(bc_call_t *call, const s_query_t *q, const char *action, cons
     return bc_call_audit_read(call, &ev);
 }
 
-static Beacon__Reporting__Dashboard *s_reply(bc_call_t *call, const s_query_t *q,
-                                            s_table_t **tables, size_t ntables)
+static Beacon__Reporting__Dashboard *s_reply(bc_call_t *call, const rp_query_t *q,
+                                            rp_table_t **tables, size_t ntables)
 {
     Beacon__Reporting__Dashboard *d = bc_arena_alloc(call->arena, sizeof *d);
     beacon__reporting__dashboard__init(d);
@@ -589,13 +579,15 @@ static Beacon__Reporting__Dashboard *s_reply(bc_call_t *call, const s_query_t *q
     d->deidentified = q->deidentified;
     d->tables = bc_arena_alloc(call->arena, ntables * sizeof *d->tables);
     for (size_t k = 0; k < ntables; k++) {
-        s_table_t *t = tables[k];
+        rp_table_t *t = tables[k];
         Beacon__Reporting__DashboardTable *dt = bc_arena_alloc(call->arena, sizeof *dt);
         beacon__reporting__dashboard_table__init(dt);
         dt->name = (char *)t->name;
         dt->key = (char *)t->key;
         dt->measures = (char **)t->measures;
         dt->n_measures = t->nmeasures;
+        dt->labels = (char **)t->labels;
+        dt->n_labels = t->nlabels;
         size_t all = t->rows + (t->has_total ? 1 : 0);
         dt->rows = bc_arena_alloc(call->arena, (all ? all : 1) * sizeof *dt->rows);
         Beacon__Reporting__Cell *cells =
@@ -610,10 +602,14 @@ static Beacon__Reporting__Dashboard *s_reply(bc_call_t *call, const s_query_t *q
             row->key = t->keys[r];
             row->cells = &cellp[r * t->nmeasures];
             row->n_cells = t->nmeasures;
+            if (t->nlabels) {
+                row->labels = t->row_labels[r];
+                row->n_labels = t->nlabels;
+            }
             for (size_t c = 0; c < t->nmeasures; c++) {
                 Beacon__Reporting__Cell *cell = &cells[r * t->nmeasures + c];
                 beacon__reporting__cell__init(cell);
-                const rp_cell_t *src = s_cell(t, r, c);
+                const rp_cell_t *src = rp_table_cell(t, r, c);
                 cell->suppressed = src->suppressed;
                 cell->value = src->suppressed ? 0 : src->value;
                 row->cells[c] = cell;
@@ -638,8 +634,8 @@ static Beacon__Reporting__Dashboard *s_reply(bc_call_t *call, const s_query_t *q
     return d;
 }
 
-static bc_code_t s_dashboard(bc_call_t *call, const ProtobufCMessage *in, s_scope_t scope,
-                             s_query_t *q, s_table_t ***tables, size_t *ntables)
+static bc_code_t s_dashboard(bc_call_t *call, const ProtobufCMessage *in, rp_scope_t scope,
+                             rp_query_t *q, rp_table_t ***tables, size_t *ntables)
 {
     const Beacon__Reporting__DashboardRequest *req = (const Beacon__Reporting__DashboardRequest *)in;
     memset(q, 0, sizeof *q);
@@ -653,10 +649,10 @@ static bc_code_t s_dashboard(bc_call_t *call, const ProtobufCMessage *in, s_scop
 }
 
 static bc_code_t s_serve(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out,
-                         s_scope_t scope)
+                         rp_scope_t scope)
 {
-    s_query_t q;
-    s_table_t **tables;
+    rp_query_t q;
+    rp_table_t **tables;
     size_t n;
     bc_code_t code = s_dashboard(call, in, scope, &q, &tables, &n);
     if (code != BC_OK)
@@ -669,17 +665,17 @@ static bc_code_t s_serve(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
 
 bc_code_t dashboard_site(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
-    return s_serve(call, in, out, S_SITE);
+    return s_serve(call, in, out, RP_SITE);
 }
 
 bc_code_t dashboard_agency(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
-    return s_serve(call, in, out, S_AGENCY);
+    return s_serve(call, in, out, RP_AGENCY);
 }
 
 bc_code_t dashboard_region(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
-    return s_serve(call, in, out, S_REGION);
+    return s_serve(call, in, out, RP_REGION);
 }
 
 /* ---- CSV --------------------------------------------------------------------------- */
@@ -709,15 +705,15 @@ static void s_put(bc_call_t *call, s_buf_t *b, const char *s)
 bc_code_t dashboard_export(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)
 {
     const Beacon__Reporting__DashboardRequest *req = (const Beacon__Reporting__DashboardRequest *)in;
-    s_scope_t scope = *req->site_id ? S_SITE : *req->region_id ? S_REGION : S_AGENCY;
-    s_query_t q;
-    s_table_t **tables;
+    rp_scope_t scope = *req->site_id ? RP_SITE : *req->region_id ? RP_REGION : RP_AGENCY;
+    rp_query_t q;
+    rp_table_t **tables;
     size_t n;
     bc_code_t code = s_dashboard(call, in, scope, &q, &tables, &n);
     if (code != BC_OK)
         return code;
     const char *want = *req->table ? req->table : "activity";
-    s_table_t *t = NULL;
+    rp_table_t *t = NULL;
     for (size_t k = 0; k < n; k++)
         if (!strcmp(tables[k]->name, want))
             t = tables[k];
@@ -728,6 +724,10 @@ bc_code_t dashboard_export(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     /* Every field is a fixed name, a date, a uuid, a code or a number: none
      * needs quoting, and none starts with a formula character. */
     s_put(call, &b, t->key);
+    for (size_t k = 0; k < t->nlabels; k++) {
+        s_put(call, &b, ",");
+        s_put(call, &b, t->labels[k]);
+    }
     for (size_t c = 0; c < t->nmeasures; c++) {
         s_put(call, &b, ",");
         s_put(call, &b, t->measures[c]);
@@ -736,8 +736,12 @@ bc_code_t dashboard_export(bc_call_t *call, const ProtobufCMessage *in, Protobuf
     size_t all = t->rows + (t->has_total ? 1 : 0);
     for (size_t r = 0; r < all; r++) {
         s_put(call, &b, t->keys[r]);
+        for (size_t k = 0; k < t->nlabels; k++) {
+            s_put(call, &b, ",");
+            s_put(call, &b, t->row_labels[r][k]);
+        }
         for (size_t c = 0; c < t->nmeasures; c++) {
-            const rp_cell_t *cell = s_cell(t, r, c);
+            const rp_cell_t *cell = rp_table_cell(t, r, c);
             char num[64];
             if (cell->suppressed)
                 snprintf(num, sizeof num, ",suppressed");

@@ -1,7 +1,9 @@
 /*  reporting: the reporting service's internal interface (README
- *  "Reporting"): the event consumer (consumer.c) keeps the rollups of
- *  migration 003; the dashboards (dashboard.c) read them; suppress.h hides
- *  small cells of de-identified views. */
+ *  "Reporting"): the event consumer (consumer.c, with plan.c deciding what
+ *  each event means) keeps the rollups of migration 003 and the tables of
+ *  later ones; the dashboards (dashboard.c, served.c, staff_tables.c) read
+ *  them; suppress.h hides small cells of de-identified views; regions.c
+ *  lets agency admins define regions. */
 #ifndef REPORTING_H
 #define REPORTING_H
 
@@ -9,7 +11,7 @@
 #include "reporting.pb-c.h"
 
 /* The producers whose events reporting applies, in a fixed order. */
-#define RP_NPRODUCERS 4
+#define RP_NPRODUCERS 5
 extern const char *const rp_producers[RP_NPRODUCERS];
 /* Index of a producer in rp_producers, or -1. */
 int rp_producer_index(const char *name);
@@ -27,5 +29,11 @@ bc_code_t dashboard_site(bc_call_t *call, const ProtobufCMessage *in, ProtobufCM
 bc_code_t dashboard_agency(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t dashboard_region(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
 bc_code_t dashboard_export(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+/* regions.c: regions through the API (agency admins). */
+bc_code_t regions_create(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t regions_list(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out);
+bc_code_t regions_set_agencies(bc_call_t *call, const ProtobufCMessage *in,
+                               ProtobufCMessage **out);
 
 #endif

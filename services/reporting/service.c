@@ -7,6 +7,9 @@ static const bc_method_t s_methods[] = {
     {"AgencyDashboard", dashboard_agency},
     {"RegionDashboard", dashboard_region},
     {"ExportDashboard", dashboard_export},
+    {"CreateRegion", regions_create},
+    {"ListRegions", regions_list},
+    {"SetRegionAgencies", regions_set_agencies},
     {NULL, NULL},
 };
 
@@ -17,6 +20,9 @@ static const bc_setting_t s_settings[] = {
     {"events_endpoint_scheduling", BC_CFG_STRING, "", 0, 0, "scheduling's event endpoint"},
     {"events_endpoint_notes", BC_CFG_STRING, "", 0, 0, "the notes service's event endpoint"},
     {"events_endpoint_referral", BC_CFG_STRING, "", 0, 0, "referral's event endpoint"},
+    {"events_endpoint_identity", BC_CFG_STRING, "", 0, 0,
+     "identity's event endpoint (the gateway's events_bind_endpoint; its ReplayEvents at "
+     "endpoint_identity)"},
     {"consumer", BC_CFG_BOOL, "true", 0, 0,
      "apply every producer's events to the rollups (one instance applies at a time; others "
      "wait as standbys)"},

@@ -129,6 +129,9 @@ SPEC = {
     ("GET", "/api/v1/dashboards/agency/export"): "agency_admin,analyst",
     ("GET", "/api/v1/dashboards/region/{region_id}"): "agency_admin,analyst",
     ("GET", "/api/v1/dashboards/region/{region_id}/export"): "agency_admin,analyst",
+    ("POST", "/api/v1/regions"): "agency_admin",
+    ("GET", "/api/v1/regions"): "agency_admin",
+    ("PUT", "/api/v1/regions/{region_id}/agencies"): "agency_admin",
     # Diagnoses are part of the client's record.
     ("POST", "/api/v1/clients/{client_id}/diagnoses"): CARE,
     ("GET", "/api/v1/clients/{client_id}/diagnoses"): CARE,
@@ -617,6 +620,18 @@ class AccessMatrixTests(StackTestCase):
                     return None
                 return path.replace("{region_id}", self.region(target)) + query, None
             return (path + query, None) if target == "own" else None
+        if key == ("POST", "/api/v1/regions"):
+            return (path, {"name": "Matrix region %s" % uuid.uuid4().hex[:8]}) \
+                if target == "own" else None
+        if key == ("GET", "/api/v1/regions"):
+            return (path, None) if target == "own" else None
+        if key == ("PUT", "/api/v1/regions/{region_id}/agencies"):
+            # Its own membership as it is (own), or removing the other
+            # agency from the other agency's region (not the caller's to see).
+            if target == "other_site":
+                return None
+            return (path.replace("{region_id}", self.region(target)),
+                    {"agency_ids": [self.org_agency] if target == "own" else []})
         if key in (("POST", "/api/v1/clients/{client_id}/diagnoses"),
                    ("GET", "/api/v1/clients/{client_id}/diagnoses")):
             return (path.replace("{client_id}", self.client[target]),
@@ -729,6 +744,8 @@ class AccessMatrixTests(StackTestCase):
             if target == "other_site" and who.role == "supervisor":
                 return {404}
             return {200}
+        if key[1].startswith("/api/v1/regions"):
+            return {201} if method == "POST" else {200}
         if key[1].startswith("/api/v1/billing/"):
             if "{id}" in key[1]:
                 return {404}  # no such batch or claim (a random id)

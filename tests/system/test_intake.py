@@ -725,8 +725,9 @@ class OutboxTests(StackTestCase):
         self.req("POST", "%s/goals/%s/progress" % (base, g["id"]), {"note": "go", "status": "active"})
         self.req("POST", "%s/enrollments/%s/discharge" % (base, e.json()["id"]),
                  {"reason": "goals_met"})
-        self.assertEqual(self.events(c["id"]), ["client.enrolled", "assessment.completed",
-                                               "goal.status_changed", "client.discharged"])
+        self.assertEqual(self.events(c["id"]), ["client.assigned", "client.enrolled",
+                                               "assessment.completed", "goal.status_changed",
+                                               "client.assigned", "client.discharged"])
 
 
 class EventBusTests(StackTestCase):
@@ -742,7 +743,7 @@ class EventBusTests(StackTestCase):
             + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def test_live_and_replayed_events(self):
-        live = self.tail("--count=2")
+        live = self.tail("--count=4")
         time.sleep(0.5)  # the subscription reaches the publisher
         _, c = self.create_client()
         e = self.req("POST", "/api/v1/clients/%s/enrollments" % c["id"],
@@ -752,14 +753,21 @@ class EventBusTests(StackTestCase):
         out, err = live.communicate(timeout=30)
         self.assertEqual(live.returncode, 0, err)
         events = [json.loads(line) for line in out.splitlines()]
-        self.assertEqual([ev["topic"] for ev in events], ["client.enrolled", "client.discharged"])
-        self.assertEqual(events[1]["seq"], events[0]["seq"] + 1)
-        self.assertEqual(events[0]["payload"]["client_id"], c["id"])
-        self.assertEqual(events[0]["payload"]["pathway"], "comprehensive")
-        self.assertEqual(events[1]["payload"]["discharge_reason"], "moved")
+        # Registration and the discharge (a change of the client's status)
+        # also announce the client's assignment.
+        self.assertEqual([ev["topic"] for ev in events],
+                         ["client.assigned", "client.enrolled", "client.assigned",
+                          "client.discharged"])
+        self.assertEqual([ev["seq"] for ev in events],
+                         list(range(events[0]["seq"], events[0]["seq"] + 4)))
+        self.assertEqual(events[1]["payload"]["client_id"], c["id"])
+        self.assertEqual(events[1]["payload"]["pathway"], "comprehensive")
+        self.assertEqual(events[3]["payload"]["discharge_reason"], "moved")
+        self.assertEqual((events[0]["payload"]["to_status"], events[2]["payload"]["to_status"]),
+                         ("active", "discharged"))
         # A consumer starting now replays from the start and sees the same.
-        late = self.tail("--replay_after=0", "--count=2")
+        late = self.tail("--replay_after=0", "--count=4")
         out, err = late.communicate(timeout=30)
         self.assertEqual(late.returncode, 0, err)
         self.assertEqual([json.loads(line)["seq"] for line in out.splitlines()],
-                         [events[0]["seq"], events[1]["seq"]])
+                         [ev["seq"] for ev in events])
