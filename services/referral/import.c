@@ -598,7 +598,8 @@ bc_code_t directory_import(bc_call_t *call, const ProtobufCMessage *in, Protobuf
 
     /* Write it all in one transaction. */
     bc_error_t err;
-    search_touched_t touched = {{NULL}};
+    search_touched_t touched;
+    memset(&touched, 0, sizeof touched);
     /* Every statement of the import is a fixed chain of key probes over
      * arrays, whatever they hold: one generic plan each, not a plan per call
      * (pg_stat_statements: each chunk's INSERT was planned afresh, 0.5 to
