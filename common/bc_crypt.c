@@ -94,10 +94,7 @@ static void s_b64_encode(const uint8_t *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-/* Decoded length of n characters of padded base64, or -1 unless the text is
- * canonical: a multiple of 4 characters of the alphabet, '=' only as the
- * last one or two, and the bits the padding leaves over all zero. */
-static long s_b64_check(const char *in, size_t n)
+long bc_base64_length(const char *in, size_t n)
 {
     if (n == 0 || n % 4 != 0 || n / 4 * 3 > LONG_MAX)
         return -1;
@@ -112,8 +109,7 @@ static long s_b64_check(const char *in, size_t n)
     return (long)(n / 4 * 3 - pad);
 }
 
-/* Decodes n characters already accepted by s_b64_check into out. */
-static void s_b64_decode(const char *in, size_t n, uint8_t *out)
+void bc_base64_decode(const char *in, size_t n, uint8_t *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i += 4) {
@@ -139,13 +135,13 @@ static void s_b64_decode(const char *in, size_t n, uint8_t *out)
 static int s_key_decode(const char *b64, uint8_t key[BC_CRYPT_KEY_LEN], long *got_len)
 {
     size_t n = strlen(b64);
-    long len = s_b64_check(b64, n);
+    long len = bc_base64_length(b64, n);
     *got_len = len;
     if (len < 0)
         return -1;
     if (len != BC_CRYPT_KEY_LEN)
         return -2;
-    s_b64_decode(b64, n, key);
+    bc_base64_decode(b64, n, key);
     return 0;
 }
 
@@ -604,7 +600,7 @@ int bc_field_decrypt(const bc_keyring_t *self, const char *envelope, const char 
     char why[96];
     long raw_len = -1;
     if (s_envelope_split(self, envelope, &key, &b64, &b64_len, why, sizeof why) == 0) {
-        raw_len = s_b64_check(b64, b64_len);
+        raw_len = bc_base64_length(b64, b64_len);
         if (raw_len < 0)
             snprintf(why, sizeof why, "payload is not canonical base64");
         else if (raw_len < S_RAW_OVERHEAD)
@@ -616,7 +612,7 @@ int bc_field_decrypt(const bc_keyring_t *self, const char *envelope, const char 
         return -1;
     }
     uint8_t *raw = bc_malloc((size_t)raw_len);
-    s_b64_decode(b64, b64_len, raw);
+    bc_base64_decode(b64, b64_len, raw);
     size_t pt_len = (size_t)raw_len - S_RAW_OVERHEAD;
     char *pt = bc_malloc(pt_len + 1);
     int rc = s_gcm(0, key->key, raw, aad, (size_t)aad_len, raw + BC_CRYPT_NONCE_LEN, pt_len,

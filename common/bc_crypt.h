@@ -208,4 +208,13 @@ int bc_aes256gcm_open(const uint8_t key[BC_CRYPT_KEY_LEN], const uint8_t nonce[B
 int bc_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t len,
                    uint8_t out[BC_CRYPT_HMAC_LEN]);
 
+/* Decoded length of n characters of padded base64 (RFC 4648 section 4), or
+ * -1 unless the text is canonical: a non-zero multiple of 4 characters of
+ * the alphabet, '=' only as the last one or two, and the bits the padding
+ * leaves over all zero. */
+long bc_base64_length(const char *in, size_t n);
+/* Decodes n characters accepted by bc_base64_length into out (that many
+ * bytes). */
+void bc_base64_decode(const char *in, size_t n, uint8_t *out);
+
 #endif

@@ -27,6 +27,7 @@
  *    BC_INTERNAL: the message came from our own code.
  */
 #include "bc_json.h"
+#include "bc_crypt.h"
 #include "bc_json_private.h"
 
 #include <assert.h>
@@ -39,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/evp.h>
 
 #define S_FLOAT_LIMIT 0x1.ffffffp+127     /* FLT_MAX + half an ulp: rounds to infinity */
 
@@ -124,11 +124,6 @@ static void *s_alloc(bc_json_ctx_t *ctx, size_t size)
     return ptr;
 }
 
-static void s_free(bc_json_ctx_t *ctx, void *ptr)
-{
-    ctx->allocator->free(ctx->allocator->allocator_data, ptr);
-}
-
 /* protobuf-c's own default allocator is not exported; this one is
  * interchangeable with it (free_unpacked with NULL calls free()). */
 static void *s_system_alloc(void *data, size_t size)
@@ -190,19 +185,6 @@ static int s_parse_real(const char *s, size_t len, double *out)
     return 0;
 }
 
-/* The value of base64 digit c (0..63), or -1: by ranges, not a search of the
- * alphabet (a request body's files are hundreds of kilobytes of digits). */
-static int s_base64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 /* Standard base64 with padding, canonical (unused low bits zero). */
 static int s_base64_decode(bc_json_ctx_t *ctx, const char *s, size_t len, ProtobufCBinaryData *out)
 {
@@ -210,26 +192,13 @@ static int s_base64_decode(bc_json_ctx_t *ctx, const char *s, size_t len, Protob
     out->data = NULL;
     if (len == 0)
         return 0;
-    if (len % 4 != 0 || len > INT_MAX)
+    long n = bc_base64_length(s, len);
+    if (n < 0)
         return -1;
-    size_t pad = s[len - 1] == '=' ? (s[len - 2] == '=' ? 2 : 1) : 0;
-    for (size_t i = 0; i < len - pad; i++)
-        if (s_base64_value(s[i]) < 0)
-            return -1;
-    if (pad) {
-        int last = s_base64_value(s[len - pad - 1]);
-        if (last < 0 || (last & (pad == 1 ? 0x3 : 0xf)))
-            return -1;
-    }
-    unsigned char *data = s_alloc(ctx, len / 4 * 3);
-    int n = EVP_DecodeBlock(data, (const unsigned char *)s, (int)len);
-    if (n < 0 || (size_t)n != len / 4 * 3) {
-        s_free(ctx, data);
-        return -1;
-    }
-    /* EVP_DecodeBlock counts the padding as zero bytes */
+    unsigned char *data = s_alloc(ctx, (size_t)n);
+    bc_base64_decode(s, len, data);
     out->data = data;
-    out->len = (size_t)n - pad;
+    out->len = (size_t)n;
     return 0;
 }
 

@@ -96,8 +96,13 @@ char *hsds_csv_field(bc_arena_t *arena, const char *value)
     if (!value)
         return bc_arena_strdup(arena, "");
     size_t len = strlen(value);
-    bool plain = strcspn(value, ",\"\r\n") == len && (len == 0 || (value[0] != ' ' &&
-                                                                     value[len - 1] != ' '));
+    /* libcsv trims spaces and tabs around an unquoted field, and a file's
+     * leading byte order mark is skipped: a value that starts or ends with a
+     * space or tab, or starts with the mark, is quoted, or it would read back
+     * shorter. */
+    bool edge = len && (strchr(" \t", value[0]) || strchr(" \t", value[len - 1]) ||
+                        !strncmp(value, "\xEF\xBB\xBF", 3));
+    bool plain = strcspn(value, ",\"\r\n") == len && !edge;
     if (plain)
         return bc_arena_strdup(arena, value);
     /* Quoted: at most twice the length plus the two quotes. */
