@@ -4,8 +4,10 @@
  *
  *  Claims are built at batch time, streamed: the encounters of the payer's
  *  date range (service dates in the site's zone) that have no claim yet or
- *  only a held one are read through a cursor 2,000 at a time and evaluated
- *  (billing_evaluate.c). For each
+ *  only a held one are read through a cursor 2,000 at a time, client by
+ *  client (so a client's subscriber details are asked for and disclosed
+ *  once or twice per batch, not once per chunk it has an encounter in),
+ *  and evaluated (billing_evaluate.c). For each
  *  chunk the service asks intake (BillingSubjects: subscriber details, the
  *  decrypted Medicaid ID, episodes, diagnoses, consent to disclose to the
  *  payer for payment) and notes (BillingNoteStatus: signed, co-signed) once
@@ -49,12 +51,14 @@ typedef struct {
     const char *batch_id;
     int parts[2]; /* 837p, csv */
     int64_t bytes;
+    int64_t *us; /* time spent, added to */
 } s_store_t;
 
 static int s_store_part(s_store_t *st, int kind, const char *data, size_t len)
 {
     bc_call_t *call = st->call;
     const char *kind_name = kind == 0 ? "837p" : "csv";
+    int64_t t0 = bc_mono_us();
     char part[16], aad[128];
     snprintf(part, sizeof part, "%d", ++st->parts[kind]);
     snprintf(aad, sizeof aad, "billing.batch_parts:%s:%s:%s", st->batch_id, kind_name, part);
@@ -77,6 +81,7 @@ static int s_store_part(s_store_t *st, int kind, const char *data, size_t len)
     PQclear(res);
     if (kind == 0)
         st->bytes += (int64_t)len;
+    *st->us += bc_mono_us() - t0;
     return 0;
 }
 
@@ -133,7 +138,8 @@ typedef struct {
     s_buf_t csv;
     s_store_t store;
     int64_t claims, total_cents, replacements, voids, held;
-    int64_t us_fetch, us_evaluate, us_store; /* where the time went, for the log */
+    int64_t seen;
+    billing_timing_t t; /* where the time went, for the log */
 } s_batch_t;
 
 static int s_flush(s_batch_t *b, bool all)
@@ -327,6 +333,7 @@ static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claim
                          billing_reasons_t *why, int n, const char *batch_id)
 {
     bc_call_t *call = b->call;
+    int64_t t0 = bc_mono_us();
     s_buf_t rows = {0};
     for (int i = 0; i < n; i++) {
         billing_claim_t *c = &claims[i];
@@ -367,6 +374,8 @@ static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claim
     free(rows.p);
     if (rc < 0)
         return -1;
+    int64_t t1 = bc_mono_us();
+    b->t.stage += t1 - t0;
     const char *params[] = {call->principal->agency_id, b->cfg->payer_id, batch_id};
     bc_error_t err;
     PGresult *res = bc_db_prepared(
@@ -414,6 +423,8 @@ static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claim
     for (int i = 0; i < taken; i++)
         ids[i] = bc_arena_strdup(arena, PQgetvalue(res, i, 0));
     PQclear(res);
+    int64_t t2 = bc_mono_us(), parts0 = b->t.parts;
+    b->t.insert += t2 - t1;
     qsort(ids, (size_t)taken, sizeof *ids, s_cmp_str);
     for (int i = 0; i < n; i++) {
         char *key = claims[i].encounter_id;
@@ -427,22 +438,83 @@ static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claim
         if (s_write(b, &claims[i]) < 0)
             return -1;
     }
+    b->t.write += bc_mono_us() - t2 - (b->t.parts - parts0);
     return 0;
 }
 
-/* Reads, evaluates and stores one chunk of encounters (rows of res). */
-static int s_chunk(s_batch_t *b, bc_arena_t *arena, PGresult *res, int32_t today,
-                   const char *batch_id)
+/* One chunk of encounters on its way: its rows, the questions asked about
+ * them, and the arena holding both answers and claims. */
+typedef struct {
+    PGresult *res;
+    billing_ask_t *ask;
+    bc_arena_t *arena;
+} s_chunk_t;
+
+static void s_chunk_drop(s_chunk_t *k)
 {
-    billing_claim_t *claims;
-    billing_reasons_t *why;
+    billing_ask_abandon(&k->ask);
+    PQclear(k->res);
+    k->res = NULL;
+    bc_arena_reset(k->arena);
+}
+
+/* Fetches the next chunk into k and sends its questions to intake and
+ * notes. 1 when there is one, 0 at the end, -1 with call->err set. */
+static int s_chunk_fetch(s_batch_t *b, s_chunk_t *k)
+{
+    bc_error_t err;
     int64_t t0 = bc_mono_us();
-    if (billing_evaluate_rows(b->call, b->cfg, arena, res, today, &claims, &why) < 0)
+    k->res = bc_db_query(b->call->db, "FETCH " S_CHUNK_TEXT " FROM billing_encounters", 0,
+                         NULL, &err);
+    b->t.fetch += bc_mono_us() - t0;
+    if (!k->res) {
+        bc_call_fail_err(b->call, &err);
         return -1;
-    int64_t t1 = bc_mono_us();
-    int rc = s_store_chunk(b, arena, claims, why, PQntuples(res), batch_id);
-    b->us_evaluate += t1 - t0;
-    b->us_store += bc_mono_us() - t1;
+    }
+    if (PQntuples(k->res) == 0) {
+        s_chunk_drop(k);
+        return 0;
+    }
+    b->seen += PQntuples(k->res);
+    k->ask = billing_ask(b->call, b->cfg, k->arena, k->res);
+    return k->ask ? 1 : -1;
+}
+
+/* Reads every encounter of the cursor a chunk at a time. While a chunk's
+ * claims are stored and written, intake and notes already answer for the
+ * next one (both sent before the store begins); its units already billed
+ * are read only after the store, so they count the chunk before it. */
+static int s_chunks(s_batch_t *b, billing_prior_t *prior, int32_t today, const char *batch_id)
+{
+    s_chunk_t k[2] = {{.arena = bc_arena_new(256 * 1024)}, {.arena = bc_arena_new(256 * 1024)}};
+    int cur = 0;
+    int rc = s_chunk_fetch(b, &k[cur]);
+    while (rc > 0) {
+        billing_claim_t *claims;
+        billing_reasons_t *why;
+        int n = PQntuples(k[cur].res);
+        if (billing_evaluate_answers(b->call, b->cfg, &k[cur].ask, prior, today, &claims, &why,
+                                     &b->t) < 0) {
+            rc = -1;
+            break;
+        }
+        int next = s_chunk_fetch(b, &k[1 - cur]);
+        if (next < 0) {
+            rc = -1;
+            break;
+        }
+        if (s_store_chunk(b, k[cur].arena, claims, why, n, batch_id) < 0) {
+            rc = -1;
+            break;
+        }
+        s_chunk_drop(&k[cur]);
+        cur = 1 - cur;
+        rc = next;
+    }
+    for (int i = 0; i < 2; i++) {
+        s_chunk_drop(&k[i]);
+        bc_arena_destroy(&k[i].arena);
+    }
     return rc;
 }
 
@@ -545,6 +617,7 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
     s_batch_t b = {.call = call, .cfg = cfg, .x12 = billing_x12_new(&env)};
     b.store.call = call;
     b.store.batch_id = batch_id;
+    b.store.us = &b.t.parts;
     s_buf_str(&b.csv, S_CSV_HEADER);
 
     if (s_corrections(&b, batch_id) < 0)
@@ -577,7 +650,9 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
         return s_fail_batch(&b, bc_call_fail_err(call, &err));
     /* The encounters of the range at the caller's sites (row security:
      * billing's policy, this transaction only) with no claim or a held
-     * one. Service dates are the site's local dates. */
+     * one. Service dates are the site's local dates. Client by client:
+     * a chunk then names a few dozen clients instead of up to 2,000, and
+     * the units billed before are read alongside in the same order. */
     res = bc_db_query(
         call->db,
         "DECLARE billing_encounters NO SCROLL CURSOR FOR "
@@ -590,37 +665,21 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
         "AND e.starts_at < ($3::date + 2)::timestamp AT TIME ZONE 'UTC' "
         "AND (e.starts_at AT TIME ZONE d.time_zone)::date BETWEEN $2::date AND $3::date "
         "AND (c.id IS NULL OR c.status = 'held') "
-        "ORDER BY e.starts_at, e.id",
+        "ORDER BY e.client_id, e.starts_at, e.id",
         3, params, &err);
     if (!res)
         return s_fail_batch(&b, bc_call_fail_err(call, &err));
     PQclear(res);
-    bc_arena_t *arena = bc_arena_new(256 * 1024);
-    int64_t seen = 0;
-    for (;;) {
-        int64_t t0 = bc_mono_us();
-        res = bc_db_query(call->db, "FETCH " S_CHUNK_TEXT " FROM billing_encounters", 0, NULL,
-                          &err);
-        b.us_fetch += bc_mono_us() - t0;
-        if (!res) {
-            bc_arena_destroy(&arena);
-            return s_fail_batch(&b, bc_call_fail_err(call, &err));
-        }
-        int n = PQntuples(res);
-        if (n == 0) {
-            PQclear(res);
-            break;
-        }
-        seen += n;
-        int rc = s_chunk(&b, arena, res, today, batch_id);
-        PQclear(res);
-        bc_arena_reset(arena);
-        if (rc < 0) {
-            bc_arena_destroy(&arena);
-            return s_fail_batch(&b, call->err.code);
-        }
-    }
-    bc_arena_destroy(&arena);
+    billing_prior_t *prior =
+        billing_prior_open(call, call->principal->agency_id, from_s, to_s,
+                           cfg->max_units_per_authorization > 0);
+    if (!prior)
+        return s_fail_batch(&b, call->err.code);
+    int rc = s_chunks(&b, prior, today, batch_id);
+    billing_prior_close(&prior);
+    if (rc < 0)
+        return s_fail_batch(&b, call->err.code);
+    int64_t seen = b.seen;
     res = bc_db_query(call->db, "CLOSE billing_encounters", 0, NULL, &err);
     if (res)
         PQclear(res);
@@ -644,11 +703,15 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
                             "is held (GET /api/v1/billing/claims?status=held says why)",
                             (long long)held, from_s, to_s);
     }
-    bc_info("billing batch %s: %lld claims, %lld held; reading encounters %lld ms, "
-            "evaluating (intake and notes included) %lld ms, storing claims and writing "
-            "the file %lld ms",
-            batch_id, (long long)b.claims, (long long)b.held, (long long)(b.us_fetch / 1000),
-            (long long)(b.us_evaluate / 1000), (long long)(b.us_store / 1000));
+    bc_info("billing batch %s: %lld claims, %lld held of %lld encounters; in ms: reading "
+            "them %lld, waiting for intake and notes %lld, reading units billed %lld, "
+            "evaluating %lld, sealing and copying claims %lld, inserting them %lld, writing "
+            "the file %lld, sealing and storing its parts %lld",
+            batch_id, (long long)b.claims, (long long)b.held, (long long)seen,
+            (long long)(b.t.fetch / 1000), (long long)(b.t.answers / 1000),
+            (long long)(b.t.prior / 1000), (long long)(b.t.evaluate / 1000),
+            (long long)(b.t.stage / 1000), (long long)(b.t.insert / 1000),
+            (long long)(b.t.write / 1000), (long long)(b.t.parts / 1000));
     billing_x12_finish(b.x12);
     if (s_flush(&b, true) < 0)
         return s_fail_batch(&b, call->err.code);

@@ -406,6 +406,23 @@ class BillingTests(BillingCase):
         self.assertIn("daily maximum", " ".join(last["hold_reasons"]))
         self.assertEqual(last["line"]["units"], 3)
 
+    def test_units_billed_by_an_earlier_batch_count_against_the_daily_limit(self):
+        on = day()
+        cid = self.client()
+        first = self.encounter(cid, on, start="09:00", end="11:00")
+        self.note(cid, first["id"])
+        self.assertEqual(self.batch(on)["claim_count"], 1)
+        more = [self.encounter(cid, on, start=s, end=e)
+                for s, e in (("12:00", "14:00"), ("15:00", "15:50"))]
+        for e in more:
+            self.note(cid, e["id"])
+        batch = self.batch(on)  # 8 more reach the 16 of the day with the first batch's 8
+        self.assertEqual(batch["claim_count"], 1)
+        self.assertEqual(self.claim_for(more[0]["id"])["status"], "submitted")
+        held = self.claim_for(more[1]["id"])
+        self.assertEqual(held["status"], "held")
+        self.assertIn("daily maximum", " ".join(held["hold_reasons"]))
+
     def test_short_encounter_below_the_first_unit_is_held(self):
         on = day()
         cid = self.client()
