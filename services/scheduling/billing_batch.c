@@ -255,13 +255,16 @@ static int s_cmp_str(const void *a, const void *b)
 /* Appends v to a COPY text row, escaped (backslash, tab, newline, CR). */
 static void s_copy_text(s_buf_t *b, const char *v)
 {
-    for (const char *p = v; *p; p++) {
-        switch (*p) {
+    for (;;) {
+        size_t plain = strcspn(v, "\\\t\n\r");
+        s_buf_add(b, v, plain); /* the run needing no escape, at once */
+        v += plain;
+        switch (*v++) {
+        case '\0': return;
         case '\\': s_buf_add(b, "\\\\", 2); break;
         case '\t': s_buf_add(b, "\\t", 2); break;
         case '\n': s_buf_add(b, "\\n", 2); break;
-        case '\r': s_buf_add(b, "\\r", 2); break;
-        default: s_buf_add(b, p, 1);
+        default: s_buf_add(b, "\\r", 2); break;
         }
     }
 }

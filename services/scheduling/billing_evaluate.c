@@ -283,8 +283,10 @@ static void s_evaluate(bc_call_t *call, bc_arena_t *arena, const Beacon__Billing
     if (*existing) {
         c->id = bc_arena_strdup(arena, existing);
     } else {
+        /* Time-ordered: a batch's claims go in at the right edge of the
+         * indexes keyed by id, not all over them. */
         char id[37];
-        bc_uuid_v4(id);
+        bc_uuid_v7(id);
         c->id = bc_arena_strdup(arena, id);
     }
     c->encounter_id = bc_arena_strdup(arena, PQgetvalue(res, row, E_ID));
