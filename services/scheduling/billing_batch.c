@@ -44,6 +44,9 @@
 
 #define S_CHUNK_TEXT "2000"
 #define S_MAX_RANGE_DAYS 400
+/* Staged claims go to the database in pieces of this size as they are
+ * made. */
+#define S_COPY_SEND_BYTES (64 * 1024)
 
 /* ---- parts: the stored file ------------------------------------------------------- */
 
@@ -298,7 +301,8 @@ static char *s_array(bc_arena_t *arena, const char *const *v, int n)
     return out;
 }
 
-static int s_copy_rows(bc_call_t *call, const s_buf_t *rows)
+/* Empties the stage and starts copying a chunk's claims into it. */
+static int s_copy_begin(bc_call_t *call)
 {
     bc_error_t err;
     PGresult *res = bc_db_query(call->db, "TRUNCATE billing_stage", 0, NULL, &err);
@@ -309,27 +313,48 @@ static int s_copy_rows(bc_call_t *call, const s_buf_t *rows)
     PQclear(res);
     PGconn *conn = bc_db_conn(call->db);
     res = PQexec(conn, "COPY billing_stage FROM STDIN");
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
+    int rc = PQresultStatus(res) == PGRES_COPY_IN ? 0 : -1;
+    PQclear(res);
+    if (rc < 0) {
         bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
         bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
-        PQclear(res);
-        return -1;
     }
-    PQclear(res);
-    int ok = rows->len == 0 || PQputCopyData(conn, rows->p, (int)rows->len) == 1;
-    ok = PQputCopyEnd(conn, ok ? NULL : "client failed") == 1 && ok;
-    int rc = 0;
+    return rc;
+}
+
+/* Sends the rows gathered so far (the database parses them while the next
+ * ones are sealed and escaped) and empties rows; false with call->err set
+ * when they cannot be sent. */
+static bool s_copy_put(bc_call_t *call, s_buf_t *rows)
+{
+    PGconn *conn = bc_db_conn(call->db);
+    bool ok = rows->len == 0 || PQputCopyData(conn, rows->p, (int)rows->len) == 1;
+    rows->len = 0;
+    if (!ok) {
+        bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
+        bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
+    }
+    return ok;
+}
+
+/* Ends the copy (aborting it when ok is false). 0, or -1 with call->err
+ * set unless it already was. */
+static int s_copy_end(bc_call_t *call, bool ok)
+{
+    PGconn *conn = bc_db_conn(call->db);
+    bool sent = PQputCopyEnd(conn, ok ? NULL : "the claims could not be sealed") == 1;
+    int rc = ok && sent ? 0 : -1;
+    PGresult *res;
     while ((res = PQgetResult(conn)) != NULL) {
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
             rc = -1;
         PQclear(res);
     }
-    if (!ok || rc < 0) {
+    if (rc < 0 && ok) {
         bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
         bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
-        return -1;
     }
-    return 0;
+    return rc;
 }
 
 /* Stores the chunk's claims and writes those the database took. */
@@ -338,8 +363,11 @@ static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claim
 {
     bc_call_t *call = b->call;
     int64_t t0 = bc_mono_us();
+    if (s_copy_begin(call) < 0)
+        return -1;
     s_buf_t rows = {0};
-    for (int i = 0; i < n; i++) {
+    bool ok = true;
+    for (int i = 0; ok && i < n; i++) {
         billing_claim_t *c = &claims[i];
         char *enc = NULL;
         if (*c->medicaid_id) {
@@ -348,9 +376,9 @@ static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claim
             snprintf(aad, sizeof aad, "billing.claims.medicaid_id:%s", c->id);
             if (bc_field_encrypt(billing_keys(call), c->medicaid_id, strlen(c->medicaid_id), aad,
                                  &enc, &err) < 0) {
-                free(rows.p);
                 bc_call_fail_err(call, &err);
-                return -1;
+                ok = false;
+                break;
             }
         }
         char minutes[16], units[16], cents[24];
@@ -373,10 +401,12 @@ static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claim
         for (int k = 0; k < ncols; k++)
             s_copy_col(&rows, cols[k], k == ncols - 1);
         free(enc);
+        if (rows.len >= S_COPY_SEND_BYTES)
+            ok = s_copy_put(call, &rows);
     }
-    int rc = s_copy_rows(call, &rows);
+    ok = ok && s_copy_put(call, &rows);
     free(rows.p);
-    if (rc < 0)
+    if (s_copy_end(call, ok) < 0)
         return -1;
     int64_t t1 = bc_mono_us();
     b->t.stage += t1 - t0;
