@@ -12,6 +12,8 @@ signature, encounters crossing midnight, units over the daily limit.
 Replacement (7) and void (8) claims, status by hand and by remittance CSV,
 and the billing role's limits (never note text)."""
 
+import csv
+import io
 import itertools
 import json
 import os
@@ -653,26 +655,35 @@ class BillingTests(BillingCase):
 
 class BillingPartsTests(BillingCase):
     """A file larger than one part (parts of 4 KiB here): downloaded part by
-    part, the parts join into one interchange the strict parser accepts."""
+    part, the parts join into one interchange the strict parser accepts, and
+    the CSV, in parts too, into one table; both the same bytes when fetched
+    again."""
     process_settings = {"scheduling": {"billing_part_bytes": 4096}}
 
     def test_a_file_in_parts_joins_into_one_interchange(self):
-        on = day()
+        days = sorted([day(), day()])  # 12 a day: one peer's free hours
         encounters = []
-        for _ in range(12):
-            encounters.append(self.billable(on)[1])
-        batch = self.batch(on)
-        self.assertEqual(batch["claim_count"], 12)
+        for i in range(24):
+            encounters.append(self.billable(days[i % 2])[1])
+        batch = self.batch(days[0], days[1])
+        self.assertEqual(batch["claim_count"], 24)
         self.assertGreater(batch["parts"], 1)
         data = self.file(batch)
         self.assertEqual(len(data), batch["bytes"])
         claims = self.check_837(data, batch)
-        self.assertEqual(len(claims), 12)
-        self.assertEqual(sorted(claims), sorted(self.claim_for(e["id"])["id"].replace("-", "")
-                                                .upper() for e in encounters))
+        self.assertEqual(len(claims), 24)
+        ids = sorted(self.claim_for(e["id"])["id"] for e in encounters)
+        self.assertEqual(sorted(claims), sorted(i.replace("-", "").upper() for i in ids))
+        self.assertGreater(batch["csv_parts"], 1)
+        table = self.file(batch, "csv")
+        rows = list(csv.reader(io.StringIO(table.decode(), newline="")))
+        self.assertEqual(rows[0][:2], ["claim_id", "frequency"])
+        self.assertEqual(len(rows), 25)
+        self.assertTrue(all(len(r) == len(rows[0]) for r in rows))
+        self.assertEqual(sorted(r[0] for r in rows[1:]), ids)
+        self.assertEqual(self.file(batch), data)
+        self.assertEqual(self.file(batch, "csv"), table)
         r = self.req("GET", "/api/v1/billing/batches/%s/837p?part=%d" % (batch["id"],
                                                                           batch["parts"] + 1),
                      headers=self.biller.auth)
         self.assertProblem(r, 400, "part")
-        csv = self.file(batch, "csv").decode().splitlines()
-        self.assertEqual(len(csv), 13)
