@@ -425,6 +425,33 @@ class BillingTests(BillingCase):
         self.assertEqual(held["status"], "held")
         self.assertIn("daily maximum", " ".join(held["hold_reasons"]))
 
+    def test_the_daily_limit_holds_across_the_chunks_a_batch_reads(self):
+        # A batch reads 2,000 encounters at a time, client by client: the
+        # first client's 1,999 (unsigned, held) and the second's first fill
+        # one chunk, the second's two others come in the next, which must
+        # still count the 8 units of the one before.
+        on = day()
+        first, second = sorted([self.client(), self.client()])
+        encs = [self.encounter(second, on, start=s, end=e)
+                for s, e in (("09:00", "11:00"), ("12:00", "14:00"), ("15:00", "17:00"))]
+        for e in encs:
+            self.note(second, e["id"])
+        self.admin_psql(
+            "INSERT INTO scheduling.encounters (id, agency_id, site_id, client_id, staff_id, "
+            "starts_at, ends_at, mode, place_of_service, recorded_by) "
+            "SELECT gen_random_uuid(), e.agency_id, e.site_id, '%s', e.staff_id, "
+            "e.starts_at + g * interval '1 second', e.ends_at + g * interval '1 second', e.mode, "
+            "e.place_of_service, e.recorded_by FROM scheduling.encounters e, "
+            "generate_series(1, 1999) g WHERE e.id = '%s'" % (first, encs[0]["id"]))
+        batch = self.batch(on)
+        self.assertEqual(batch["claim_count"], 2)
+        self.assertEqual(batch["held_count"], 2000)
+        self.assertEqual(self.claim_for(encs[0]["id"])["status"], "submitted")
+        self.assertEqual(self.claim_for(encs[1]["id"])["status"], "submitted")
+        held = self.claim_for(encs[2]["id"])
+        self.assertEqual(held["status"], "held")
+        self.assertIn("daily maximum", " ".join(held["hold_reasons"]))
+
     def test_short_encounter_below_the_first_unit_is_held(self):
         on = day()
         cid = self.client()
