@@ -141,6 +141,26 @@ typedef struct {
     int64_t parts;    /* sealing and storing the parts */
 } billing_timing_t;
 
+/* ---- billing_stage.c ---- */
+/* A growing text buffer (p NUL-terminated; {0} is empty). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} billing_buf_t;
+void billing_buf_add(billing_buf_t *b, const char *s, size_t n);
+void billing_buf_str(billing_buf_t *b, const char *s);
+/* Creates the batch transaction's stage (dropped at its end). 0, or -1
+ * with call->err set. */
+int billing_stage_create(bc_call_t *call);
+/* Stores n claims (why: their hold reasons; none = submitted in batch_id)
+ * for payer_id: new ones inserted, held ones updated, those whose
+ * encounter has another original claim left out. Returns how many the
+ * database took, their encounter ids sorted in *ids (in arena); -1 with
+ * call->err set. Adds to timing's stage and insert. */
+int billing_stage_take(bc_call_t *call, const char *payer_id, const char *batch_id,
+                       bc_arena_t *arena, billing_claim_t *claims, billing_reasons_t *why, int n,
+                       char ***ids, billing_timing_t *timing);
+
 /* Waits for the answers of *ask (taken: *ask is set to NULL), reads the
  * units already billed to its clients (from prior, or the database when
  * NULL) and evaluates every encounter
