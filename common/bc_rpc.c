@@ -469,17 +469,18 @@ int64_t bc_rpc_client_next_timeout(bc_rpc_client_t *self, int64_t now_ms)
     return d < 0 ? 0 : d;
 }
 
-typedef struct {
+struct bc_rpc_wait {
+    uint64_t handle;
     bool done;
     const ProtobufCMessageDescriptor *out_desc;
     ProtobufCAllocator *alloc;
     ProtobufCMessage *out;
     bc_error_t err;
-} s_sync_t;
+};
 
 static void s_sync_cb(void *arg, const Beacon__Reply *reply, const bc_error_t *err)
 {
-    s_sync_t *s = arg;
+    bc_rpc_wait_t *s = arg;
     s->done = true;
     if (err) {
         s->err = *err;
@@ -489,6 +490,78 @@ static void s_sync_cb(void *arg, const Beacon__Reply *reply, const bc_error_t *e
                           BC_PB_MAX_DEPTH, &s->err);
 }
 
+bc_rpc_wait_t *bc_rpc_client_start(bc_rpc_client_t *self, const bc_rpc_call_t *call,
+                                   const ProtobufCMessageDescriptor *out_desc,
+                                   ProtobufCAllocator *alloc, bc_error_t *err)
+{
+    bc_error_t local;
+    if (!err)
+        err = &local;
+    bc_rpc_wait_t *s = bc_calloc(1, sizeof *s);
+    s->out_desc = out_desc;
+    s->alloc = alloc;
+    uint64_t h = bc_rpc_client_send(self, call, s_sync_cb, s, err);
+    /* A client made a moment ago may not have finished connecting (the socket
+     * is ZMQ_IMMEDIATE, so nothing queues until it has): a blocking caller
+     * waits for the connection, within its deadline, and sends once more. */
+    while (!h && err->code == BC_UNAVAILABLE && call->deadline_ms) {
+        int64_t left = call->deadline_ms - bc_now_ms();
+        if (left <= 0)
+            break;
+        zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLOUT, 0};
+        int n = zmq_poll(&item, 1, left > 100 ? 100 : (long)left);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (n > 0 || bc_now_ms() + 1 < call->deadline_ms)
+            h = bc_rpc_client_send(self, call, s_sync_cb, s, err);
+    }
+    if (!h) {
+        free(s);
+        return NULL;
+    }
+    s->handle = h;
+    return s;
+}
+
+ProtobufCMessage *bc_rpc_client_finish(bc_rpc_client_t *self, bc_rpc_wait_t **wait,
+                                       bc_error_t *err)
+{
+    bc_error_t local;
+    if (!err)
+        err = &local;
+    bc_rpc_wait_t *s = *wait;
+    *wait = NULL;
+    while (!s->done) {
+        int64_t now = bc_now_ms();
+        bc_rpc_client_process(self, now);
+        if (s->done)
+            break;
+        int64_t left = bc_rpc_client_next_timeout(self, now);
+        zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, left < 0 ? 1000 : (long)left) < 0 && errno != EINTR) {
+            bc_rpc_client_cancel(self, s->handle);
+            bc_error_set(err, BC_INTERNAL, "", "polling %s failed", self->service);
+            free(s);
+            return NULL;
+        }
+    }
+    ProtobufCMessage *out = s->out;
+    if (!out)
+        *err = s->err;
+    free(s);
+    return out;
+}
+
+void bc_rpc_client_abandon(bc_rpc_client_t *self, bc_rpc_wait_t **wait)
+{
+    if (!wait || !*wait)
+        return;
+    if (!(*wait)->done)
+        bc_rpc_client_cancel(self, (*wait)->handle);
+    free(*wait);
+    *wait = NULL;
+}
+
 ProtobufCMessage *bc_rpc_client_call(bc_rpc_client_t *self, const bc_rpc_call_t *call,
                                      const ProtobufCMessageDescriptor *out_desc,
                                      ProtobufCAllocator *alloc, bc_error_t *err)
@@ -496,38 +569,6 @@ ProtobufCMessage *bc_rpc_client_call(bc_rpc_client_t *self, const bc_rpc_call_t 
     bc_error_t local;
     if (!err)
         err = &local;
-    s_sync_t s = {.out_desc = out_desc, .alloc = alloc};
-    uint64_t h = bc_rpc_client_send(self, call, s_sync_cb, &s, err);
-    /* A client made a moment ago may not have finished connecting (the socket
-     * is ZMQ_IMMEDIATE, so nothing queues until it has): a blocking caller
-     * waits for the connection, within its deadline, and sends once more. */
-    while (!h && err->code == BC_UNAVAILABLE && call->deadline_ms) {
-        int64_t left = call->deadline_ms - bc_now_ms();
-        if (left <= 0)
-            return NULL;
-        zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLOUT, 0};
-        int n = zmq_poll(&item, 1, left > 100 ? 100 : (long)left);
-        if (n < 0 && errno != EINTR)
-            return NULL;
-        if (n > 0 || bc_now_ms() + 1 < call->deadline_ms)
-            h = bc_rpc_client_send(self, call, s_sync_cb, &s, err);
-    }
-    if (!h)
-        return NULL;
-    while (!s.done) {
-        int64_t now = bc_now_ms();
-        bc_rpc_client_process(self, now);
-        if (s.done)
-            break;
-        int64_t wait = bc_rpc_client_next_timeout(self, now);
-        zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, wait < 0 ? 1000 : (long)wait) < 0 && errno != EINTR) {
-            bc_rpc_client_cancel(self, h);
-            bc_error_set(err, BC_INTERNAL, "", "polling %s failed", self->service);
-            return NULL;
-        }
-    }
-    if (!s.out)
-        *err = s.err;
-    return s.out;
+    bc_rpc_wait_t *s = bc_rpc_client_start(self, call, out_desc, alloc, err);
+    return s ? bc_rpc_client_finish(self, &s, err) : NULL;
 }

@@ -85,4 +85,20 @@ ProtobufCMessage *bc_rpc_client_call(bc_rpc_client_t *self, const bc_rpc_call_t 
                                      const ProtobufCMessageDescriptor *out_desc,
                                      ProtobufCAllocator *alloc, bc_error_t *err);
 
+/* A call sent and not yet answered (bc_rpc_client_start). */
+typedef struct bc_rpc_wait bc_rpc_wait_t;
+/* Sends a call as bc_rpc_client_call does (waiting, within the deadline,
+ * for a connection) but returns without waiting for the reply, so a caller
+ * can ask several services at once and work meanwhile. Returns the wait,
+ * owned by the caller until bc_rpc_client_finish or _abandon, or NULL with
+ * err set. alloc must outlive the wait. */
+bc_rpc_wait_t *bc_rpc_client_start(bc_rpc_client_t *self, const bc_rpc_call_t *call,
+                                   const ProtobufCMessageDescriptor *out_desc,
+                                   ProtobufCAllocator *alloc, bc_error_t *err);
+/* Waits for the reply of *wait (taking it; *wait is set to NULL) and
+ * returns it as bc_rpc_client_call does. */
+ProtobufCMessage *bc_rpc_client_finish(bc_rpc_client_t *self, bc_rpc_wait_t **wait,
+                                       bc_error_t *err);
+/* Forgets *wait: its reply, if it comes, is dropped. NULL allowed. */
+void bc_rpc_client_abandon(bc_rpc_client_t *self, bc_rpc_wait_t **wait);
 #endif

@@ -72,15 +72,30 @@ bool bc_unhex(const char *s, size_t n, uint8_t *out)
     return true;
 }
 
-void bc_uuid_v4(char out[37])
+static void s_uuid_format(unsigned char b[16], int version, char out[37])
 {
-    unsigned char b[16];
-    bc_random_bytes(b, sizeof b);
-    b[6] = (b[6] & 0x0f) | 0x40;
+    b[6] = (unsigned char)((b[6] & 0x0f) | (version << 4));
     b[8] = (b[8] & 0x3f) | 0x80;
     char hex[33];
     bc_hex(b, 16, hex);
     snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+void bc_uuid_v4(char out[37])
+{
+    unsigned char b[16];
+    bc_random_bytes(b, sizeof b);
+    s_uuid_format(b, 4, out);
+}
+
+void bc_uuid_v7(char out[37])
+{
+    unsigned char b[16];
+    bc_random_bytes(b, sizeof b);
+    uint64_t ms = (uint64_t)bc_now_ms();
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    s_uuid_format(b, 7, out);
 }
 
 bool bc_is_uuid(const char *s)

@@ -17,6 +17,10 @@ int64_t bc_mono_us(void);
 void bc_random_bytes(void *buf, size_t n);
 /* Writes a random version-4 UUID, 36 chars + NUL, into out[37]. */
 void bc_uuid_v4(char out[37]);
+/* A UUID version 7 (RFC 9562): the Unix time in milliseconds, then random
+ * bits. Ids made one after another sort in the order they were made, so
+ * a table's index on them grows at its right edge instead of everywhere. */
+void bc_uuid_v7(char out[37]);
 /* True for a canonical lowercase-or-uppercase 8-4-4-4-12 hex UUID. */
 bool bc_is_uuid(const char *s);
 /* Hex-encodes n bytes into out (2n+1 bytes). */

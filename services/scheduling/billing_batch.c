@@ -4,16 +4,19 @@
  *
  *  Claims are built at batch time, streamed: the encounters of the payer's
  *  date range (service dates in the site's zone) that have no claim yet or
- *  only a held one are read through a cursor 2,000 at a time and evaluated
- *  (billing_evaluate.c). For each
- *  chunk the service asks intake (BillingSubjects: subscriber details, the
- *  decrypted Medicaid ID, episodes, diagnoses, consent to disclose to the
- *  payer for payment) and notes (BillingNoteStatus: signed, co-signed) once
- *  each, over ZeroMQ, as the caller (role billing, its sites), and reads the
- *  units already billed for the chunk's clients. Each encounter is then
- *  billable or held with every reason that applies (held claims are
- *  evaluated again by the next batch). The chunk's claims are copied into
- *  billing.claims in one statement; the database refuses a second original
+ *  only a held one are read through a cursor 2,000 at a time, client by
+ *  client (so a client's subscriber details are asked for and disclosed
+ *  once or twice per batch, not once per chunk it has an encounter in),
+ *  and evaluated (billing_evaluate.c). For each chunk the service asks
+ *  intake (BillingSubjects: subscriber details, the decrypted Medicaid ID,
+ *  episodes, diagnoses, consent to disclose to the payer for payment) and
+ *  notes (BillingNoteStatus: signed, co-signed) once each, over ZeroMQ, as
+ *  the caller (role billing, its sites), sending both for the next chunk
+ *  before storing the current one, and counts the units already billed to
+ *  the chunk's clients (billing_units.c). Each encounter is then billable
+ *  or held with every reason that applies (held claims are evaluated again
+ *  by the next batch). The chunk's claims are copied into billing.claims in
+ *  one statement (billing_stage.c); the database refuses a second original
  *  claim for an encounter (claims_one_original), and only the rows it took
  *  are written to the file, so an encounter is never billed twice, even by
  *  two batches running at once. Replacement (7) and void (8) claims queued
@@ -27,6 +30,7 @@
  *  The whole batch is one transaction: it is stored completely or not at
  *  all; asking for the file again returns the stored bytes.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,12 +53,14 @@ typedef struct {
     const char *batch_id;
     int parts[2]; /* 837p, csv */
     int64_t bytes;
+    int64_t *us; /* time spent, added to */
 } s_store_t;
 
 static int s_store_part(s_store_t *st, int kind, const char *data, size_t len)
 {
     bc_call_t *call = st->call;
     const char *kind_name = kind == 0 ? "837p" : "csv";
+    int64_t t0 = bc_mono_us();
     char part[16], aad[128];
     snprintf(part, sizeof part, "%d", ++st->parts[kind]);
     snprintf(aad, sizeof aad, "billing.batch_parts:%s:%s:%s", st->batch_id, kind_name, part);
@@ -77,46 +83,25 @@ static int s_store_part(s_store_t *st, int kind, const char *data, size_t len)
     PQclear(res);
     if (kind == 0)
         st->bytes += (int64_t)len;
+    *st->us += bc_mono_us() - t0;
     return 0;
 }
 
-/* A growing text buffer (the CSV). */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} s_buf_t;
-
-static void s_buf_add(s_buf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = bc_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void s_buf_str(s_buf_t *b, const char *s)
-{
-    s_buf_add(b, s, strlen(s));
-}
-
 /* One CSV field, RFC 4180 quoting when needed. */
-static void s_csv_field(s_buf_t *b, const char *v, bool last)
+static void s_csv_field(billing_buf_t *b, const char *v, bool last)
 {
     if (strpbrk(v, ",\"\r\n")) {
-        s_buf_add(b, "\"", 1);
+        billing_buf_add(b, "\"", 1);
         for (const char *p = v; *p; p++) {
             if (*p == '"')
-                s_buf_add(b, "\"", 1);
-            s_buf_add(b, p, 1);
+                billing_buf_add(b, "\"", 1);
+            billing_buf_add(b, p, 1);
         }
-        s_buf_add(b, "\"", 1);
+        billing_buf_add(b, "\"", 1);
     } else {
-        s_buf_str(b, v);
+        billing_buf_str(b, v);
     }
-    s_buf_add(b, last ? "\r\n" : ",", last ? 2 : 1);
+    billing_buf_add(b, last ? "\r\n" : ",", last ? 2 : 1);
 }
 
 static const char S_CSV_HEADER[] =
@@ -130,10 +115,11 @@ typedef struct {
     bc_call_t *call;
     const Beacon__Billing__BillingConfig *cfg;
     billing_x12_t *x12;
-    s_buf_t csv;
+    billing_buf_t csv;
     s_store_t store;
     int64_t claims, total_cents, replacements, voids, held;
-    int64_t us_fetch, us_evaluate, us_store; /* where the time went, for the log */
+    int64_t seen;
+    billing_timing_t t; /* where the time went, for the log */
 } s_batch_t;
 
 static int s_flush(s_batch_t *b, bool all)
@@ -243,178 +229,19 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* ---- COPY of a chunk's claims ------------------------------------------------------- */
-
-/* Appends v to a COPY text row, escaped (backslash, tab, newline, CR). */
-static void s_copy_text(s_buf_t *b, const char *v)
-{
-    for (const char *p = v; *p; p++) {
-        switch (*p) {
-        case '\\': s_buf_add(b, "\\\\", 2); break;
-        case '\t': s_buf_add(b, "\\t", 2); break;
-        case '\n': s_buf_add(b, "\\n", 2); break;
-        case '\r': s_buf_add(b, "\\r", 2); break;
-        default: s_buf_add(b, p, 1);
-        }
-    }
-}
-
-static void s_copy_col(s_buf_t *b, const char *v, bool last)
-{
-    if (!v)
-        s_buf_add(b, "\\N", 2);
-    else
-        s_copy_text(b, v);
-    s_buf_add(b, last ? "\n" : "\t", 1);
-}
-
-/* A text[] literal of n strings ("{\"a\",\"b\"}"), quotes and backslashes escaped. */
-static char *s_array(bc_arena_t *arena, const char *const *v, int n)
-{
-    s_buf_t b = {0};
-    s_buf_add(&b, "{", 1);
-    for (int i = 0; i < n; i++) {
-        s_buf_add(&b, i ? ",\"" : "\"", i ? 2 : 1);
-        for (const char *p = v[i]; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                s_buf_add(&b, "\\", 1);
-            s_buf_add(&b, p, 1);
-        }
-        s_buf_add(&b, "\"", 1);
-    }
-    s_buf_add(&b, "}", 1);
-    char *out = bc_arena_strdup(arena, b.p);
-    free(b.p);
-    return out;
-}
-
-static int s_copy_rows(bc_call_t *call, const s_buf_t *rows)
-{
-    bc_error_t err;
-    PGresult *res = bc_db_query(call->db, "TRUNCATE billing_stage", 0, NULL, &err);
-    if (!res) {
-        bc_call_fail_err(call, &err);
-        return -1;
-    }
-    PQclear(res);
-    PGconn *conn = bc_db_conn(call->db);
-    res = PQexec(conn, "COPY billing_stage FROM STDIN");
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
-        bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
-        PQclear(res);
-        return -1;
-    }
-    PQclear(res);
-    int ok = rows->len == 0 || PQputCopyData(conn, rows->p, (int)rows->len) == 1;
-    ok = PQputCopyEnd(conn, ok ? NULL : "client failed") == 1 && ok;
-    int rc = 0;
-    while ((res = PQgetResult(conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            rc = -1;
-        PQclear(res);
-    }
-    if (!ok || rc < 0) {
-        bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
-        bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
-        return -1;
-    }
-    return 0;
-}
-
 /* Stores the chunk's claims and writes those the database took. */
 static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claims,
                          billing_reasons_t *why, int n, const char *batch_id)
 {
-    bc_call_t *call = b->call;
-    s_buf_t rows = {0};
-    for (int i = 0; i < n; i++) {
-        billing_claim_t *c = &claims[i];
-        char *enc = NULL;
-        if (*c->medicaid_id) {
-            char aad[96];
-            bc_error_t err;
-            snprintf(aad, sizeof aad, "billing.claims.medicaid_id:%s", c->id);
-            if (bc_field_encrypt(billing_keys(call), c->medicaid_id, strlen(c->medicaid_id), aad,
-                                 &enc, &err) < 0) {
-                free(rows.p);
-                bc_call_fail_err(call, &err);
-                return -1;
-            }
-        }
-        char minutes[16], units[16], cents[24];
-        snprintf(minutes, sizeof minutes, "%d", c->minutes);
-        snprintf(units, sizeof units, "%d", c->units);
-        snprintf(cents, sizeof cents, "%lld", (long long)c->charge_cents);
-        size_t mlen = strlen(c->medicaid_id);
-        const char *last4 = mlen > 4 ? c->medicaid_id + mlen - 4 : c->medicaid_id;
-        const char *cols[] = {
-            c->id, c->site_id, c->encounter_id, c->client_id,
-            why[i].n ? "held" : "submitted",
-            s_array(arena, why[i].reasons, why[i].n),
-            c->service_date, minutes, c->place_of_service, c->procedure,
-            s_array(arena, (const char *const *)c->modifiers, c->n_modifiers), units, cents,
-            s_array(arena, (const char *const *)c->diagnoses, c->n_diagnoses),
-            c->last ? c->last : "", c->first ? c->first : "", c->dob ? c->dob : NULL,
-            c->sex, c->address ? c->address : "", c->city ? c->city : "",
-            c->state ? c->state : "", c->postal ? c->postal : "", enc, last4, c->consent_id};
-        int ncols = (int)(sizeof cols / sizeof cols[0]);
-        for (int k = 0; k < ncols; k++)
-            s_copy_col(&rows, cols[k], k == ncols - 1);
-        free(enc);
-    }
-    int rc = s_copy_rows(call, &rows);
-    free(rows.p);
-    if (rc < 0)
+    int64_t parts0 = b->t.parts;
+    char **ids;
+    int taken = billing_stage_take(b->call, b->cfg->payer_id, batch_id, arena, claims, why, n,
+                                   &ids, &b->t);
+    if (taken < 0)
         return -1;
-    const char *params[] = {call->principal->agency_id, b->cfg->payer_id, batch_id};
-    bc_error_t err;
-    PGresult *res = bc_db_prepared(
-        call->db, "billing_claims_take",
-        "INSERT INTO billing.claims AS c (id, agency_id, site_id, payer_id, encounter_id, "
-        "  client_id, frequency, status, hold_reasons, service_date, minutes, place_of_service, "
-        "  procedure, modifiers, units, charge_cents, diagnoses, subscriber_last, "
-        "  subscriber_first, subscriber_dob, subscriber_sex, subscriber_address, "
-        "  subscriber_city, subscriber_state, subscriber_postal, medicaid_id_enc, "
-        "  medicaid_id_last4, consent_id, batch_id) "
-        "SELECT s.id, $1, s.site_id, $2, s.encounter_id, s.client_id, '1', s.status, "
-        "  s.hold_reasons, s.service_date, s.minutes, s.place_of_service, s.procedure, "
-        "  s.modifiers, s.units, s.charge_cents, s.diagnoses, s.subscriber_last, "
-        "  s.subscriber_first, s.subscriber_dob, s.subscriber_sex, s.subscriber_address, "
-        "  s.subscriber_city, s.subscriber_state, s.subscriber_postal, s.medicaid_id_enc, "
-        "  s.medicaid_id_last4, s.consent_id, "
-        "  CASE WHEN s.status = 'submitted' THEN $3::uuid END FROM billing_stage s "
-        "ON CONFLICT (encounter_id) WHERE frequency = '1' DO UPDATE SET "
-        "  payer_id = excluded.payer_id, status = excluded.status, "
-        "  hold_reasons = excluded.hold_reasons, service_date = excluded.service_date, "
-        "  minutes = excluded.minutes, place_of_service = excluded.place_of_service, "
-        "  procedure = excluded.procedure, modifiers = excluded.modifiers, "
-        "  units = excluded.units, charge_cents = excluded.charge_cents, "
-        "  diagnoses = excluded.diagnoses, subscriber_last = excluded.subscriber_last, "
-        "  subscriber_first = excluded.subscriber_first, "
-        "  subscriber_dob = excluded.subscriber_dob, subscriber_sex = excluded.subscriber_sex, "
-        "  subscriber_address = excluded.subscriber_address, "
-        "  subscriber_city = excluded.subscriber_city, "
-        "  subscriber_state = excluded.subscriber_state, "
-        "  subscriber_postal = excluded.subscriber_postal, "
-        "  medicaid_id_enc = excluded.medicaid_id_enc, "
-        "  medicaid_id_last4 = excluded.medicaid_id_last4, consent_id = excluded.consent_id, "
-        "  batch_id = excluded.batch_id, updated_at = now() "
-        "WHERE c.status = 'held' AND c.id = excluded.id "
-        "RETURNING c.encounter_id::text",
-        3, params, &err);
-    if (!res) {
-        bc_call_fail_err(call, &err);
-        return -1;
-    }
-    /* The rows the database took, by encounter; the file gets those that
-     * are billable, in the chunk's order. */
-    int taken = PQntuples(res);
-    char **ids = bc_arena_alloc(arena, ((size_t)taken + 1) * sizeof(char *));
-    for (int i = 0; i < taken; i++)
-        ids[i] = bc_arena_strdup(arena, PQgetvalue(res, i, 0));
-    PQclear(res);
-    qsort(ids, (size_t)taken, sizeof *ids, s_cmp_str);
+    /* The file gets the billable claims the database took, in the chunk's
+     * order. */
+    int64_t t2 = bc_mono_us();
     for (int i = 0; i < n; i++) {
         char *key = claims[i].encounter_id;
         bool took = bsearch(&key, ids, (size_t)taken, sizeof *ids, s_cmp_str) != NULL;
@@ -427,22 +254,83 @@ static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claim
         if (s_write(b, &claims[i]) < 0)
             return -1;
     }
+    b->t.write += bc_mono_us() - t2 - (b->t.parts - parts0);
     return 0;
 }
 
-/* Reads, evaluates and stores one chunk of encounters (rows of res). */
-static int s_chunk(s_batch_t *b, bc_arena_t *arena, PGresult *res, int32_t today,
-                   const char *batch_id)
+/* One chunk of encounters on its way: its rows, the questions asked about
+ * them, and the arena holding both answers and claims. */
+typedef struct {
+    PGresult *res;
+    billing_ask_t *ask;
+    bc_arena_t *arena;
+} s_chunk_t;
+
+static void s_chunk_drop(s_chunk_t *k)
 {
-    billing_claim_t *claims;
-    billing_reasons_t *why;
+    billing_ask_abandon(&k->ask);
+    PQclear(k->res);
+    k->res = NULL;
+    bc_arena_reset(k->arena);
+}
+
+/* Fetches the next chunk into k and sends its questions to intake and
+ * notes. 1 when there is one, 0 at the end, -1 with call->err set. */
+static int s_chunk_fetch(s_batch_t *b, s_chunk_t *k)
+{
+    bc_error_t err;
     int64_t t0 = bc_mono_us();
-    if (billing_evaluate_rows(b->call, b->cfg, arena, res, today, &claims, &why) < 0)
+    k->res = bc_db_query(b->call->db, "FETCH " S_CHUNK_TEXT " FROM billing_encounters", 0,
+                         NULL, &err);
+    b->t.fetch += bc_mono_us() - t0;
+    if (!k->res) {
+        bc_call_fail_err(b->call, &err);
         return -1;
-    int64_t t1 = bc_mono_us();
-    int rc = s_store_chunk(b, arena, claims, why, PQntuples(res), batch_id);
-    b->us_evaluate += t1 - t0;
-    b->us_store += bc_mono_us() - t1;
+    }
+    if (PQntuples(k->res) == 0) {
+        s_chunk_drop(k);
+        return 0;
+    }
+    b->seen += PQntuples(k->res);
+    k->ask = billing_ask(b->call, b->cfg, k->arena, k->res);
+    return k->ask ? 1 : -1;
+}
+
+/* Reads every encounter of the cursor a chunk at a time. While a chunk's
+ * claims are stored and written, intake and notes already answer for the
+ * next one (both sent before the store begins); its units already billed
+ * are read only after the store, so they count the chunk before it. */
+static int s_chunks(s_batch_t *b, billing_prior_t *prior, int32_t today, const char *batch_id)
+{
+    s_chunk_t k[2] = {{.arena = bc_arena_new(256 * 1024)}, {.arena = bc_arena_new(256 * 1024)}};
+    int cur = 0;
+    int rc = s_chunk_fetch(b, &k[cur]);
+    while (rc > 0) {
+        billing_claim_t *claims;
+        billing_reasons_t *why;
+        int n = PQntuples(k[cur].res);
+        if (billing_evaluate_answers(b->call, b->cfg, &k[cur].ask, prior, today, &claims, &why,
+                                     &b->t) < 0) {
+            rc = -1;
+            break;
+        }
+        int next = s_chunk_fetch(b, &k[1 - cur]);
+        if (next < 0) {
+            rc = -1;
+            break;
+        }
+        if (s_store_chunk(b, k[cur].arena, claims, why, n, batch_id) < 0) {
+            rc = -1;
+            break;
+        }
+        s_chunk_drop(&k[cur]);
+        cur = 1 - cur;
+        rc = next;
+    }
+    for (int i = 0; i < 2; i++) {
+        s_chunk_drop(&k[i]);
+        bc_arena_destroy(&k[i].arena);
+    }
     return rc;
 }
 
@@ -456,8 +344,8 @@ static bc_code_t s_fail_batch(s_batch_t *b, bc_code_t code)
     return code;
 }
 
-bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
-                               ProtobufCMessage **out)
+static bc_code_t s_batch_create(bc_call_t *call, const ProtobufCMessage *in,
+                                ProtobufCMessage **out)
 {
     const Beacon__Billing__CreateBatchRequest *req =
         (const Beacon__Billing__CreateBatchRequest *)in;
@@ -545,7 +433,8 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
     s_batch_t b = {.call = call, .cfg = cfg, .x12 = billing_x12_new(&env)};
     b.store.call = call;
     b.store.batch_id = batch_id;
-    s_buf_str(&b.csv, S_CSV_HEADER);
+    b.store.us = &b.t.parts;
+    billing_buf_str(&b.csv, S_CSV_HEADER);
 
     if (s_corrections(&b, batch_id) < 0)
         return s_fail_batch(&b, call->err.code);
@@ -554,20 +443,8 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
     snprintf(from_s, sizeof from_s, "%s", req->from);
     snprintf(to_s, sizeof to_s, "%s", req->to);
     const char *params[] = {call->principal->agency_id, from_s, to_s};
-    res = bc_db_query(
-        call->db,
-        "CREATE TEMP TABLE IF NOT EXISTS billing_stage (id uuid, site_id uuid, "
-        "  encounter_id uuid, client_id uuid, status text, hold_reasons text[], "
-        "  service_date date, minutes int, place_of_service text, procedure text, "
-        "  modifiers text[], units int, charge_cents bigint, diagnoses text[], "
-        "  subscriber_last text, subscriber_first text, subscriber_dob date, "
-        "  subscriber_sex text, subscriber_address text, subscriber_city text, "
-        "  subscriber_state text, subscriber_postal text, medicaid_id_enc text, "
-        "  medicaid_id_last4 text, consent_id uuid) ON COMMIT DROP",
-        0, NULL, &err);
-    if (!res)
-        return s_fail_batch(&b, bc_call_fail_err(call, &err));
-    PQclear(res);
+    if (billing_stage_create(call) < 0)
+        return s_fail_batch(&b, call->err.code);
     /* The cursor is read to the end: plan it for the whole result, and
      * never as a nested loop, which (with billing.claims estimated small)
      * scanned the claims once per encounter, the claims this batch adds
@@ -577,7 +454,9 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
         return s_fail_batch(&b, bc_call_fail_err(call, &err));
     /* The encounters of the range at the caller's sites (row security:
      * billing's policy, this transaction only) with no claim or a held
-     * one. Service dates are the site's local dates. */
+     * one. Service dates are the site's local dates. Client by client:
+     * a chunk then names a few dozen clients instead of up to 2,000, and
+     * the units billed before are read alongside in the same order. */
     res = bc_db_query(
         call->db,
         "DECLARE billing_encounters NO SCROLL CURSOR FOR "
@@ -590,37 +469,21 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
         "AND e.starts_at < ($3::date + 2)::timestamp AT TIME ZONE 'UTC' "
         "AND (e.starts_at AT TIME ZONE d.time_zone)::date BETWEEN $2::date AND $3::date "
         "AND (c.id IS NULL OR c.status = 'held') "
-        "ORDER BY e.starts_at, e.id",
+        "ORDER BY e.client_id, e.starts_at, e.id",
         3, params, &err);
     if (!res)
         return s_fail_batch(&b, bc_call_fail_err(call, &err));
     PQclear(res);
-    bc_arena_t *arena = bc_arena_new(256 * 1024);
-    int64_t seen = 0;
-    for (;;) {
-        int64_t t0 = bc_mono_us();
-        res = bc_db_query(call->db, "FETCH " S_CHUNK_TEXT " FROM billing_encounters", 0, NULL,
-                          &err);
-        b.us_fetch += bc_mono_us() - t0;
-        if (!res) {
-            bc_arena_destroy(&arena);
-            return s_fail_batch(&b, bc_call_fail_err(call, &err));
-        }
-        int n = PQntuples(res);
-        if (n == 0) {
-            PQclear(res);
-            break;
-        }
-        seen += n;
-        int rc = s_chunk(&b, arena, res, today, batch_id);
-        PQclear(res);
-        bc_arena_reset(arena);
-        if (rc < 0) {
-            bc_arena_destroy(&arena);
-            return s_fail_batch(&b, call->err.code);
-        }
-    }
-    bc_arena_destroy(&arena);
+    billing_prior_t *prior =
+        billing_prior_open(call, call->principal->agency_id, from_s, to_s,
+                           cfg->max_units_per_authorization > 0);
+    if (!prior)
+        return s_fail_batch(&b, call->err.code);
+    int rc = s_chunks(&b, prior, today, batch_id);
+    billing_prior_close(&prior);
+    if (rc < 0)
+        return s_fail_batch(&b, call->err.code);
+    int64_t seen = b.seen;
     res = bc_db_query(call->db, "CLOSE billing_encounters", 0, NULL, &err);
     if (res)
         PQclear(res);
@@ -644,11 +507,15 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
                             "is held (GET /api/v1/billing/claims?status=held says why)",
                             (long long)held, from_s, to_s);
     }
-    bc_info("billing batch %s: %lld claims, %lld held; reading encounters %lld ms, "
-            "evaluating (intake and notes included) %lld ms, storing claims and writing "
-            "the file %lld ms",
-            batch_id, (long long)b.claims, (long long)b.held, (long long)(b.us_fetch / 1000),
-            (long long)(b.us_evaluate / 1000), (long long)(b.us_store / 1000));
+    bc_info("billing batch %s: %lld claims, %lld held of %lld encounters; in ms: reading "
+            "them %lld, waiting for intake and notes %lld, reading units billed %lld, "
+            "evaluating %lld, sealing and copying claims %lld, inserting them %lld, writing "
+            "the file %lld, sealing and storing its parts %lld",
+            batch_id, (long long)b.claims, (long long)b.held, (long long)seen,
+            (long long)(b.t.fetch / 1000), (long long)(b.t.answers / 1000),
+            (long long)(b.t.prior / 1000), (long long)(b.t.evaluate / 1000),
+            (long long)(b.t.stage / 1000), (long long)(b.t.insert / 1000),
+            (long long)(b.t.write / 1000), (long long)(b.t.parts / 1000));
     billing_x12_finish(b.x12);
     if (s_flush(&b, true) < 0)
         return s_fail_batch(&b, call->err.code);
@@ -694,4 +561,21 @@ bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
         return call->err.code;
     *out = &batch->base;
     return BC_OK;
+}
+
+bc_code_t billing_batch_create(bc_call_t *call, const ProtobufCMessage *in,
+                               ProtobufCMessage **out)
+{
+    bc_code_t code = s_batch_create(call, in, out);
+    /* A batch works in some 12 MB whatever its size (two chunks of rows and
+     * answers, a part of the 837P and of the CSV, each sealed), freed when
+     * it ends. The process keeps up to 32 MB free in each thread's heap for
+     * the next request (bc_process.c), which suits requests that come all
+     * the time; batches are rare, and one served by another worker thread
+     * than the last would add its 12 MB to what that one kept: the peak
+     * grew with every worker that had run a batch (28 to 101 MB over five
+     * batches). Handing the free memory back after each batch keeps the
+     * service's peak where one batch takes it. */
+    malloc_trim(0);
+    return code;
 }

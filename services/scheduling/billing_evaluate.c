@@ -116,17 +116,23 @@ static bc_rpc_client_t *s_client(billing_state_t *st, bool intake, bc_error_t *e
     return *slot = c;
 }
 
-/* One call to intake or notes as the caller; the reply in alloc. NULL with
- * call->err set (UNAVAILABLE when the service cannot answer). */
-static ProtobufCMessage *s_rpc(bc_call_t *call, bool intake, const char *method,
-                               const ProtobufCMessage *req, const ProtobufCMessageDescriptor *out,
-                               ProtobufCAllocator *alloc)
+static const char *s_service_name(bool intake)
+{
+    return intake ? "intake" : "notes";
+}
+
+/* Sends one call to intake or notes as the caller, without waiting; the
+ * reply will be unpacked into alloc. NULL with call->err set (UNAVAILABLE
+ * when the service cannot be reached). */
+static bc_rpc_wait_t *s_rpc_start(bc_call_t *call, bool intake, const char *method,
+                                  const ProtobufCMessage *req,
+                                  const ProtobufCMessageDescriptor *out, ProtobufCAllocator *alloc)
 {
     bc_error_t err;
     bc_rpc_client_t *client = s_client(billing_state(call), intake, &err);
     if (!client) {
         bc_call_fail(call, BC_UNAVAILABLE, "", "%s is unavailable: try again",
-                     intake ? "intake" : "notes");
+                     s_service_name(intake));
         return NULL;
     }
     int64_t deadline = call->request->deadline_unix_ms ? (int64_t)call->request->deadline_unix_ms
@@ -136,12 +142,29 @@ static ProtobufCMessage *s_rpc(bc_call_t *call, bool intake, const char *method,
                          .payload = req,
                          .deadline_ms = deadline,
                          .request_id = call->request->request_id};
-    ProtobufCMessage *reply = bc_rpc_client_call(client, &rpc, out, alloc, &err);
+    bc_rpc_wait_t *wait = bc_rpc_client_start(client, &rpc, out, alloc, &err);
+    if (!wait) {
+        bc_warn("billing: %s.%s could not be sent: %s", s_service_name(intake), method,
+                err.message);
+        bc_call_fail(call, BC_UNAVAILABLE, "", "%s is unavailable: try again",
+                     s_service_name(intake));
+    }
+    return wait;
+}
+
+/* The reply of a call s_rpc_start sent (taking *wait); NULL with call->err
+ * set. */
+static ProtobufCMessage *s_rpc_finish(bc_call_t *call, bool intake, const char *method,
+                                      bc_rpc_wait_t **wait)
+{
+    bc_error_t err;
+    bc_rpc_client_t *client = intake ? s_intake : s_notes;
+    ProtobufCMessage *reply = bc_rpc_client_finish(client, wait, &err);
     if (!reply) {
-        bc_warn("billing: %s.%s failed: %s", intake ? "intake" : "notes", method, err.message);
+        bc_warn("billing: %s.%s failed: %s", s_service_name(intake), method, err.message);
         if (err.code == BC_UNAVAILABLE || err.code == BC_DEADLINE_EXCEEDED)
             bc_call_fail(call, BC_UNAVAILABLE, "", "%s did not answer: try again",
-                         intake ? "intake" : "notes");
+                         s_service_name(intake));
         else
             bc_call_fail_err(call, &err);
     }
@@ -174,70 +197,6 @@ static void s_date8(const char *iso, char out[9])
 
 /* The cursor's columns (BILLING_ENCOUNTER_COLUMNS). */
 enum { E_ID, E_CLIENT, E_SITE, E_DATE, E_END_DATE, E_MINUTES, E_POS, E_MODE, E_GROUP, E_CLAIM };
-
-typedef struct {
-    char *key;
-    int units;
-} s_slot_t;
-
-/* A small open-addressing table of units per key ("client|day" or
- * "client|episode start"), in the chunk's arena. */
-typedef struct {
-    s_slot_t *slots;
-    size_t cap, used;
-    bc_arena_t *arena;
-} s_units_t;
-
-static size_t s_hash(const char *s)
-{
-    size_t h = 1469598103934665603u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
-static void s_units_init(s_units_t *t, bc_arena_t *arena, size_t expect)
-{
-    t->arena = arena;
-    t->cap = 64;
-    while (t->cap < expect * 2)
-        t->cap <<= 1;
-    t->used = 0;
-    t->slots = bc_arena_calloc(arena, t->cap * sizeof *t->slots);
-}
-
-static s_slot_t *s_units_probe(s_slot_t *slots, size_t cap, const char *key)
-{
-    size_t i = s_hash(key) & (cap - 1);
-    while (slots[i].key && strcmp(slots[i].key, key))
-        i = (i + 1) & (cap - 1);
-    return &slots[i];
-}
-
-/* The units counted under "a|b", created at 0; the table doubles when
- * half full, so a probe always ends. */
-static int *s_units_at(s_units_t *t, const char *a, const char *b)
-{
-    char key[96];
-    snprintf(key, sizeof key, "%s|%s", a, b);
-    s_slot_t *slot = s_units_probe(t->slots, t->cap, key);
-    if (slot->key)
-        return &slot->units;
-    if (2 * (t->used + 1) > t->cap) {
-        size_t cap = t->cap * 2;
-        s_slot_t *slots = bc_arena_calloc(t->arena, cap * sizeof *slots);
-        for (size_t i = 0; i < t->cap; i++)
-            if (t->slots[i].key)
-                *s_units_probe(slots, cap, t->slots[i].key) = t->slots[i];
-        t->slots = slots;
-        t->cap = cap;
-        slot = s_units_probe(t->slots, t->cap, key);
-    }
-    slot->key = bc_arena_strdup(t->arena, key);
-    slot->units = 0;
-    t->used++;
-    return &slot->units;
-}
 
 static int s_cmp_subject(const void *a, const void *b)
 {
@@ -315,7 +274,7 @@ static int64_t s_rate(const Beacon__Billing__BillingConfig *cfg, const char *pro
  * reasons). Strings in arena. */
 static void s_evaluate(bc_call_t *call, bc_arena_t *arena, const Beacon__Billing__BillingConfig *cfg,
                        PGresult *res, int row, Beacon__Intake__BillingSubject *s,
-                       Beacon__Notes__BillingNoteStatus *note, s_units_t *units, int32_t today,
+                       Beacon__Notes__BillingNoteStatus *note, billing_units_t *units, int32_t today,
                        billing_claim_t *c, billing_reasons_t *why)
 {
     memset(c, 0, sizeof *c);
@@ -324,8 +283,10 @@ static void s_evaluate(bc_call_t *call, bc_arena_t *arena, const Beacon__Billing
     if (*existing) {
         c->id = bc_arena_strdup(arena, existing);
     } else {
+        /* Time-ordered: a batch's claims go in at the right edge of the
+         * indexes keyed by id, not all over them. */
         char id[37];
-        bc_uuid_v4(id);
+        bc_uuid_v7(id);
         c->id = bc_arena_strdup(arena, id);
     }
     c->encounter_id = bc_arena_strdup(arena, PQgetvalue(res, row, E_ID));
@@ -460,10 +421,10 @@ static void s_evaluate(bc_call_t *call, bc_arena_t *arena, const Beacon__Billing
 
     /* Limits last: only a claim that would otherwise go counts against them. */
     if (why->n == 0 && c->units > 0) {
-        int *per_day = s_units_at(units, c->client_id, c->service_date);
+        int *per_day = billing_units_at(units, c->client_id, c->service_date);
         if (cfg->max_units_per_day > 0 && *per_day + c->units > cfg->max_units_per_day)
             s_hold(why, "over the payer's daily maximum of units for the client");
-        int *per_auth = ep ? s_units_at(units, c->client_id, ep->started_on) : NULL;
+        int *per_auth = ep ? billing_units_at(units, c->client_id, ep->started_on) : NULL;
         if (per_auth && cfg->max_units_per_authorization > 0 &&
             *per_auth + c->units > cfg->max_units_per_authorization)
             s_hold(why, "over the payer's maximum of units for the enrollment episode");
@@ -476,50 +437,77 @@ static void s_evaluate(bc_call_t *call, bc_arena_t *arena, const Beacon__Billing
     (void)call;
 }
 
-/* Adds the units already billed for the chunk's clients (claims sent or
- * about to be, this batch's earlier chunks included) to the table: per day,
- * and per episode of the client's. Only the chunk's service dates (first to
- * last) matter for the daily limit; the whole history is read only when an
- * episode limit is configured. */
-static int s_prior_units(bc_call_t *call, const char *ids, const char *first, const char *last,
-                         Beacon__Intake__BillingSubjectsReply *r, s_units_t *units)
+/* Counts n units billed to client on day (YYYY-MM-DD): on the day, and in
+ * the client's episode open that day. */
+typedef struct {
+    billing_units_t *units;
+    Beacon__Intake__BillingSubjectsReply *subjects;
+} s_counting_t;
+
+static void s_count_prior(void *arg, const char *client, const char *day, int n)
 {
-    const char *params[] = {ids, first, last};
+    s_counting_t *c = arg;
+    *billing_units_at(c->units, client, day) += n;
+    Beacon__Intake__BillingSubject *s = s_find_subject(c->subjects, client);
+    const Beacon__Intake__BillingEpisode *ep = s ? s_episode(s, day) : NULL;
+    if (ep)
+        *billing_units_at(c->units, client, ep->started_on) += n;
+}
+
+/* Adds the units already billed for the chunk's clients (ids, a uuid[]
+ * literal; claims sent or about to be) to the table: per day, and per
+ * episode of the client's. Only the chunk's service dates (first to last)
+ * matter for the daily limit; the whole history is read only when an
+ * episode limit is configured. (A batch reads them through
+ * billing_prior_take instead.) */
+static int s_prior_units(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
+                         PGresult *res, const char *ids, s_counting_t *counting)
+{
+    const char *first = PQgetvalue(res, 0, E_DATE), *last = first;
+    for (int i = 1; i < PQntuples(res); i++) {
+        const char *d = PQgetvalue(res, i, E_DATE);
+        if (strcmp(d, first) < 0)
+            first = d;
+        if (strcmp(d, last) > 0)
+            last = d;
+    }
+    bool whole_history = cfg->max_units_per_authorization > 0;
+    const char *params[] = {ids, whole_history ? NULL : first, whole_history ? NULL : last};
     bc_error_t err;
-    PGresult *res = bc_db_prepared(
+    PGresult *units = bc_db_prepared(
         call->db, "billing_prior_units",
         "SELECT client_id::text, to_char(service_date, 'YYYY-MM-DD'), sum(units)::int "
         "FROM billing.claims WHERE client_id = ANY ($1::uuid[]) AND frequency IN ('1', '7') "
         "AND status IN ('ready', 'submitted', 'accepted', 'paid') "
         "AND ($2::date IS NULL OR service_date BETWEEN $2::date AND $3::date) GROUP BY 1, 2",
         3, params, &err);
-    if (!res) {
+    if (!units) {
         bc_call_fail_err(call, &err);
         return -1;
     }
-    for (int i = 0; i < PQntuples(res); i++) {
-        const char *client = PQgetvalue(res, i, 0), *day = PQgetvalue(res, i, 1);
-        int n = atoi(PQgetvalue(res, i, 2));
-        *s_units_at(units, client, day) += n;
-        Beacon__Intake__BillingSubject *s = s_find_subject(r, client);
-        const Beacon__Intake__BillingEpisode *ep = s ? s_episode(s, day) : NULL;
-        if (ep)
-            *s_units_at(units, client, ep->started_on) += n;
-    }
-    PQclear(res);
+    for (int i = 0; i < PQntuples(units); i++)
+        s_count_prior(counting, PQgetvalue(units, i, 0), PQgetvalue(units, i, 1),
+                      atoi(PQgetvalue(units, i, 2)));
+    PQclear(units);
     return 0;
 }
 
-int billing_evaluate_rows(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
-                          bc_arena_t *arena, PGresult *res, int32_t today,
-                          billing_claim_t **claims_out, billing_reasons_t **why_out)
+struct billing_ask {
+    PGresult *res;  /* the chunk's encounters (the caller's) */
+    char **clients; /* its distinct clients, sorted */
+    int n_clients;
+    char *ids;      /* the same as a uuid[] literal */
+    bc_arena_t *arena;
+    bc_rpc_wait_t *subjects, *notes;
+};
+
+billing_ask_t *billing_ask(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
+                           bc_arena_t *arena, PGresult *res)
 {
     int n = PQntuples(res);
-    if (n == 0) {
-        *claims_out = NULL;
-        *why_out = NULL;
-        return 0;
-    }
+    billing_ask_t *ask = bc_arena_calloc(arena, sizeof *ask);
+    ask->res = res;
+    ask->arena = arena;
     ProtobufCAllocator *alloc = bc_arena_allocator(arena);
     /* Distinct clients, as the intake request and a uuid[] literal. */
     char **clients = bc_arena_alloc(arena, (size_t)n * sizeof(char *) + 1);
@@ -533,7 +521,9 @@ int billing_evaluate_rows(bc_call_t *call, const Beacon__Billing__BillingConfig 
     for (int i = 0; i < n; i++)
         if (distinct == 0 || strcmp(clients[distinct - 1], clients[i]))
             clients[distinct++] = clients[i];
-    char *ids = bc_arena_alloc(arena, (size_t)distinct * 37 + 3), *p = ids;
+    ask->clients = clients;
+    ask->n_clients = distinct;
+    char *p = ask->ids = bc_arena_alloc(arena, (size_t)distinct * 37 + 3);
     *p++ = '{';
     for (int i = 0; i < distinct; i++) {
         if (i)
@@ -543,50 +533,103 @@ int billing_evaluate_rows(bc_call_t *call, const Beacon__Billing__BillingConfig 
     }
     *p++ = '}';
     *p = '\0';
-
+    /* Both questions go out before either answer is awaited: intake and
+     * notes work at the same time, and meanwhile the caller too. The
+     * requests are packed when sent, so they may live on the stack. */
     Beacon__Intake__BillingSubjectsRequest sreq = BEACON__INTAKE__BILLING_SUBJECTS_REQUEST__INIT;
     sreq.client_ids = clients;
     sreq.n_client_ids = (size_t)distinct;
     sreq.payer_name = cfg->payer_name;
-    Beacon__Intake__BillingSubjectsReply *subjects = (Beacon__Intake__BillingSubjectsReply *)s_rpc(
-        call, true, "BillingSubjects", &sreq.base, &beacon__intake__billing_subjects_reply__descriptor,
-        alloc);
-    if (!subjects)
-        return -1;
-    qsort(subjects->subjects, subjects->n_subjects, sizeof *subjects->subjects, s_cmp_subject);
+    ask->subjects = s_rpc_start(call, true, "BillingSubjects", &sreq.base,
+                                &beacon__intake__billing_subjects_reply__descriptor, alloc);
+    if (!ask->subjects)
+        return NULL;
     Beacon__Notes__BillingNoteStatusRequest nreq = BEACON__NOTES__BILLING_NOTE_STATUS_REQUEST__INIT;
     nreq.encounter_ids = encounters;
     nreq.n_encounter_ids = (size_t)n;
-    Beacon__Notes__BillingNoteStatusReply *notes = (Beacon__Notes__BillingNoteStatusReply *)s_rpc(
-        call, false, "BillingNoteStatus", &nreq.base,
-        &beacon__notes__billing_note_status_reply__descriptor, alloc);
-    if (!notes)
+    ask->notes = s_rpc_start(call, false, "BillingNoteStatus", &nreq.base,
+                             &beacon__notes__billing_note_status_reply__descriptor, alloc);
+    if (!ask->notes) {
+        billing_ask_abandon(&ask);
+        return NULL;
+    }
+    return ask;
+}
+
+void billing_ask_abandon(billing_ask_t **ask)
+{
+    if (!ask || !*ask)
+        return;
+    if ((*ask)->subjects)
+        bc_rpc_client_abandon(s_intake, &(*ask)->subjects);
+    if ((*ask)->notes)
+        bc_rpc_client_abandon(s_notes, &(*ask)->notes);
+    *ask = NULL; /* the rest lives in its arena */
+}
+
+int billing_evaluate_answers(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
+                             billing_ask_t **ask_p, billing_prior_t *prior, int32_t today,
+                             billing_claim_t **claims_out, billing_reasons_t **why_out,
+                             billing_timing_t *timing)
+{
+    billing_timing_t unused;
+    if (!timing)
+        timing = &unused;
+    int64_t t0 = bc_mono_us();
+    billing_ask_t *ask = *ask_p;
+    bc_arena_t *arena = ask->arena;
+    PGresult *res = ask->res;
+    int n = PQntuples(res);
+    Beacon__Intake__BillingSubjectsReply *subjects =
+        (Beacon__Intake__BillingSubjectsReply *)s_rpc_finish(call, true, "BillingSubjects",
+                                                             &ask->subjects);
+    Beacon__Notes__BillingNoteStatusReply *notes =
+        subjects ? (Beacon__Notes__BillingNoteStatusReply *)s_rpc_finish(
+                       call, false, "BillingNoteStatus", &ask->notes)
+                 : NULL;
+    billing_ask_abandon(ask_p);
+    int64_t t1 = bc_mono_us();
+    timing->answers += t1 - t0;
+    if (!subjects || !notes)
         return -1;
+    qsort(subjects->subjects, subjects->n_subjects, sizeof *subjects->subjects, s_cmp_subject);
     qsort(notes->notes, notes->n_notes, sizeof *notes->notes, s_cmp_note);
 
-    s_units_t units;
-    s_units_init(&units, arena, (size_t)n * 2);
-    const char *first = PQgetvalue(res, 0, E_DATE), *last = first;
-    for (int i = 1; i < n; i++) {
-        const char *d = PQgetvalue(res, i, E_DATE);
-        if (strcmp(d, first) < 0)
-            first = d;
-        if (strcmp(d, last) > 0)
-            last = d;
-    }
-    bool whole_history = cfg->max_units_per_authorization > 0;
-    if (s_prior_units(call, ids, whole_history ? NULL : first, whole_history ? NULL : last,
-                      subjects, &units) < 0)
+    billing_units_t *units = billing_units_new(arena, (size_t)n * 2);
+    s_counting_t counting = {units, subjects};
+    int rc = prior ? billing_prior_take(prior, call, ask->clients, ask->n_clients, units,
+                                        s_count_prior, &counting)
+                   : s_prior_units(call, cfg, res, ask->ids, &counting);
+    if (rc < 0)
         return -1;
+    int64_t t2 = bc_mono_us();
+    timing->prior += t2 - t1;
 
     billing_claim_t *claims = bc_arena_alloc(arena, (size_t)n * sizeof *claims + 1);
     billing_reasons_t *why = bc_arena_alloc(arena, (size_t)n * sizeof *why + 1);
     for (int i = 0; i < n; i++) {
         Beacon__Intake__BillingSubject *s = s_find_subject(subjects, PQgetvalue(res, i, E_CLIENT));
         Beacon__Notes__BillingNoteStatus *note = s_find_note(notes, PQgetvalue(res, i, E_ID));
-        s_evaluate(call, arena, cfg, res, i, s, note, &units, today, &claims[i], &why[i]);
+        s_evaluate(call, arena, cfg, res, i, s, note, units, today, &claims[i], &why[i]);
     }
+    if (prior)
+        billing_prior_carry(prior, units, ask->clients[ask->n_clients - 1]);
     *claims_out = claims;
     *why_out = why;
+    timing->evaluate += bc_mono_us() - t2;
     return 0;
+}
+
+int billing_evaluate_rows(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
+                          bc_arena_t *arena, PGresult *res, int32_t today,
+                          billing_claim_t **claims_out, billing_reasons_t **why_out)
+{
+    *claims_out = NULL;
+    *why_out = NULL;
+    if (PQntuples(res) == 0)
+        return 0;
+    billing_ask_t *ask = billing_ask(call, cfg, arena, res);
+    if (!ask)
+        return -1;
+    return billing_evaluate_answers(call, cfg, &ask, NULL, today, claims_out, why_out, NULL);
 }

@@ -89,6 +89,87 @@ int32_t billing_day(const char *s);
     "to_char((e.ends_at - interval '1 microsecond') AT TIME ZONE d.time_zone, 'YYYY-MM-DD'), "  \
     "e.minutes, e.place_of_service, e.mode, e.is_group"
 
+/* ---- billing_units.c ---- */
+/* Units per client and day or episode, in an arena. */
+typedef struct billing_units billing_units_t;
+billing_units_t *billing_units_new(bc_arena_t *arena, size_t expect);
+/* The units counted under client a and day or episode start b (created at
+ * 0): a pointer valid until the next call. */
+int *billing_units_at(billing_units_t *t, const char *a, const char *b);
+/* The units billed before a batch began, read in client order. */
+typedef struct billing_prior billing_prior_t;
+/* Declares the batch's cursor over them (the clients with encounters of
+ * agency_id from..to; those days only unless whole_history). The caller
+ * owns the result; NULL with call->err set. */
+billing_prior_t *billing_prior_open(bc_call_t *call, const char *agency_id, const char *from,
+                                    const char *to, bool whole_history);
+void billing_prior_close(billing_prior_t **self);
+/* Called for each row taken: n units billed to client on day. */
+typedef void (*billing_prior_add_fn)(void *arg, const char *client, const char *day, int n);
+/* Adds to units what the previous chunk carried, then passes to add the
+ * rows of clients (n, sorted, distinct, after every client of earlier
+ * calls but the last one) and skips those of clients in between. 0, or -1
+ * with call->err set. */
+int billing_prior_take(billing_prior_t *self, bc_call_t *call, char *const *clients, int n,
+                       billing_units_t *units, billing_prior_add_fn add, void *arg);
+/* Keeps what units holds for client (the chunk's last, whose encounters
+ * may go on in the next chunk) for the next billing_prior_take. */
+void billing_prior_carry(billing_prior_t *self, const billing_units_t *units, const char *client);
+
+/* A chunk's questions to intake (BillingSubjects) and notes
+ * (BillingNoteStatus), sent and not yet answered; lives in the chunk's
+ * arena. */
+typedef struct billing_ask billing_ask_t;
+/* Sends both questions about the encounters of res (BILLING_ENCOUNTER_COLUMNS
+ * plus the claim id; at least one row) without waiting for the answers, so
+ * that the caller can work meanwhile. res and arena must outlive the ask.
+ * NULL with call->err set. */
+billing_ask_t *billing_ask(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
+                           bc_arena_t *arena, PGresult *res);
+/* Forgets an ask that will not be evaluated (its answers are dropped).
+ * NULL allowed; *ask is set to NULL. */
+void billing_ask_abandon(billing_ask_t **ask);
+/* Where a batch's time goes, in microseconds (for its log line). */
+typedef struct {
+    int64_t fetch;    /* reading the encounters */
+    int64_t answers;  /* waiting for intake and notes */
+    int64_t prior;    /* reading the units already billed */
+    int64_t evaluate; /* deciding each encounter */
+    int64_t stage;    /* sealing Medicaid IDs, copying the claims in */
+    int64_t insert;   /* taking them into billing.claims */
+    int64_t write;    /* formatting the 837P and the CSV */
+    int64_t parts;    /* sealing and storing the parts */
+} billing_timing_t;
+
+/* ---- billing_stage.c ---- */
+/* A growing text buffer (p NUL-terminated; {0} is empty). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} billing_buf_t;
+void billing_buf_add(billing_buf_t *b, const char *s, size_t n);
+void billing_buf_str(billing_buf_t *b, const char *s);
+/* Creates the batch transaction's stage (dropped at its end). 0, or -1
+ * with call->err set. */
+int billing_stage_create(bc_call_t *call);
+/* Stores n claims (why: their hold reasons; none = submitted in batch_id)
+ * for payer_id: new ones inserted, held ones updated, those whose
+ * encounter has another original claim left out. Returns how many the
+ * database took, their encounter ids sorted in *ids (in arena); -1 with
+ * call->err set. Adds to timing's stage and insert. */
+int billing_stage_take(bc_call_t *call, const char *payer_id, const char *batch_id,
+                       bc_arena_t *arena, billing_claim_t *claims, billing_reasons_t *why, int n,
+                       char ***ids, billing_timing_t *timing);
+
+/* Waits for the answers of *ask (taken: *ask is set to NULL), reads the
+ * units already billed to its clients (from prior, or the database when
+ * NULL) and evaluates every encounter
+ * against cfg: claims and their hold reasons (none: billable) in the ask's
+ * arena; adds to timing (NULL allowed). 0, or -1 with call->err set. */
+int billing_evaluate_answers(bc_call_t *call, const Beacon__Billing__BillingConfig *cfg,
+                             billing_ask_t **ask, billing_prior_t *prior, int32_t today,
+                             billing_claim_t **claims, billing_reasons_t **why,
+                             billing_timing_t *timing);
 /* Evaluates every encounter of res (BILLING_ENCOUNTER_COLUMNS plus the claim
  * id) against cfg, asking intake and notes once each: claims and their hold
  * reasons (none: billable) in arena. 0, or -1 with call->err set. */

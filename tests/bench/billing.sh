@@ -189,7 +189,7 @@ bench_billing() {
     WHERE e.agency_id = '$BENCH_AGENCY_ID'
       AND (e.starts_at AT TIME ZONE d.time_zone)::date BETWEEN '$mid' AND '$last'
       AND (c.id IS NULL OR c.status = 'held')
-    ORDER BY e.starts_at, e.id) TO STDOUT" >/dev/null
+    ORDER BY e.client_id, e.starts_at, e.id) TO STDOUT" >/dev/null
   t1=$(date +%s.%N)
   copy_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
   result billing_copy.seconds "$copy_s" s

@@ -12,6 +12,8 @@ signature, encounters crossing midnight, units over the daily limit.
 Replacement (7) and void (8) claims, status by hand and by remittance CSV,
 and the billing role's limits (never note text)."""
 
+import csv
+import io
 import itertools
 import json
 import os
@@ -406,6 +408,50 @@ class BillingTests(BillingCase):
         self.assertIn("daily maximum", " ".join(last["hold_reasons"]))
         self.assertEqual(last["line"]["units"], 3)
 
+    def test_units_billed_by_an_earlier_batch_count_against_the_daily_limit(self):
+        on = day()
+        cid = self.client()
+        first = self.encounter(cid, on, start="09:00", end="11:00")
+        self.note(cid, first["id"])
+        self.assertEqual(self.batch(on)["claim_count"], 1)
+        more = [self.encounter(cid, on, start=s, end=e)
+                for s, e in (("12:00", "14:00"), ("15:00", "15:50"))]
+        for e in more:
+            self.note(cid, e["id"])
+        batch = self.batch(on)  # 8 more reach the 16 of the day with the first batch's 8
+        self.assertEqual(batch["claim_count"], 1)
+        self.assertEqual(self.claim_for(more[0]["id"])["status"], "submitted")
+        held = self.claim_for(more[1]["id"])
+        self.assertEqual(held["status"], "held")
+        self.assertIn("daily maximum", " ".join(held["hold_reasons"]))
+
+    def test_the_daily_limit_holds_across_the_chunks_a_batch_reads(self):
+        # A batch reads 2,000 encounters at a time, client by client: the
+        # first client's 1,999 (unsigned, held) and the second's first fill
+        # one chunk, the second's two others come in the next, which must
+        # still count the 8 units of the one before.
+        on = day()
+        first, second = sorted([self.client(), self.client()])
+        encs = [self.encounter(second, on, start=s, end=e)
+                for s, e in (("09:00", "11:00"), ("12:00", "14:00"), ("15:00", "17:00"))]
+        for e in encs:
+            self.note(second, e["id"])
+        self.admin_psql(
+            "INSERT INTO scheduling.encounters (id, agency_id, site_id, client_id, staff_id, "
+            "starts_at, ends_at, mode, place_of_service, recorded_by) "
+            "SELECT gen_random_uuid(), e.agency_id, e.site_id, '%s', e.staff_id, "
+            "e.starts_at + g * interval '1 second', e.ends_at + g * interval '1 second', e.mode, "
+            "e.place_of_service, e.recorded_by FROM scheduling.encounters e, "
+            "generate_series(1, 1999) g WHERE e.id = '%s'" % (first, encs[0]["id"]))
+        batch = self.batch(on)
+        self.assertEqual(batch["claim_count"], 2)
+        self.assertEqual(batch["held_count"], 2000)
+        self.assertEqual(self.claim_for(encs[0]["id"])["status"], "submitted")
+        self.assertEqual(self.claim_for(encs[1]["id"])["status"], "submitted")
+        held = self.claim_for(encs[2]["id"])
+        self.assertEqual(held["status"], "held")
+        self.assertIn("daily maximum", " ".join(held["hold_reasons"]))
+
     def test_short_encounter_below_the_first_unit_is_held(self):
         on = day()
         cid = self.client()
@@ -636,26 +682,35 @@ class BillingTests(BillingCase):
 
 class BillingPartsTests(BillingCase):
     """A file larger than one part (parts of 4 KiB here): downloaded part by
-    part, the parts join into one interchange the strict parser accepts."""
+    part, the parts join into one interchange the strict parser accepts, and
+    the CSV, in parts too, into one table; both the same bytes when fetched
+    again."""
     process_settings = {"scheduling": {"billing_part_bytes": 4096}}
 
     def test_a_file_in_parts_joins_into_one_interchange(self):
-        on = day()
+        days = sorted([day(), day()])  # 12 a day: one peer's free hours
         encounters = []
-        for _ in range(12):
-            encounters.append(self.billable(on)[1])
-        batch = self.batch(on)
-        self.assertEqual(batch["claim_count"], 12)
+        for i in range(24):
+            encounters.append(self.billable(days[i % 2])[1])
+        batch = self.batch(days[0], days[1])
+        self.assertEqual(batch["claim_count"], 24)
         self.assertGreater(batch["parts"], 1)
         data = self.file(batch)
         self.assertEqual(len(data), batch["bytes"])
         claims = self.check_837(data, batch)
-        self.assertEqual(len(claims), 12)
-        self.assertEqual(sorted(claims), sorted(self.claim_for(e["id"])["id"].replace("-", "")
-                                                .upper() for e in encounters))
+        self.assertEqual(len(claims), 24)
+        ids = sorted(self.claim_for(e["id"])["id"] for e in encounters)
+        self.assertEqual(sorted(claims), sorted(i.replace("-", "").upper() for i in ids))
+        self.assertGreater(batch["csv_parts"], 1)
+        table = self.file(batch, "csv")
+        rows = list(csv.reader(io.StringIO(table.decode(), newline="")))
+        self.assertEqual(rows[0][:2], ["claim_id", "frequency"])
+        self.assertEqual(len(rows), 25)
+        self.assertTrue(all(len(r) == len(rows[0]) for r in rows))
+        self.assertEqual(sorted(r[0] for r in rows[1:]), ids)
+        self.assertEqual(self.file(batch), data)
+        self.assertEqual(self.file(batch, "csv"), table)
         r = self.req("GET", "/api/v1/billing/batches/%s/837p?part=%d" % (batch["id"],
                                                                           batch["parts"] + 1),
                      headers=self.biller.auth)
         self.assertProblem(r, 400, "part")
-        csv = self.file(batch, "csv").decode().splitlines()
-        self.assertEqual(len(csv), 13)
