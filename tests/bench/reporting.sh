@@ -6,8 +6,9 @@
 #   dashboard_site    generates BENCH_REPORT_ENCOUNTERS encounters (default
 #                     10,000,000) over 50 sites of 5 agencies and 3 years
 #                     (2024-2026), 20 staff and 2,000 clients a site, straight into
-#                     scheduling.encounters and the rollups (set-based SQL as the
-#                     superuser; reporting_generate.seconds says how long), then
+#                     scheduling.encounters and the rollups, the people served per
+#                     period and the caseloads (set-based SQL as the superuser;
+#                     reporting_generate.seconds says how long), then
 #                     measures GET /api/v1/dashboards/site/{id} (3 years by week,
 #                     as the site's supervisor, identified, audited) at
 #                     BENCH_LIST_CONNECTIONS callers: dashboard_site.p50_ms/.p99_ms;
@@ -117,6 +118,35 @@ s_report_fixture() {
         encounters = r.encounters + excluded.encounters,
         encounter_minutes = r.encounter_minutes + excluded.encounter_minutes,
         units = r.units + excluded.units;
+    -- People served per period (distinct clients of the encounters) and
+    -- who is on whose caseload now (each client with the site's staff member
+    -- its number gives), as the consumer keeps them; the dashboards read
+    -- these for people_served and staff_load.
+    CREATE TEMP TABLE bench_seen ON COMMIT DROP AS
+      SELECT DISTINCT e.site_id, e.agency_id, e.client_id,
+             (e.starts_at AT TIME ZONE 'America/New_York')::date AS day
+      FROM scheduling.encounters e JOIN bench_sites s USING (site_id);
+    INSERT INTO reporting.served_sites AS r (site_id, grain, period, agency_id, people)
+      SELECT site_id, g.grain, g.period, agency_id, count(DISTINCT client_id)
+      FROM bench_seen CROSS JOIN LATERAL (VALUES ('d'::\"char\", day),
+             ('w'::\"char\", date_trunc('week', day)::date),
+             ('m'::\"char\", date_trunc('month', day)::date)) g (grain, period)
+      GROUP BY 1, 2, 3, 4
+      ON CONFLICT (site_id, grain, period) DO UPDATE SET people = r.people + excluded.people;
+    INSERT INTO reporting.served_agencies AS r (agency_id, grain, period, people)
+      SELECT agency_id, g.grain, g.period, count(DISTINCT client_id)
+      FROM bench_seen CROSS JOIN LATERAL (VALUES ('d'::\"char\", day),
+             ('w'::\"char\", date_trunc('week', day)::date),
+             ('m'::\"char\", date_trunc('month', day)::date)) g (grain, period)
+      GROUP BY 1, 2, 3
+      ON CONFLICT (agency_id, grain, period) DO UPDATE SET people = r.people + excluded.people;
+    INSERT INTO reporting.client_assignments (client_id, agency_id, site_id, staff_id, status)
+      SELECT ('00000000-0000-4000-a000-' || lpad(to_hex(s.i * 2000 + c), 12, '0'))::uuid,
+             s.agency_id, s.site_id,
+             ('00000000-0000-4000-b000-' || lpad(to_hex(s.i * 20 + c % 20), 12, '0'))::uuid,
+             'active'
+      FROM bench_sites s CROSS JOIN generate_series(0, 1999) c
+      ON CONFLICT (client_id) DO NOTHING;
     INSERT INTO reporting.regions (id, name) VALUES ('00000000-0000-4000-c000-000000000001',
                                                      'Bench region') ON CONFLICT DO NOTHING;
     INSERT INTO reporting.region_agencies
@@ -125,7 +155,8 @@ s_report_fixture() {
     COMMIT;" >/dev/null || return 1
   local t
   for t in scheduling.encounters reporting.site_rollup reporting.agency_rollup \
-           reporting.staff_rollup; do
+           reporting.staff_rollup reporting.served_sites reporting.served_agencies \
+           reporting.client_assignments; do
     pg_admin_beacon "VACUUM (ANALYZE) $t" >/dev/null || return 1
   done
   local secs
