@@ -68,7 +68,21 @@ struct bc_db {
     s_deferred_t *deferred;    /* bc_db_defer statements not sent yet, in order */
     size_t ndeferred;
     size_t deferred_cap;
+    bool events;               /* the open transaction wrote outbox events */
 };
+
+/* Run after a transaction that wrote events commits (bc_relay's wake). */
+static void (*_Atomic s_events_hook)(void);
+
+void bc_db_on_events_committed(void (*hook)(void))
+{
+    s_events_hook = hook;
+}
+
+void bc_db_note_events(bc_db_t *self)
+{
+    self->events = true;
+}
 
 bc_db_t *bc_db_new(const char *conninfo, const char *application_name)
 {
@@ -629,11 +643,11 @@ int bc_db_commit(bc_db_t *self, bc_error_t *err)
         return -1;
     }
     if (self->begin_pending && !self->ndeferred) {
-        self->in_tx = self->begin_pending = self->tx_lost = false; /* nothing was sent */
+        self->in_tx = self->begin_pending = self->tx_lost = self->events = false; /* nothing sent */
         return 0;
     }
     if (self->tx_lost || !bc_db_ok(self)) {
-        self->in_tx = self->tx_lost = false;
+        self->in_tx = self->tx_lost = self->events = false;
         bc_error_set(err, BC_UNAVAILABLE, NULL, "%s", s_public_message(BC_UNAVAILABLE));
         bc_error_detail(err, "connection lost inside the transaction; nothing was committed");
         return -1;
@@ -651,6 +665,8 @@ int bc_db_commit(bc_db_t *self, bc_error_t *err)
     if (!res && !lost && PQtransactionStatus(self->conn) != PQTRANS_IDLE)
         bc_db_rollback(self); /* a deferred statement failed: the server skipped COMMIT */
     self->in_tx = self->tx_lost = false;
+    bool events = self->events;
+    self->events = false;
     if (!res) {
         if (lost)
             bc_error_detail(err, "connection lost during COMMIT: outcome unknown");
@@ -663,6 +679,9 @@ int bc_db_commit(bc_db_t *self, bc_error_t *err)
         bc_error_detail(err, "COMMIT ended in rollback");
         return -1;
     }
+    void (*hook)(void) = s_events_hook;
+    if (events && hook)
+        hook();
     return 0;
 }
 
@@ -670,6 +689,7 @@ void bc_db_rollback(bc_db_t *self)
 {
     if (!self->in_tx)
         return;
+    self->events = false;
     s_deferred_clear(self);
     if (self->begin_pending) {
         self->in_tx = self->begin_pending = self->tx_lost = false; /* nothing was sent */

@@ -76,6 +76,13 @@ int bc_db_command(bc_db_t *self, const char *sql, int nparams, const char *const
 int bc_db_begin(bc_db_t *self, bc_error_t *err);
 int bc_db_commit(bc_db_t *self, bc_error_t *err);
 void bc_db_rollback(bc_db_t *self);
+/* Marks the open transaction as one that wrote outbox events: when it
+ * commits, the hook set with bc_db_on_events_committed runs (in the
+ * committing thread). */
+void bc_db_note_events(bc_db_t *self);
+/* Sets that hook for the whole process (NULL: none). bc_relay sets it to
+ * wake its thread. */
+void bc_db_on_events_committed(void (*hook)(void));
 bool bc_db_in_transaction(const bc_db_t *self);
 /* SET LOCAL for the current transaction through set_config($1, $2, true). */
 int bc_db_set_local(bc_db_t *self, const char *name, const char *value, bc_error_t *err);

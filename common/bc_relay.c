@@ -7,10 +7,13 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 #include <zmq.h>
 
+#include "bc_db.h"
 #include "bc_log.h"
 #include "bc_mem.h"
 #include "bc_util.h"
@@ -21,7 +24,7 @@
 #define S_RETRY_MS 1000
 #define S_BACKLOG_MS 1000
 
-/* Event lag buckets, seconds: a relay woken by NOTIFY publishes within
+/* Event lag buckets, seconds: a relay woken at commit publishes within
  * milliseconds; a stalled one shows up in the upper buckets. */
 static const double s_lag_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                        1,     2.5,  5,     10,   30,  60,  300};
@@ -38,6 +41,20 @@ struct bc_relay {
     bc_gauge_t *backlog;
     int64_t backlog_at; /* next backlog count (bc_mono_ms) */
 };
+
+/* The relay thread's wake (an eventfd): written when a transaction of this
+ * process that wrote events commits (bc_db_on_events_committed). One relay
+ * per process; -1 when none runs. */
+static _Atomic int s_wake_fd = -1;
+
+static void s_wake(void)
+{
+    int fd = s_wake_fd;
+    uint64_t one = 1;
+    if (fd >= 0 && write(fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is full, the thread is awake anyway */
+    }
+}
 
 static PGresult *s_exec(PGconn *conn, const char *sql, int n, const char *const *params,
                         ExecStatusType want)
@@ -206,12 +223,21 @@ static void *s_main(void *arg)
         }
         if (n == S_BATCH)
             continue; /* more may be waiting */
-        struct pollfd pfd = {.fd = PQsocket(self->conn), .events = POLLIN};
-        if (poll(&pfd, 1, 200) > 0) {
-            PQconsumeInput(self->conn);
-            PGnotify *note;
-            while ((note = PQnotifies(self->conn)) != NULL)
-                PQfreemem(note);
+        /* Woken by a commit of this process, a NOTIFY beacon_events from
+         * elsewhere (another instance, a tool), or after 200 ms. */
+        struct pollfd pfd[2] = {{.fd = PQsocket(self->conn), .events = POLLIN},
+                                {.fd = s_wake_fd, .events = POLLIN}};
+        if (poll(pfd, pfd[1].fd >= 0 ? 2 : 1, 200) > 0) {
+            if (pfd[0].revents) {
+                PQconsumeInput(self->conn);
+                PGnotify *note;
+                while ((note = PQnotifies(self->conn)) != NULL)
+                    PQfreemem(note);
+            }
+            uint64_t wakes;
+            if (pfd[1].revents && read(pfd[1].fd, &wakes, sizeof wakes) < 0) {
+                /* EAGAIN: read by an earlier round */
+            }
         }
     }
     if (self->conn) {
@@ -250,6 +276,11 @@ bc_relay_t *bc_relay_start(void *zctx, const char *conninfo, const char *produce
         bc_relay_stop(&self);
         return NULL;
     }
+    if (s_wake_fd < 0) {
+        s_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (s_wake_fd >= 0)
+            bc_db_on_events_committed(s_wake);
+    }
     if (pthread_create(&self->thread, NULL, s_main, self) != 0) {
         bc_error_set(err, BC_INTERNAL, "", "cannot start the event relay");
         zmq_close(self->pub);
@@ -273,6 +304,12 @@ void bc_relay_stop(bc_relay_t **self_p)
     }
     if (self->pub)
         zmq_close(self->pub);
+    if (self->started && s_wake_fd >= 0) {
+        bc_db_on_events_committed(NULL);
+        int fd = s_wake_fd;
+        s_wake_fd = -1;
+        close(fd);
+    }
     free(self->conninfo);
     free(self->producer);
     free(self);

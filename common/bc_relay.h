@@ -1,8 +1,10 @@
 /*  bc_relay: publishes a service's outbox (DESIGN.md, transactional outbox).
  *
  *  One thread with its own PostgreSQL connection and a ZeroMQ PUB socket.
- *  It wakes on NOTIFY beacon_events (bc_call_emit sends it with each event)
- *  or every second, and in one transaction, holding a per-producer advisory
+ *  It wakes when a transaction of this process that wrote events commits
+ *  (bc_db_note_events, which bc_call_emit calls), on NOTIFY beacon_events
+ *  (from another instance or a tool), or every 200 ms, and in one
+ *  transaction, holding a per-producer advisory
  *  lock so that only one instance of a service relays at a time: takes the
  *  oldest unpublished events of its producer (up to 200), numbers them
  *  after the producer's last published number (1, 2, 3... without gaps, in
