@@ -273,31 +273,14 @@ bc_code_t billing_claims_list(bc_call_t *call, const ProtobufCMessage *in, Proto
  * call->err set (NOT_FOUND). */
 static PGresult *s_claim(bc_call_t *call, const char *id, bool lock)
 {
-    if (!bc_is_uuid(id)) {
-        bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
-        return NULL;
-    }
-    const char *params[] = {id, call->principal->agency_id};
-    bc_error_t err;
-    PGresult *res =
-        lock ? bc_db_prepared(call->db, "billing_claim_lock",
+    return lock ? billing_row(call, "billing_claim_lock",
                               "SELECT " BILLING_CLAIM_COLUMNS " FROM billing.claims c "
                               "WHERE c.id = $1 AND c.agency_id = $2 FOR UPDATE",
-                              2, params, &err)
-             : bc_db_prepared(call->db, "billing_claim_get",
+                              id, "claim")
+                : billing_row(call, "billing_claim_get",
                               "SELECT " BILLING_CLAIM_COLUMNS " FROM billing.claims c "
                               "WHERE c.id = $1 AND c.agency_id = $2",
-                              2, params, &err);
-    if (!res) {
-        bc_call_fail_err(call, &err);
-        return NULL;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        bc_call_fail(call, BC_NOT_FOUND, "", "no claim %s", id);
-        return NULL;
-    }
-    return res;
+                              id, "claim");
 }
 
 bc_code_t billing_claim_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)

@@ -14,9 +14,8 @@
 
 #define S_NULL(s) (*(s) ? (s) : NULL)
 
-/* ---- batches ------------------------------------------------------------------------ */
-
-static PGresult *s_batch(bc_call_t *call, const char *id)
+PGresult *billing_row(bc_call_t *call, const char *name, const char *sql, const char *id,
+                      const char *what)
 {
     if (!bc_is_uuid(id)) {
         bc_call_fail(call, BC_INVALID_ARGUMENT, "id", "id must be a UUID");
@@ -24,20 +23,27 @@ static PGresult *s_batch(bc_call_t *call, const char *id)
     }
     const char *params[] = {id, call->principal->agency_id};
     bc_error_t err;
-    PGresult *res = bc_db_prepared(call->db, "billing_batch_get",
-                                   "SELECT " BILLING_BATCH_COLUMNS " FROM billing.batches "
-                                   "WHERE id = $1 AND agency_id = $2",
-                                   2, params, &err);
+    PGresult *res = bc_db_prepared(call->db, name, sql, 2, params, &err);
     if (!res) {
         bc_call_fail_err(call, &err);
         return NULL;
     }
     if (PQntuples(res) == 0) {
         PQclear(res);
-        bc_call_fail(call, BC_NOT_FOUND, "", "no batch %s", id);
+        bc_call_fail(call, BC_NOT_FOUND, "", "no %s %s", what, id);
         return NULL;
     }
     return res;
+}
+
+/* ---- batches ------------------------------------------------------------------------ */
+
+static PGresult *s_batch(bc_call_t *call, const char *id)
+{
+    return billing_row(call, "billing_batch_get",
+                       "SELECT " BILLING_BATCH_COLUMNS " FROM billing.batches "
+                       "WHERE id = $1 AND agency_id = $2",
+                       id, "batch");
 }
 
 bc_code_t billing_batch_get(bc_call_t *call, const ProtobufCMessage *in, ProtobufCMessage **out)

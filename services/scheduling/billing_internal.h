@@ -203,6 +203,11 @@ enum {
 int billing_claim_from_row(bc_call_t *call, PGresult *res, int row, billing_claim_t *c);
 /* BC_OK when the caller has the billing role, else fails the call (403). */
 bc_code_t billing_need_role(bc_call_t *call);
+/* The row of prepared statement name/sql ($1 the id, $2 the caller's agency)
+ * for id, a UUID; NULL with call->err set: 400 for a malformed id, 404 ("no
+ * <what> <id>") when there is none. */
+PGresult *billing_row(bc_call_t *call, const char *name, const char *sql, const char *id,
+                      const char *what);
 /* A stored claim as the API shows it (last four of the Medicaid ID only). */
 Beacon__Billing__Claim *billing_claim_message(bc_call_t *call, PGresult *res, int row);
 
