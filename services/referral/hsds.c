@@ -113,7 +113,8 @@ int hsds_column(const hsds_table_t *t, const char *name)
     return -1;
 }
 
-/* The references between records: migration 003's foreign keys. */
+/* The references between records (migration 003's foreign keys; since migration 010
+ * the import checks those between tables, import_write.c). */
 static const struct {
     const char *entity, *column, *target;
 } s_references[] = {

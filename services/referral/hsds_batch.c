@@ -8,7 +8,8 @@
  *  values is left alone and an optional reference the record arrives
  *  without keeps the stored one. Both run in one savepoint: when the
  *  database refuses either (a bound, a malformed date, a dangling
- *  reference, a record another import stored meanwhile), nothing of the
+ *  reference within organizations or taxonomy terms, a record another
+ *  import stored meanwhile), nothing of the
  *  chunk is written, the transaction goes on, and the caller writes the
  *  chunk's records one by one with hsds_write to learn which one is at
  *  fault. */

@@ -8,8 +8,12 @@
  *     are asked for in one statement per table referred to (only for ids
  *     the import does not take first). A dangling reference refuses the
  *     record, and the records nested in it (its phones, its schedules) are
- *     skipped, as the database's foreign keys and the record-by-record
- *     import would have it.
+ *     skipped, as the record-by-record import would have it. These checks
+ *     are the directory's only ones between its large tables (migration
+ *     010 dropped their foreign keys; nothing deletes from the directory).
+ *     Before each table is written, its records referring to a record the
+ *     database refused while an earlier table was written (or skipped with
+ *     its holder) are refused too, unless that record was stored before.
  *  2. Writes. Each table in the order of hsds_tables (what is referred to
  *     first), its records in chunks written by one statement each
  *     (hsds_write_many). A chunk the database refuses (a bound, a calendar
@@ -123,6 +127,8 @@ typedef struct {
     /* keys to ask the database about, per table referred to */
     const char **ask[HSDS_NTABLES];
     size_t nask[HSDS_NTABLES], capask[HSDS_NTABLES];
+    /* records of each table refused or skipped while writing (step 2) */
+    size_t lost[HSDS_NTABLES];
 } s_writer_t;
 
 static void s_ask(s_writer_t *w, size_t table, const char *key)
@@ -133,6 +139,16 @@ static void s_ask(s_writer_t *w, size_t table, const char *key)
         w->ask[table] = bc_realloc(w->ask[table], w->capask[table] * sizeof *w->ask[table]);
     }
     w->ask[table][w->nask[table]++] = key;
+}
+
+static void s_refuse_dangling(bc_arena_t *arena, import_slot_t *s, const char *field)
+{
+    s->state = IMPORT_REFUSED;
+    s->field = field;
+    s->message = bc_arena_printf(arena,
+                                 "%s refers to a record that is neither in the directory nor "
+                                 "taken from this import",
+                                 field);
 }
 
 /* One round of step 1 over the whole plan, from what reading found. Keys it
@@ -177,12 +193,7 @@ static size_t s_settle(s_writer_t *w)
             refusal = s->t->cols[c].name;
         }
         if (refusal) {
-            s->state = IMPORT_REFUSED;
-            s->field = refusal;
-            s->message = bc_arena_printf(arena,
-                                         "%s refers to a record that is neither in the directory "
-                                         "nor taken from this import",
-                                         refusal);
+            s_refuse_dangling(arena, s, refusal);
             continue;
         }
         /* The first of its key taken is the one written; a repeat whose first
@@ -230,6 +241,7 @@ static int s_write_one(s_writer_t *w, import_slot_t *s)
     case HSDS_FAILED: return -1;
     case HSDS_REFUSED:
         s->state = IMPORT_REFUSED;
+        w->lost[s->t - hsds_tables]++;
         s->field = field;
         s->message = bc_arena_strdup(w->call->arena, message);
         break;
@@ -274,10 +286,66 @@ static bool s_written(import_state_t st)
     return st == IMPORT_CREATED || st == IMPORT_UPDATED || st == IMPORT_UNCHANGED;
 }
 
+/* The column of slot s that refers to a record of an earlier table which
+ * this import took but then could not write (the database refused it, or
+ * its holder), and which was not stored before either; NULL when every
+ * reference still holds. With ask, a stored state not known yet is queued
+ * for the database instead (and NULL returned). */
+static const char *s_reference_lost(s_writer_t *w, const import_slot_t *s, bool ask)
+{
+    for (size_t c = 1; c < s->t->ncols; c++) {
+        const hsds_table_t *to = hsds_refers(s->t, c);
+        if (!to || to == s->t || !s->values[c] || !w->lost[to - hsds_tables])
+            continue;
+        char *key = bc_arena_printf(w->call->arena, "%d:%s", (int)(to - hsds_tables),
+                                    s->values[c]);
+        int j = import_map_get(&w->taken, key);
+        if (j < 0 || s_written(w->plan->slots[j].state))
+            continue; /* stored (settled in step 1), or written */
+        int st = import_map_get(&w->stored, key);
+        if (ask && st == -1)
+            s_ask(w, (size_t)(to - hsds_tables), key);
+        else if (!ask && st != 1)
+            return s->t->cols[c].name;
+    }
+    return NULL;
+}
+
+/* Before table t is written: its records that refer to a record the
+ * import lost while writing an earlier table are refused, as the foreign
+ * keys of the database would have refused them (migration 010: the
+ * references between the directory's tables are the import's to check). */
+static int s_refuse_lost_references(s_writer_t *w, const hsds_table_t *t)
+{
+    bool any = false;
+    for (size_t k = 0; k < HSDS_NTABLES && !any; k++)
+        any = w->lost[k] > 0;
+    if (!any)
+        return 0;
+    import_plan_t *plan = w->plan;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < plan->n; i++) {
+            import_slot_t *s = &plan->slots[i];
+            if (s->t != t || (s->state != IMPORT_QUEUED && s->state != IMPORT_REPEAT))
+                continue;
+            const char *field = s_reference_lost(w, s, round == 0);
+            if (!field)
+                continue;
+            s_refuse_dangling(w->call->arena, s, field);
+            w->lost[t - hsds_tables]++;
+        }
+        if (round == 0 && s_ask_database(w) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Step 2 for table t. */
 static int s_write_table(s_writer_t *w, const hsds_table_t *t, search_touched_t *touched)
 {
     import_plan_t *plan = w->plan;
+    if (s_refuse_lost_references(w, t) < 0)
+        return -1;
     import_slot_t **chunk = bc_arena_alloc(w->call->arena, S_CHUNK * sizeof *chunk);
     size_t n = 0;
     for (size_t i = 0; i <= plan->n; i++) {
@@ -286,6 +354,7 @@ static int s_write_table(s_writer_t *w, const hsds_table_t *t, search_touched_t 
             continue;
         if (s && !s_alive(plan, s)) { /* a holder was refused by the database */
             s->state = IMPORT_SKIPPED;
+            w->lost[s->t - hsds_tables]++;
             continue;
         }
         if (s)
@@ -304,6 +373,7 @@ static int s_write_table(s_writer_t *w, const hsds_table_t *t, search_touched_t 
             continue;
         if (!s_alive(plan, s)) {
             s->state = IMPORT_SKIPPED;
+            w->lost[t - hsds_tables]++;
             continue;
         }
         int first = import_map_get(&w->taken, s->key);

@@ -124,6 +124,45 @@ class ImportSetTests(ImportBase):
                                    "(SELECT id FROM referral.services WHERE organization_id "
                                    "= '%s')" % org), "4")
 
+    def test_a_refused_record_stored_before_still_holds_its_references(self):
+        # The import checks the references between tables (migration 010): a
+        # record the database refuses on a later import is still stored, so
+        # what refers to it is taken; one never stored takes its referrers
+        # down with it.
+        org = str(uuid.uuid4())
+        stored, new = str(uuid.uuid4()), str(uuid.uuid4())
+        first = self.imp([file_entry("organizations.json", [{"id": org, "name": "Held Org"}]),
+                          file_entry("services.json", [{"id": stored, "organization_id": org,
+                                                        "name": "Held 1", "status": "active"}])])
+        self.assertEqual((first["created"], first["refused"]), (2, 0), first)
+        links = [{"id": str(uuid.uuid4()), "service_id": s, "code": "es"}
+                 for s in (stored, new)]
+        report = self.imp([
+            file_entry("services.json", [
+                {"id": stored, "organization_id": org, "name": "z" * 600, "status": "active"},
+                {"id": new, "organization_id": org, "name": "q" * 600, "status": "active"}]),
+            file_entry("languages.json", links)])
+        got = sorted((p["file"], p["at"], p["field"]) for p in report["problems"])
+        self.assertEqual(got, [("languages.json", "/1", "service_id"),
+                               ("services.json", "/0", "name"),
+                               ("services.json", "/1", "name")], report)
+        self.assertIn("neither in the directory",
+                      [p for p in report["problems"]
+                       if p["file"] == "languages.json"][0]["message"])
+        self.assertEqual((report["created"], report["refused"]), (1, 3), report)
+        self.assertEqual(self.psql("SELECT service_id FROM referral.languages WHERE id IN "
+                                   "('%s', '%s')" % (links[0]["id"], links[1]["id"])), stored)
+        self.assertEqual(self.psql("SELECT name FROM referral.services WHERE id = '%s'"
+                                   % stored), "Held 1")
+
+    def test_the_service_cannot_delete_from_the_directory(self):
+        # Nothing deletes a directory record (its status retires it): the
+        # references the import checked hold for good.
+        app = self.stack.app_database_url()
+        for t in ("organizations", "services", "locations", "service_at_location"):
+            with self.assertRaises(launch.LaunchError):
+                launch.psql(app, "DELETE FROM referral.%s WHERE false" % t)
+
     def test_the_same_package_twice_changes_nothing(self):
         org = str(uuid.uuid4())
         files = package(dataset(N, org, lat=40.75, tag="Again"))
