@@ -27,8 +27,13 @@ static const char s_created_sql[] =
     "INSERT INTO referral.service_search (agency_id, service_id, location_id, latitude, "
     "longitude, status, search, term_keys, language_keys, minimum_age, maximum_age, "
     "updated_by) "
-    "SELECT $1::uuid, s.id, l.id, l.latitude, l.longitude, s.status, s.search, "
-    "coalesce(tk.keys, '{}'), coalesce(lk.keys, '{}'), s.minimum_age, s.maximum_age, $2::uuid "
+    /* A place linked twice to the same service gives one row. The services
+     * are new in this transaction (their keys would have stopped another
+     * import creating them too), so no row of theirs can be stored: a
+     * plain INSERT, not the upsert's speculative insertion of each row. */
+    "SELECT DISTINCT ON (s.id, l.id) $1::uuid, s.id, l.id, l.latitude, l.longitude, s.status, "
+    "s.search, coalesce(tk.keys, '{}'), coalesce(lk.keys, '{}'), s.minimum_age, s.maximum_age, "
+    "$2::uuid "
     "FROM unnest($3::uuid[], $4::uuid[]) AS r(service_id, location_id) "
     /* One probe per key (LATERAL ... OFFSET 0), never a hash of a directory table. */
     "CROSS JOIN LATERAL (SELECT s.id, s.status, s.search, s.minimum_age, s.maximum_age "
@@ -38,20 +43,24 @@ static const char s_created_sql[] =
     "                    WHERE l.agency_id = $1::uuid AND l.id = r.location_id "
     "                      AND l.latitude IS NOT NULL AND l.longitude IS NOT NULL "
     "                    OFFSET 0) l "
-    "LEFT JOIN (SELECT a.service_id, array_agg(k) AS keys "
+    /* Each term read once, however many services it is attributed to (a
+     * probe per attribution read the few terms of an import hundreds of
+     * times over). */
+    "LEFT JOIN (SELECT a.service_id, array_agg(tk.k) AS keys "
     "           FROM unnest($5::uuid[], $6::uuid[]) AS a(service_id, term_id) "
-    "           CROSS JOIN LATERAL (SELECT tt.id, tt.code, tt.name "
-    "                               FROM referral.taxonomy_terms tt "
-    "                               WHERE tt.agency_id = $1::uuid AND tt.id = a.term_id "
-    "                               OFFSET 0) tt, "
-    "           LATERAL unnest(ARRAY['id:' || tt.id::text, 'code:' || tt.code, "
-    "                                'name:' || lower(tt.name)]) k "
-    "           WHERE k IS NOT NULL GROUP BY a.service_id) tk ON tk.service_id = s.id "
+    "           JOIN (SELECT tt.id, k FROM (SELECT DISTINCT u.id FROM unnest($6::uuid[]) AS u(id)) d "
+    "                 CROSS JOIN LATERAL (SELECT tt.id, tt.code, tt.name "
+    "                                     FROM referral.taxonomy_terms tt "
+    "                                     WHERE tt.agency_id = $1::uuid AND tt.id = d.id "
+    "                                     OFFSET 0) tt, "
+    "                 LATERAL unnest(ARRAY['id:' || tt.id::text, 'code:' || tt.code, "
+    "                                      'name:' || lower(tt.name)]) k "
+    "                 WHERE k IS NOT NULL) tk ON tk.id = a.term_id "
+    "           GROUP BY a.service_id) tk ON tk.service_id = s.id "
     "LEFT JOIN (SELECT g.service_id, array_agg(DISTINCT lower(g.key)) AS keys "
     "           FROM unnest($7::uuid[], $8::text[]) AS g(service_id, key) "
     "           WHERE g.key IS NOT NULL GROUP BY g.service_id) lk ON lk.service_id = s.id "
-    /* A place linked twice to the same service gives one row. */
-    "ON CONFLICT DO NOTHING";
+    "ORDER BY s.id, l.id";
 
 /* Adds id to list (one of the first three) unless it is there already. */
 static void s_add(search_touched_t *self, int list, const char *id)
