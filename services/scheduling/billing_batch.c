@@ -321,22 +321,33 @@ static int s_chunk_decide(s_batch_t *b, s_chunk_t *k, billing_prior_t *prior, in
     return rc;
 }
 
+/* Chunks on their way at once: the one being stored, the one being
+ * decided, and the one whose questions intake and notes are answering. */
+#define S_CHUNKS 3
+
 /* Reads every encounter of the cursor a chunk at a time. While the
  * database stores a chunk's claims, the service decides the next chunk's
- * and seals their Medicaid IDs (intake and notes were asked for it before
- * the store began); then it writes the stored chunk's claims to the file. */
+ * and seals their Medicaid IDs (intake and notes were asked about it a
+ * chunk earlier, and are asked about the one after it now); then it
+ * writes the stored chunk's claims to the file. */
 static int s_chunks(s_batch_t *b, billing_prior_t *prior, int32_t today, const char *batch_id)
 {
-    s_chunk_t k[2] = {{.arena = bc_arena_new(256 * 1024)}, {.arena = bc_arena_new(256 * 1024)}};
+    s_chunk_t k[S_CHUNKS];
+    for (int i = 0; i < S_CHUNKS; i++)
+        k[i] = (s_chunk_t){.arena = bc_arena_new(256 * 1024)};
     billing_buf_t rows = {0};
     int cur = 0;
-    int rc = s_chunk_fetch(b, prior, &k[cur]);
-    if (rc > 0 && s_chunk_decide(b, &k[cur], prior, today, &rows) < 0)
+    int rc = s_chunk_fetch(b, prior, &k[0]);
+    if (rc > 0 && s_chunk_decide(b, &k[0], prior, today, &rows) < 0)
+        rc = -1;
+    int more = rc > 0 ? s_chunk_fetch(b, prior, &k[1]) : 0;
+    if (more < 0)
         rc = -1;
     while (rc > 0) {
-        s_chunk_t *now = &k[cur], *next = &k[1 - cur];
-        int more = s_chunk_fetch(b, prior, next);
-        if (more < 0) {
+        s_chunk_t *now = &k[cur], *next = &k[(cur + 1) % S_CHUNKS];
+        s_chunk_t *after = &k[(cur + 2) % S_CHUNKS];
+        int further = more > 0 ? s_chunk_fetch(b, prior, after) : 0;
+        if (further < 0) {
             rc = -1;
             break;
         }
@@ -348,7 +359,7 @@ static int s_chunks(s_batch_t *b, billing_prior_t *prior, int32_t today, const c
             rc = -1;
             break;
         }
-        b->t.stage += bc_mono_us() - t0;
+        b->t.copy += bc_mono_us() - t0;
         int decided = more > 0 ? s_chunk_decide(b, next, prior, today, &rows) : 0;
         t0 = bc_mono_us();
         char **ids;
@@ -359,11 +370,12 @@ static int s_chunks(s_batch_t *b, billing_prior_t *prior, int32_t today, const c
             break;
         }
         s_chunk_drop(now);
-        cur = 1 - cur;
+        cur = (cur + 1) % S_CHUNKS;
         rc = more;
+        more = further;
     }
     free(rows.p);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < S_CHUNKS; i++) {
         s_chunk_drop(&k[i]);
         bc_arena_destroy(&k[i].arena);
     }
@@ -555,12 +567,13 @@ static bc_code_t s_batch_create(bc_call_t *call, const ProtobufCMessage *in,
     }
     bc_info("billing batch %s: %lld claims, %lld held of %lld encounters; in ms: reading "
             "them %lld, waiting for intake and notes %lld, reading units billed %lld, "
-            "evaluating %lld, sealing and copying claims %lld, inserting them %lld, writing "
-            "the file %lld, sealing and storing its parts %lld",
+            "evaluating %lld, sealing claims %lld, copying them %lld, waiting for their insert "
+            "%lld, writing the file %lld, sealing and storing its parts %lld",
             batch_id, (long long)b.claims, (long long)b.held, (long long)seen,
             (long long)(b.t.fetch / 1000), (long long)(b.t.answers / 1000),
             (long long)(b.t.prior / 1000), (long long)(b.t.evaluate / 1000),
-            (long long)(b.t.stage / 1000), (long long)(b.t.insert / 1000),
+            (long long)(b.t.stage / 1000), (long long)(b.t.copy / 1000),
+            (long long)(b.t.insert / 1000),
             (long long)(b.t.write / 1000), (long long)(b.t.parts / 1000));
     billing_x12_finish(b.x12);
     if (s_flush(&b, true) < 0)

@@ -140,8 +140,9 @@ typedef struct {
     int64_t answers;  /* waiting for intake and notes */
     int64_t prior;    /* reading the units already billed */
     int64_t evaluate; /* deciding each encounter */
-    int64_t stage;    /* sealing Medicaid IDs, copying the claims in */
-    int64_t insert;   /* taking them into billing.claims */
+    int64_t stage;    /* sealing Medicaid IDs, making the stage's rows */
+    int64_t copy;     /* copying them into the stage */
+    int64_t insert;   /* waiting while they go into billing.claims */
     int64_t write;    /* formatting the 837P and the CSV */
     int64_t parts;    /* sealing and storing the parts */
 } billing_timing_t;
