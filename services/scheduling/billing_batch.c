@@ -16,11 +16,14 @@
  *  the chunk's clients (billing_units.c). Each encounter is then billable
  *  or held with every reason that applies (held claims are evaluated again
  *  by the next batch). The chunk's claims are copied into billing.claims in
- *  one statement (billing_stage.c); the database refuses a second original
+ *  one statement (billing_stage.c), and while the database runs it the
+ *  service decides the next chunk; the database refuses a second original
  *  claim for an encounter (claims_one_original), and only the rows it took
- *  are written to the file, so an encounter is never billed twice, even by
- *  two batches running at once. Replacement (7) and void (8) claims queued
- *  for the payer go into the same file first.
+ *  are written to the file, so an encounter is never billed twice. Batches
+ *  of one agency run one at a time (a transaction-level advisory lock): a
+ *  second waits for the first and then reads only what is left. Replacement
+ *  (7) and void (8) claims queued for the payer go into the same file
+ *  first.
  *
  *  The file is written as it is built and stored in parts of about
  *  billing_part_bytes (a part closes at the first claim past the size)
@@ -229,54 +232,53 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Stores the chunk's claims and writes those the database took. */
-static int s_store_chunk(s_batch_t *b, bc_arena_t *arena, billing_claim_t *claims,
-                         billing_reasons_t *why, int n, const char *batch_id)
-{
-    int64_t parts0 = b->t.parts;
-    char **ids;
-    int taken = billing_stage_take(b->call, b->cfg->payer_id, batch_id, arena, claims, why, n,
-                                   &ids, &b->t);
-    if (taken < 0)
-        return -1;
-    /* The file gets the billable claims the database took, in the chunk's
-     * order. */
-    int64_t t2 = bc_mono_us();
-    for (int i = 0; i < n; i++) {
-        char *key = claims[i].encounter_id;
-        bool took = bsearch(&key, ids, (size_t)taken, sizeof *ids, s_cmp_str) != NULL;
-        if (!took)
-            continue; /* another batch billed it meanwhile: never twice */
-        if (why[i].n) {
-            b->held++;
-            continue;
-        }
-        if (s_write(b, &claims[i]) < 0)
-            return -1;
-    }
-    b->t.write += bc_mono_us() - t2 - (b->t.parts - parts0);
-    return 0;
-}
-
 /* One chunk of encounters on its way: its rows, the questions asked about
- * them, and the arena holding both answers and claims. */
+ * them, the arena holding both answers and claims, and the claims. */
 typedef struct {
     PGresult *res;
     billing_ask_t *ask;
     bc_arena_t *arena;
+    billing_claim_t *claims;
+    billing_reasons_t *why;
+    int n;
 } s_chunk_t;
+
+/* Writes the chunk's claims the database took (ids: their encounters,
+ * sorted; NULL: all), in the chunk's order. */
+static int s_write_chunk(s_batch_t *b, const s_chunk_t *k, char **ids, int taken)
+{
+    int64_t parts0 = b->t.parts, t0 = bc_mono_us();
+    for (int i = 0; i < k->n; i++) {
+        char *key = k->claims[i].encounter_id;
+        bool took = !ids || bsearch(&key, ids, (size_t)taken, sizeof *ids, s_cmp_str) != NULL;
+        if (!took)
+            continue; /* another original claim exists: never twice */
+        if (k->why[i].n) {
+            b->held++;
+            continue;
+        }
+        if (s_write(b, &k->claims[i]) < 0)
+            return -1;
+    }
+    b->t.write += bc_mono_us() - t0 - (b->t.parts - parts0);
+    return 0;
+}
 
 static void s_chunk_drop(s_chunk_t *k)
 {
     billing_ask_abandon(&k->ask);
     PQclear(k->res);
     k->res = NULL;
+    k->claims = NULL;
+    k->why = NULL;
+    k->n = 0;
     bc_arena_reset(k->arena);
 }
 
-/* Fetches the next chunk into k and sends its questions to intake and
- * notes. 1 when there is one, 0 at the end, -1 with call->err set. */
-static int s_chunk_fetch(s_batch_t *b, s_chunk_t *k)
+/* Fetches the next chunk into k, the units billed before to its clients,
+ * and sends its questions to intake and notes. 1 when there is one, 0 at
+ * the end, -1 with call->err set. */
+static int s_chunk_fetch(s_batch_t *b, billing_prior_t *prior, s_chunk_t *k)
 {
     bc_error_t err;
     int64_t t0 = bc_mono_us();
@@ -287,47 +289,93 @@ static int s_chunk_fetch(s_batch_t *b, s_chunk_t *k)
         bc_call_fail_err(b->call, &err);
         return -1;
     }
-    if (PQntuples(k->res) == 0) {
+    k->n = PQntuples(k->res);
+    if (k->n == 0) {
         s_chunk_drop(k);
         return 0;
     }
-    b->seen += PQntuples(k->res);
+    b->seen += k->n;
     k->ask = billing_ask(b->call, b->cfg, k->arena, k->res);
-    return k->ask ? 1 : -1;
+    if (!k->ask)
+        return -1;
+    /* Rows are in client order: the last row names the chunk's last
+     * client. Fetched now, while the connection is free. */
+    int64_t t2 = bc_mono_us();
+    if (billing_prior_prefetch(prior, b->call, PQgetvalue(k->res, k->n - 1, 1)) < 0)
+        return -1;
+    b->t.prior += bc_mono_us() - t2;
+    return 1;
 }
 
-/* Reads every encounter of the cursor a chunk at a time. While a chunk's
- * claims are stored and written, intake and notes already answer for the
- * next one (both sent before the store begins); its units already billed
- * are read only after the store, so they count the chunk before it. */
+/* Decides the chunk's claims (waiting for intake's and notes' answers)
+ * and makes their stage rows: work of the service alone, no database. */
+static int s_chunk_decide(s_batch_t *b, s_chunk_t *k, billing_prior_t *prior, int32_t today,
+                          billing_buf_t *rows)
+{
+    if (billing_evaluate_answers(b->call, b->cfg, &k->ask, prior, today, &k->claims, &k->why,
+                                 &b->t) < 0)
+        return -1;
+    int64_t t0 = bc_mono_us();
+    int rc = billing_stage_rows(b->call, k->arena, k->claims, k->why, k->n, rows);
+    b->t.stage += bc_mono_us() - t0;
+    return rc;
+}
+
+/* Chunks on their way at once: the one being stored, the one being
+ * decided, and the one whose questions intake and notes are answering. */
+#define S_CHUNKS 3
+
+/* Reads every encounter of the cursor a chunk at a time. While the
+ * database stores a chunk's claims, the service decides the next chunk's
+ * and seals their Medicaid IDs (intake and notes were asked about it a
+ * chunk earlier, and are asked about the one after it now); then it
+ * writes the stored chunk's claims to the file. */
 static int s_chunks(s_batch_t *b, billing_prior_t *prior, int32_t today, const char *batch_id)
 {
-    s_chunk_t k[2] = {{.arena = bc_arena_new(256 * 1024)}, {.arena = bc_arena_new(256 * 1024)}};
+    s_chunk_t k[S_CHUNKS];
+    for (int i = 0; i < S_CHUNKS; i++)
+        k[i] = (s_chunk_t){.arena = bc_arena_new(256 * 1024)};
+    billing_buf_t rows = {0};
     int cur = 0;
-    int rc = s_chunk_fetch(b, &k[cur]);
+    int rc = s_chunk_fetch(b, prior, &k[0]);
+    if (rc > 0 && s_chunk_decide(b, &k[0], prior, today, &rows) < 0)
+        rc = -1;
+    int more = rc > 0 ? s_chunk_fetch(b, prior, &k[1]) : 0;
+    if (more < 0)
+        rc = -1;
     while (rc > 0) {
-        billing_claim_t *claims;
-        billing_reasons_t *why;
-        int n = PQntuples(k[cur].res);
-        if (billing_evaluate_answers(b->call, b->cfg, &k[cur].ask, prior, today, &claims, &why,
-                                     &b->t) < 0) {
+        s_chunk_t *now = &k[cur], *next = &k[(cur + 1) % S_CHUNKS];
+        s_chunk_t *after = &k[(cur + 2) % S_CHUNKS];
+        int further = more > 0 ? s_chunk_fetch(b, prior, after) : 0;
+        if (further < 0) {
             rc = -1;
             break;
         }
-        int next = s_chunk_fetch(b, &k[1 - cur]);
-        if (next < 0) {
+        bool fresh = true;
+        for (int i = 0; fresh && i < now->n; i++)
+            fresh = !now->claims[i].stored;
+        int64_t t0 = bc_mono_us();
+        if (billing_stage_send(b->call, b->cfg->payer_id, batch_id, &rows, fresh) < 0) {
             rc = -1;
             break;
         }
-        if (s_store_chunk(b, k[cur].arena, claims, why, n, batch_id) < 0) {
+        b->t.copy += bc_mono_us() - t0;
+        int decided = more > 0 ? s_chunk_decide(b, next, prior, today, &rows) : 0;
+        t0 = bc_mono_us();
+        char **ids;
+        int taken = billing_stage_taken(b->call, now->arena, now->n, &ids);
+        b->t.insert += bc_mono_us() - t0;
+        if (decided < 0 || taken < 0 || s_write_chunk(b, now, ids, taken) < 0) {
             rc = -1;
             break;
         }
-        s_chunk_drop(&k[cur]);
-        cur = 1 - cur;
-        rc = next;
+        s_chunk_drop(now);
+        cur = (cur + 1) % S_CHUNKS;
+        rc = more;
+        more = further;
     }
-    for (int i = 0; i < 2; i++) {
+    free(rows.p);
+    for (int i = 0; i < S_CHUNKS; i++) {
         s_chunk_drop(&k[i]);
         bc_arena_destroy(&k[i].arena);
     }
@@ -371,9 +419,19 @@ static bc_code_t s_batch_create(bc_call_t *call, const ProtobufCMessage *in,
     const char *actor = *call->principal->staff_id ? call->principal->staff_id
                                                    : call->principal->api_key_id;
     bc_error_t err;
+    /* One batch of an agency at a time (a second waits for the first to
+     * end, then reads what is left): no other transaction then writes
+     * original claims of the agency's encounters while this one does, so
+     * new claims go in with plain inserts (billing_stage.c). */
+    const char *lock_params[] = {call->principal->agency_id};
     if (bc_db_begin(call->db, &err) < 0 ||
-        bc_db_set_local(call->db, "beacon.purpose", "billing", &err) < 0)
+        bc_db_set_local(call->db, "beacon.purpose", "billing", &err) < 0 ||
+        bc_db_command(call->db,
+                      "SELECT pg_advisory_xact_lock(hashtextextended('billing.batch:' || $1, 0))",
+                      1, lock_params, &err) < 0) {
+        bc_db_rollback(call->db);
         return bc_call_fail_err(call, &err);
+    }
     Beacon__Billing__BillingConfig *cfg = billing_config_load(call, req->payer_id);
     if (!cfg) {
         bc_db_rollback(call->db);
@@ -509,12 +567,13 @@ static bc_code_t s_batch_create(bc_call_t *call, const ProtobufCMessage *in,
     }
     bc_info("billing batch %s: %lld claims, %lld held of %lld encounters; in ms: reading "
             "them %lld, waiting for intake and notes %lld, reading units billed %lld, "
-            "evaluating %lld, sealing and copying claims %lld, inserting them %lld, writing "
-            "the file %lld, sealing and storing its parts %lld",
+            "evaluating %lld, sealing claims %lld, copying them %lld, waiting for their insert "
+            "%lld, writing the file %lld, sealing and storing its parts %lld",
             batch_id, (long long)b.claims, (long long)b.held, (long long)seen,
             (long long)(b.t.fetch / 1000), (long long)(b.t.answers / 1000),
             (long long)(b.t.prior / 1000), (long long)(b.t.evaluate / 1000),
-            (long long)(b.t.stage / 1000), (long long)(b.t.insert / 1000),
+            (long long)(b.t.stage / 1000), (long long)(b.t.copy / 1000),
+            (long long)(b.t.insert / 1000),
             (long long)(b.t.write / 1000), (long long)(b.t.parts / 1000));
     billing_x12_finish(b.x12);
     if (s_flush(&b, true) < 0)

@@ -282,6 +282,7 @@ static void s_evaluate(bc_call_t *call, bc_arena_t *arena, const Beacon__Billing
     const char *existing = PQgetvalue(res, row, E_CLAIM);
     if (*existing) {
         c->id = bc_arena_strdup(arena, existing);
+        c->stored = true;
     } else {
         /* Time-ordered: a batch's claims go in at the right edge of the
          * indexes keyed by id, not all over them. */

@@ -72,6 +72,7 @@ typedef struct {
     const char *sex;
     const char *consent_id;
     const char *status;
+    bool stored; /* already in billing.claims, held: a batch updates it in place */
 } billing_claim_t;
 
 /* Fills x12_id and service_date8 from id and service_date. */
@@ -112,6 +113,10 @@ typedef void (*billing_prior_add_fn)(void *arg, const char *client, const char *
  * with call->err set. */
 int billing_prior_take(billing_prior_t *self, bc_call_t *call, char *const *clients, int n,
                        billing_units_t *units, billing_prior_add_fn add, void *arg);
+/* Fetches (and keeps) the rows up to and just past client, so that
+ * billing_prior_take for chunks up to client needs no database. 0, or -1
+ * with call->err set. */
+int billing_prior_prefetch(billing_prior_t *self, bc_call_t *call, const char *client);
 /* Keeps what units holds for client (the chunk's last, whose encounters
  * may go on in the next chunk) for the next billing_prior_take. */
 void billing_prior_carry(billing_prior_t *self, const billing_units_t *units, const char *client);
@@ -135,8 +140,9 @@ typedef struct {
     int64_t answers;  /* waiting for intake and notes */
     int64_t prior;    /* reading the units already billed */
     int64_t evaluate; /* deciding each encounter */
-    int64_t stage;    /* sealing Medicaid IDs, copying the claims in */
-    int64_t insert;   /* taking them into billing.claims */
+    int64_t stage;    /* sealing Medicaid IDs, making the stage's rows */
+    int64_t copy;     /* copying them into the stage */
+    int64_t insert;   /* waiting while they go into billing.claims */
     int64_t write;    /* formatting the 837P and the CSV */
     int64_t parts;    /* sealing and storing the parts */
 } billing_timing_t;
@@ -152,14 +158,24 @@ void billing_buf_str(billing_buf_t *b, const char *s);
 /* Creates the batch transaction's stage (dropped at its end). 0, or -1
  * with call->err set. */
 int billing_stage_create(bc_call_t *call);
-/* Stores n claims (why: their hold reasons; none = submitted in batch_id)
- * for payer_id: new ones inserted, held ones updated, those whose
- * encounter has another original claim left out. Returns how many the
- * database took, their encounter ids sorted in *ids (in arena); -1 with
- * call->err set. Adds to timing's stage and insert. */
-int billing_stage_take(bc_call_t *call, const char *payer_id, const char *batch_id,
-                       bc_arena_t *arena, billing_claim_t *claims, billing_reasons_t *why, int n,
-                       char ***ids, billing_timing_t *timing);
+/* A chunk's n claims (why: their hold reasons; none = submitted) as the
+ * stage's COPY text in rows (emptied first), their Medicaid IDs sealed;
+ * pure work of the service, no database. 0, or -1 with call->err set. */
+int billing_stage_rows(bc_call_t *call, bc_arena_t *arena, const billing_claim_t *claims,
+                       const billing_reasons_t *why, int n, billing_buf_t *rows);
+/* Copies rows into the stage and sends, without waiting for it, the
+ * statement that stores them for payer_id (submitted ones in batch_id):
+ * when fresh (no claim of them stored yet) a plain insert; otherwise held
+ * ones are updated and those whose encounter has another original claim
+ * left out. The caller holds the agency's batch lock (billing_batch.c)
+ * and sends nothing else on the connection until billing_stage_taken.
+ * 0, or -1 with call->err set. */
+int billing_stage_send(bc_call_t *call, const char *payer_id, const char *batch_id,
+                       const billing_buf_t *rows, bool fresh);
+/* Waits for the statement billing_stage_send sent: how many of the n
+ * claims the database took, their encounter ids sorted in *ids (in
+ * arena), or *ids NULL when it took all n; -1 with call->err set. */
+int billing_stage_taken(bc_call_t *call, bc_arena_t *arena, int n, char ***ids);
 
 /* Waits for the answers of *ask (taken: *ask is set to NULL), reads the
  * units already billed to its clients (from prior, or the database when

@@ -1,13 +1,17 @@
 /*  billing_stage: a chunk's claims stored in billing.claims, exactly once.
  *
  *  The claims of a chunk (held ones included, with their reasons) are
- *  copied into a temporary stage, in 64 KiB pieces as their Medicaid IDs
- *  are sealed (associated data billing.claims.medicaid_id:<claim id>), so
- *  that the database parses them meanwhile and no buffer grows to a
- *  chunk's size; then one statement takes them into billing.claims. The
- *  unique index claims_one_original refuses a second original claim for an
- *  encounter, whatever the payer: a held claim is updated in place, and an
- *  encounter another batch billed meanwhile is left out, so the batch
+ *  made into COPY text for a temporary stage as their Medicaid IDs are
+ *  sealed (associated data billing.claims.medicaid_id:<claim id>), work of
+ *  the service alone; then copied in, and one statement takes them into
+ *  billing.claims, sent without waiting: the batch decides the next chunk
+ *  while the database stores this one. The unique index
+ *  claims_one_original refuses a second original claim for an encounter,
+ *  whatever the payer. A batch holds its agency's batch lock, so no other
+ *  one writes original claims meanwhile: a chunk none of whose claims is
+ *  stored yet goes in with a plain insert (a conflict would fail the batch
+ *  whole, never bill twice); otherwise held claims are updated in place
+ *  and an encounter with another original claim is left out, so the batch
  *  writes to its file only the rows the database took.
  *
  *  Also the growing text buffer the batch's files are written with.
@@ -105,21 +109,6 @@ static int s_copy_begin(bc_call_t *call)
     return rc;
 }
 
-/* Sends the rows gathered so far (the database parses them while the next
- * ones are sealed and escaped) and empties rows; false with call->err set
- * when they cannot be sent. */
-static bool s_copy_put(bc_call_t *call, billing_buf_t *rows)
-{
-    PGconn *conn = bc_db_conn(call->db);
-    bool ok = rows->len == 0 || PQputCopyData(conn, rows->p, (int)rows->len) == 1;
-    rows->len = 0;
-    if (!ok) {
-        bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
-        bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
-    }
-    return ok;
-}
-
 /* Ends the copy (aborting it when ok is false). 0, or -1 with call->err
  * set unless it already was. */
 static int s_copy_end(bc_call_t *call, bool ok)
@@ -139,6 +128,42 @@ static int s_copy_end(bc_call_t *call, bool ok)
     }
     return rc;
 }
+
+/* The stage's claims into billing.claims ($1 agency, $2 payer, $3 batch). */
+#define S_CLAIMS_INSERT                                                                            \
+    "INSERT INTO billing.claims AS c (id, agency_id, site_id, payer_id, encounter_id, "          \
+    "  client_id, frequency, status, hold_reasons, service_date, minutes, place_of_service, "    \
+    "  procedure, modifiers, units, charge_cents, diagnoses, subscriber_last, "                  \
+    "  subscriber_first, subscriber_dob, subscriber_sex, subscriber_address, "                   \
+    "  subscriber_city, subscriber_state, subscriber_postal, medicaid_id_enc, "                  \
+    "  medicaid_id_last4, consent_id, batch_id) "                                                \
+    "SELECT s.id, $1, s.site_id, $2, s.encounter_id, s.client_id, '1', s.status, "              \
+    "  s.hold_reasons, s.service_date, s.minutes, s.place_of_service, s.procedure, "            \
+    "  s.modifiers, s.units, s.charge_cents, s.diagnoses, s.subscriber_last, "                  \
+    "  s.subscriber_first, s.subscriber_dob, s.subscriber_sex, s.subscriber_address, "          \
+    "  s.subscriber_city, s.subscriber_state, s.subscriber_postal, s.medicaid_id_enc, "         \
+    "  s.medicaid_id_last4, s.consent_id, "                                                     \
+    "  CASE WHEN s.status = 'submitted' THEN $3::uuid END FROM billing_stage s "
+
+#define S_CLAIMS_HELD                                                                              \
+    "ON CONFLICT (encounter_id) WHERE frequency = '1' DO UPDATE SET "                           \
+    "  payer_id = excluded.payer_id, status = excluded.status, "                                 \
+    "  hold_reasons = excluded.hold_reasons, service_date = excluded.service_date, "             \
+    "  minutes = excluded.minutes, place_of_service = excluded.place_of_service, "               \
+    "  procedure = excluded.procedure, modifiers = excluded.modifiers, "                         \
+    "  units = excluded.units, charge_cents = excluded.charge_cents, "                           \
+    "  diagnoses = excluded.diagnoses, subscriber_last = excluded.subscriber_last, "             \
+    "  subscriber_first = excluded.subscriber_first, "                                           \
+    "  subscriber_dob = excluded.subscriber_dob, subscriber_sex = excluded.subscriber_sex, "     \
+    "  subscriber_address = excluded.subscriber_address, "                                       \
+    "  subscriber_city = excluded.subscriber_city, "                                             \
+    "  subscriber_state = excluded.subscriber_state, "                                           \
+    "  subscriber_postal = excluded.subscriber_postal, "                                         \
+    "  medicaid_id_enc = excluded.medicaid_id_enc, "                                             \
+    "  medicaid_id_last4 = excluded.medicaid_id_last4, consent_id = excluded.consent_id, "       \
+    "  batch_id = excluded.batch_id, updated_at = now() "                                        \
+    "WHERE c.status = 'held' AND c.id = excluded.id "                                            \
+    "RETURNING c.encounter_id::text"
 
 static int s_cmp_str(const void *a, const void *b)
 {
@@ -164,17 +189,12 @@ int billing_stage_create(bc_call_t *call)
     return 0;
 }
 
-int billing_stage_take(bc_call_t *call, const char *payer_id, const char *batch_id,
-                       bc_arena_t *arena, billing_claim_t *claims, billing_reasons_t *why, int n,
-                       char ***ids_out, billing_timing_t *timing)
+int billing_stage_rows(bc_call_t *call, bc_arena_t *arena, const billing_claim_t *claims,
+                       const billing_reasons_t *why, int n, billing_buf_t *rows)
 {
-    int64_t t0 = bc_mono_us();
-    if (s_copy_begin(call) < 0)
-        return -1;
-    billing_buf_t rows = {0};
-    bool ok = true;
-    for (int i = 0; ok && i < n; i++) {
-        billing_claim_t *c = &claims[i];
+    rows->len = 0;
+    for (int i = 0; i < n; i++) {
+        const billing_claim_t *c = &claims[i];
         char *enc = NULL;
         if (*c->medicaid_id) {
             char aad[96];
@@ -183,8 +203,7 @@ int billing_stage_take(bc_call_t *call, const char *payer_id, const char *batch_
             if (bc_field_encrypt(billing_keys(call), c->medicaid_id, strlen(c->medicaid_id), aad,
                                  &enc, &err) < 0) {
                 bc_call_fail_err(call, &err);
-                ok = false;
-                break;
+                return -1;
             }
         }
         char minutes[16], units[16], cents[24];
@@ -205,64 +224,80 @@ int billing_stage_take(bc_call_t *call, const char *payer_id, const char *batch_
             c->state ? c->state : "", c->postal ? c->postal : "", enc, last4, c->consent_id};
         int ncols = (int)(sizeof cols / sizeof cols[0]);
         for (int k = 0; k < ncols; k++)
-            s_copy_col(&rows, cols[k], k == ncols - 1);
+            s_copy_col(rows, cols[k], k == ncols - 1);
         free(enc);
-        if (rows.len >= S_COPY_SEND_BYTES)
-            ok = s_copy_put(call, &rows);
     }
-    ok = ok && s_copy_put(call, &rows);
-    free(rows.p);
-    if (s_copy_end(call, ok) < 0)
+    return 0;
+}
+
+/* Sends rows in pieces (the database parses one while the next is read). */
+static bool s_copy_rows(bc_call_t *call, const billing_buf_t *rows)
+{
+    PGconn *conn = bc_db_conn(call->db);
+    for (size_t off = 0; off < rows->len; off += S_COPY_SEND_BYTES) {
+        size_t len = rows->len - off < S_COPY_SEND_BYTES ? rows->len - off : S_COPY_SEND_BYTES;
+        if (PQputCopyData(conn, rows->p + off, (int)len) != 1) {
+            bc_call_fail(call, BC_INTERNAL, "", "claims cannot be staged");
+            bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
+            return false;
+        }
+    }
+    return true;
+}
+
+int billing_stage_send(bc_call_t *call, const char *payer_id, const char *batch_id,
+                       const billing_buf_t *rows, bool fresh)
+{
+    if (s_copy_begin(call) < 0)
         return -1;
-    int64_t t1 = bc_mono_us();
-    timing->stage += t1 - t0;
+    if (s_copy_end(call, s_copy_rows(call, rows)) < 0)
+        return -1;
     const char *params[] = {call->principal->agency_id, payer_id, batch_id};
-    bc_error_t err;
-    PGresult *res = bc_db_prepared(
-        call->db, "billing_claims_take",
-        "INSERT INTO billing.claims AS c (id, agency_id, site_id, payer_id, encounter_id, "
-        "  client_id, frequency, status, hold_reasons, service_date, minutes, place_of_service, "
-        "  procedure, modifiers, units, charge_cents, diagnoses, subscriber_last, "
-        "  subscriber_first, subscriber_dob, subscriber_sex, subscriber_address, "
-        "  subscriber_city, subscriber_state, subscriber_postal, medicaid_id_enc, "
-        "  medicaid_id_last4, consent_id, batch_id) "
-        "SELECT s.id, $1, s.site_id, $2, s.encounter_id, s.client_id, '1', s.status, "
-        "  s.hold_reasons, s.service_date, s.minutes, s.place_of_service, s.procedure, "
-        "  s.modifiers, s.units, s.charge_cents, s.diagnoses, s.subscriber_last, "
-        "  s.subscriber_first, s.subscriber_dob, s.subscriber_sex, s.subscriber_address, "
-        "  s.subscriber_city, s.subscriber_state, s.subscriber_postal, s.medicaid_id_enc, "
-        "  s.medicaid_id_last4, s.consent_id, "
-        "  CASE WHEN s.status = 'submitted' THEN $3::uuid END FROM billing_stage s "
-        "ON CONFLICT (encounter_id) WHERE frequency = '1' DO UPDATE SET "
-        "  payer_id = excluded.payer_id, status = excluded.status, "
-        "  hold_reasons = excluded.hold_reasons, service_date = excluded.service_date, "
-        "  minutes = excluded.minutes, place_of_service = excluded.place_of_service, "
-        "  procedure = excluded.procedure, modifiers = excluded.modifiers, "
-        "  units = excluded.units, charge_cents = excluded.charge_cents, "
-        "  diagnoses = excluded.diagnoses, subscriber_last = excluded.subscriber_last, "
-        "  subscriber_first = excluded.subscriber_first, "
-        "  subscriber_dob = excluded.subscriber_dob, subscriber_sex = excluded.subscriber_sex, "
-        "  subscriber_address = excluded.subscriber_address, "
-        "  subscriber_city = excluded.subscriber_city, "
-        "  subscriber_state = excluded.subscriber_state, "
-        "  subscriber_postal = excluded.subscriber_postal, "
-        "  medicaid_id_enc = excluded.medicaid_id_enc, "
-        "  medicaid_id_last4 = excluded.medicaid_id_last4, consent_id = excluded.consent_id, "
-        "  batch_id = excluded.batch_id, updated_at = now() "
-        "WHERE c.status = 'held' AND c.id = excluded.id "
-        "RETURNING c.encounter_id::text",
-        3, params, &err);
-    if (!res) {
-        bc_call_fail_err(call, &err);
+    PGconn *conn = bc_db_conn(call->db);
+    /* Fresh (no claim of the chunk stored yet, and no other batch of the
+     * agency running: its lock): a plain insert takes every row, without
+     * probing claims_one_original for a conflict first; the index still
+     * refuses a second original (the batch then fails whole). Otherwise
+     * held claims are updated in place. */
+    if (PQsendQueryParams(conn, fresh ? S_CLAIMS_INSERT : S_CLAIMS_INSERT S_CLAIMS_HELD, 3, NULL,
+                          params, NULL, NULL, 0) != 1) {
+        bc_call_fail(call, BC_INTERNAL, "", "claims cannot be stored");
+        bc_error_detail(&call->err, "%s", PQerrorMessage(conn));
         return -1;
     }
-    int taken = PQntuples(res);
+    return 0;
+}
+
+int billing_stage_taken(bc_call_t *call, bc_arena_t *arena, int n, char ***ids_out)
+{
+    PGconn *conn = bc_db_conn(call->db);
+    PGresult *res, *last = NULL;
+    bool failed = false;
+    while ((res = PQgetResult(conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !failed) {
+            failed = true;
+            bc_call_fail(call, BC_INTERNAL, "", "claims cannot be stored");
+            bc_error_detail(&call->err, "%s", PQresultErrorMessage(res));
+        }
+        PQclear(last);
+        last = res;
+    }
+    *ids_out = NULL;
+    if (failed || !last) {
+        PQclear(last);
+        return -1;
+    }
+    if (PQresultStatus(last) == PGRES_COMMAND_OK) { /* fresh: every row */
+        PQclear(last);
+        return n;
+    }
+    int taken = PQntuples(last);
     char **ids = bc_arena_alloc(arena, ((size_t)taken + 1) * sizeof(char *));
     for (int i = 0; i < taken; i++)
-        ids[i] = bc_arena_strdup(arena, PQgetvalue(res, i, 0));
-    PQclear(res);
+        ids[i] = bc_arena_strdup(arena, PQgetvalue(last, i, 0));
+    PQclear(last);
     qsort(ids, (size_t)taken, sizeof *ids, s_cmp_str);
     *ids_out = ids;
-    timing->insert += bc_mono_us() - t1;
     return taken;
 }

@@ -12,6 +12,7 @@ signature, encounters crossing midnight, units over the daily limit.
 Replacement (7) and void (8) claims, status by hand and by remittance CSV,
 and the billing role's limits (never note text)."""
 
+import concurrent.futures
 import csv
 import io
 import itertools
@@ -510,6 +511,22 @@ class BillingTests(BillingCase):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("claims_one_original", out.stderr)
+
+    def test_two_batches_at_once_bill_each_encounter_once(self):
+        on = day()
+        encounters = [self.billable(on)[1]["id"] for _ in range(3)]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            runs = list(pool.map(lambda _: self.req(
+                "POST", "/api/v1/billing/batches", {"payer_id": PAYER, "from": on, "to": on},
+                headers=self.biller.auth), range(2)))
+        # One at a time per agency: the second finds nothing left (422), or
+        # only what the first did not take; never a claim twice.
+        statuses = sorted(r.status for r in runs)
+        self.assertIn(statuses, ([201, 201], [201, 422]), [r.body for r in runs])
+        billed = sum(r.json()["claim_count"] for r in runs if r.status == 201)
+        self.assertEqual(billed, len(encounters))
+        for enc in encounters:
+            self.claim_for(enc)
 
     def test_an_empty_range_is_refused(self):
         r = self.req("POST", "/api/v1/billing/batches",
