@@ -2,6 +2,7 @@
 security and its constraints, checked in the database of a real stack, as the
 application role with each caller's scope (the handlers come later)."""
 
+import math
 import uuid
 
 from harness import StackTestCase, launch
@@ -162,6 +163,18 @@ SEED = (
     ("Closed Food Pantry", "Food pantry, overdose kits no longer stocked",
      40.7130, -74.0050, None, None, ("en",), "FD-1", "inactive"),
 )
+
+
+def destination(start, bearing, km):
+    """The point km away from start (latitude, longitude) along bearing
+    (degrees from north), on the sphere the search measures with."""
+    r = 6371.0088
+    lat1, lon1, b, d = (math.radians(start[0]), math.radians(start[1]),
+                        math.radians(bearing), km / r)
+    lat2 = math.asin(math.sin(lat1) * math.cos(d) + math.cos(lat1) * math.sin(d) * math.cos(b))
+    lon2 = lon1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(lat1),
+                             math.cos(d) - math.sin(lat1) * math.sin(lat2))
+    return math.degrees(lat2), math.degrees(lon2)
 
 
 class DirectorySearchTests(StackTestCase):
@@ -337,6 +350,50 @@ class DirectorySearchTests(StackTestCase):
                 pages += self.names(point + "&limit=%d&offset=%d" % (size, offset))
             self.assertEqual(pages, whole, size)
         self.assertEqual(self.names(point + "&limit=2&offset=3"), ["Tie D", "Near"])
+
+    def test_the_radius_is_a_circle_in_every_direction(self):
+        # The search reads each 0.01-degree latitude band only over the
+        # longitudes the circle spans there (directory.c, s_bands): places
+        # just inside the radius in every direction are found, those just
+        # outside are not, also far from the equator. Retired services, so
+        # that no other test meets them.
+        agency = launch.psql(self.superuser, "SELECT agency_id FROM identity.sites WHERE id = "
+                             "'%s'" % self.org.site_id).strip()
+        by, org = self.peer.id, str(uuid.uuid4())
+        sql = ["BEGIN", "INSERT INTO referral.organizations (agency_id, id, name, updated_by) "
+               "VALUES ('%s', '%s', 'Ring', '%s')" % (agency, org, by)]
+        services, rows, want = [], [], {}
+        for center, km in (((39.7392, -104.9903), 10.0), ((69.6492, 18.9553), 50.0)):
+            want[center] = set()
+            for bearing in range(0, 360, 10):
+                for factor, inside in ((0.995, True), (1.005, False)):
+                    lat, lon = destination(center, bearing, km * factor)
+                    name = "Ring %s %d %s" % (center[0], bearing, "in" if inside else "out")
+                    if inside:
+                        want[center].add(name)
+                    svc, loc = str(uuid.uuid4()), str(uuid.uuid4())
+                    services.append(svc)
+                    rows.append("('%s', '%s', '%s', %.7f, %.7f)" % (svc, loc, name, lat, lon))
+        sql.append("CREATE TEMP TABLE ring (svc uuid, loc uuid, name text, lat float8, "
+                   "lon float8)")
+        sql.append("INSERT INTO ring VALUES " + ", ".join(rows))
+        sql.append("INSERT INTO referral.services (agency_id, id, organization_id, name, status, "
+                   "updated_by) SELECT '%s', svc, '%s', name, 'inactive', '%s' FROM ring"
+                   % (agency, org, by))
+        sql.append("INSERT INTO referral.locations (agency_id, id, organization_id, name, "
+                   "latitude, longitude, updated_by) SELECT '%s', loc, '%s', 'Ring', lat, lon, "
+                   "'%s' FROM ring" % (agency, org, by))
+        sql.append("INSERT INTO referral.service_at_location (agency_id, id, service_id, "
+                   "location_id, updated_by) SELECT '%s', gen_random_uuid(), svc, loc, '%s' "
+                   "FROM ring" % (agency, by))
+        sql.append("SELECT referral.refresh_service_search('%s', ARRAY['%s']::uuid[], '{}', "
+                   "'{}', '%s')" % (agency, "','".join(services), by))
+        sql.append("COMMIT")
+        launch.psql(self.superuser, "; ".join(sql))
+        for (lat, lon), km in (((39.7392, -104.9903), 10.0), ((69.6492, 18.9553), 50.0)):
+            found = self.names("status=any&latitude=%s&longitude=%s&radius_km=%s&limit=100"
+                               % (lat, lon, km))
+            self.assertEqual(set(found), want[(lat, lon)], (lat, lon))
 
     def test_roles_without_the_directory_are_refused(self):
         for who in (self.billing, self.partner):
