@@ -71,12 +71,15 @@ static void s_build(void)
         s_many_sql[i] = sql;
         snprintf(s_many_names[i], sizeof s_many_names[i], "hsds_many_%s", t->table);
         /* The records not stored yet: a plain INSERT, cheaper than the
-         * upsert's speculative insertion. The probe for each id stays a
-         * subplan (OFFSET 0), never a hash of the whole table. */
-        char tail[256];
+         * upsert's speculative insertion. Which of the chunk's ids are
+         * stored is asked once, by one scan of the key for all of them (id =
+         * ANY), whose few rows are hashed: a probe per record as a subplan
+         * (NOT EXISTS) cost its executor set-up for each record (7% of the
+         * database's time in an import). */
+        char tail[320];
         int m = snprintf(tail, sizeof tail,
-                         ") WHERE NOT EXISTS (SELECT FROM referral.%s x WHERE x.agency_id = "
-                         "$1::uuid AND x.id = u.c0 OFFSET 0) RETURNING t.id",
+                         ") WHERE u.c0 NOT IN (SELECT x.id FROM referral.%s x WHERE x.agency_id "
+                         "= $1::uuid AND x.id = ANY ($3::uuid[])) RETURNING t.id",
                          t->table);
         s_new_sql[i] = bc_malloc(common + (size_t)m + 1);
         memcpy(s_new_sql[i], sql, common);
