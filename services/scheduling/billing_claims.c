@@ -437,17 +437,10 @@ static int s_insert_correction(bc_call_t *call, PGresult *res, const billing_cla
     else
         billing_x12_id(old_id, ref, sizeof ref);
     bc_uuid_v4(new_id);
-    char *enc = NULL;
+    billing_row_text_t t;
+    if (billing_row_text(call, c, new_id, &t) < 0)
+        return -1;
     bc_error_t err;
-    if (*c->medicaid_id) {
-        char aad[96];
-        snprintf(aad, sizeof aad, "billing.claims.medicaid_id:%s", new_id);
-        if (bc_field_encrypt(billing_keys(call), c->medicaid_id, strlen(c->medicaid_id), aad,
-                             &enc, &err) < 0) {
-            bc_call_fail_err(call, &err);
-            return -1;
-        }
-    }
     json_t *mods = json_array(), *dx = json_array();
     for (int i = 0; i < c->n_modifiers; i++)
         json_array_append_new(mods, json_string(c->modifiers[i]));
@@ -456,26 +449,20 @@ static int s_insert_correction(bc_call_t *call, PGresult *res, const billing_cla
     char *mods_s = json_dumps(mods, JSON_COMPACT), *dx_s = json_dumps(dx, JSON_COMPACT);
     json_decref(mods);
     json_decref(dx);
-    char minutes[16], units[16], cents[24];
-    snprintf(minutes, sizeof minutes, "%d", c->minutes);
-    snprintf(units, sizeof units, "%d", c->units);
-    snprintf(cents, sizeof cents, "%lld", (long long)c->charge_cents);
-    size_t mlen = strlen(c->medicaid_id);
-    const char *last4 = mlen > 4 ? c->medicaid_id + mlen - 4 : c->medicaid_id;
     const char *params[] = {new_id,        call->principal->agency_id,
                             c->site_id,    payer_id,
                             c->encounter_id, c->client_id,
                             frequency,     root,
                             ref,           c->service_date,
-                            minutes,       c->place_of_service,
+                            t.minutes,     c->place_of_service,
                             c->procedure,  mods_s,
-                            units,         cents,
+                            t.units,       t.cents,
                             dx_s,          c->last,
                             c->first,      *c->dob ? c->dob : NULL,
                             c->sex,        c->address,
                             c->city,       c->state,
-                            c->postal,     enc,
-                            last4,         c->consent_id && *c->consent_id ? c->consent_id : NULL,
+                            c->postal,     t.medicaid_enc,
+                            t.last4,       c->consent_id && *c->consent_id ? c->consent_id : NULL,
                             old_id,        !strcmp(frequency, "7") ? "replaced" : "voided"};
     PGresult *ins = bc_db_prepared(
         call->db, "billing_correction_add",
@@ -494,7 +481,7 @@ static int s_insert_correction(bc_call_t *call, PGresult *res, const billing_cla
         30, params, &err);
     free(mods_s);
     free(dx_s);
-    free(enc);
+    billing_row_text_free(&t);
     if (!ins) {
         if (err.code == BC_ALREADY_EXISTS || err.code == BC_CONFLICT)
             bc_call_fail(call, BC_CONFLICT, "id",

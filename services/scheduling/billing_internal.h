@@ -155,6 +155,19 @@ typedef struct {
 } billing_buf_t;
 void billing_buf_add(billing_buf_t *b, const char *s, size_t n);
 void billing_buf_str(billing_buf_t *b, const char *s);
+/* What a claim row stores beside its text columns: its numbers as text,
+ * the last four characters of its Medicaid ID and the ID sealed for claim
+ * claim_id (associated data billing.claims.medicaid_id:<claim id>; NULL
+ * when there is none; freed by billing_row_text_free). */
+typedef struct {
+    char minutes[16], units[16], cents[24];
+    const char *last4;
+    char *medicaid_enc;
+} billing_row_text_t;
+/* 0, or -1 with call->err set. */
+int billing_row_text(bc_call_t *call, const billing_claim_t *c, const char *claim_id,
+                     billing_row_text_t *t);
+void billing_row_text_free(billing_row_text_t *t);
 /* Creates the batch transaction's stage (dropped at its end). 0, or -1
  * with call->err set. */
 int billing_stage_create(bc_call_t *call);

@@ -189,43 +189,58 @@ int billing_stage_create(bc_call_t *call)
     return 0;
 }
 
+int billing_row_text(bc_call_t *call, const billing_claim_t *c, const char *claim_id,
+                     billing_row_text_t *t)
+{
+    snprintf(t->minutes, sizeof t->minutes, "%d", c->minutes);
+    snprintf(t->units, sizeof t->units, "%d", c->units);
+    snprintf(t->cents, sizeof t->cents, "%lld", (long long)c->charge_cents);
+    size_t mlen = strlen(c->medicaid_id);
+    t->last4 = mlen > 4 ? c->medicaid_id + mlen - 4 : c->medicaid_id;
+    t->medicaid_enc = NULL;
+    if (!mlen)
+        return 0;
+    char aad[96];
+    bc_error_t err;
+    snprintf(aad, sizeof aad, "billing.claims.medicaid_id:%s", claim_id);
+    if (bc_field_encrypt(billing_keys(call), c->medicaid_id, mlen, aad, &t->medicaid_enc,
+                         &err) < 0) {
+        bc_call_fail_err(call, &err);
+        return -1;
+    }
+    return 0;
+}
+
+void billing_row_text_free(billing_row_text_t *t)
+{
+    free(t->medicaid_enc);
+    t->medicaid_enc = NULL;
+}
+
 int billing_stage_rows(bc_call_t *call, bc_arena_t *arena, const billing_claim_t *claims,
                        const billing_reasons_t *why, int n, billing_buf_t *rows)
 {
     rows->len = 0;
     for (int i = 0; i < n; i++) {
         const billing_claim_t *c = &claims[i];
-        char *enc = NULL;
-        if (*c->medicaid_id) {
-            char aad[96];
-            bc_error_t err;
-            snprintf(aad, sizeof aad, "billing.claims.medicaid_id:%s", c->id);
-            if (bc_field_encrypt(billing_keys(call), c->medicaid_id, strlen(c->medicaid_id), aad,
-                                 &enc, &err) < 0) {
-                bc_call_fail_err(call, &err);
-                return -1;
-            }
-        }
-        char minutes[16], units[16], cents[24];
-        snprintf(minutes, sizeof minutes, "%d", c->minutes);
-        snprintf(units, sizeof units, "%d", c->units);
-        snprintf(cents, sizeof cents, "%lld", (long long)c->charge_cents);
-        size_t mlen = strlen(c->medicaid_id);
-        const char *last4 = mlen > 4 ? c->medicaid_id + mlen - 4 : c->medicaid_id;
+        billing_row_text_t t;
+        if (billing_row_text(call, c, c->id, &t) < 0)
+            return -1;
         const char *cols[] = {
             c->id, c->site_id, c->encounter_id, c->client_id,
             why[i].n ? "held" : "submitted",
             s_array(arena, why[i].reasons, why[i].n),
-            c->service_date, minutes, c->place_of_service, c->procedure,
-            s_array(arena, (const char *const *)c->modifiers, c->n_modifiers), units, cents,
+            c->service_date, t.minutes, c->place_of_service, c->procedure,
+            s_array(arena, (const char *const *)c->modifiers, c->n_modifiers), t.units, t.cents,
             s_array(arena, (const char *const *)c->diagnoses, c->n_diagnoses),
             c->last ? c->last : "", c->first ? c->first : "", c->dob ? c->dob : NULL,
             c->sex, c->address ? c->address : "", c->city ? c->city : "",
-            c->state ? c->state : "", c->postal ? c->postal : "", enc, last4, c->consent_id};
+            c->state ? c->state : "", c->postal ? c->postal : "", t.medicaid_enc, t.last4,
+            c->consent_id};
         int ncols = (int)(sizeof cols / sizeof cols[0]);
         for (int k = 0; k < ncols; k++)
             s_copy_col(rows, cols[k], k == ncols - 1);
-        free(enc);
+        billing_row_text_free(&t);
     }
     return 0;
 }
